@@ -1,0 +1,105 @@
+//! The embedded `local` backend on sled. Called directly on the caller's
+//! thread: a hop through a runtime would cost more than the sled call.
+
+use std::ops::Bound;
+use std::path::Path;
+
+use super::{Backend, Listing, Write};
+use crate::config::LocalConfig;
+use crate::error::{Error, Result};
+use crate::keys;
+
+const NAME: &str = "local";
+
+pub struct Local {
+    db: sled::Db,
+}
+
+impl Local {
+    pub fn open(config: &LocalConfig) -> Result<Local> {
+        let path: &Path = &config.filepath;
+        let db = sled::open(path).map_err(|e| Error::Io {
+            backend: NAME.into(),
+            key: String::new(),
+            cause: format!("cannot open {}: {e}", path.display()),
+        })?;
+        Ok(Local { db })
+    }
+}
+
+impl Backend for Local {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn write(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.db
+            .insert(key, value)
+            .map(drop)
+            .map_err(|e| Error::io(NAME, key, e))
+    }
+
+    fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get(key)
+            .map(|value| value.map(|v| v.to_vec()))
+            .map_err(|e| Error::io(NAME, key, e))
+    }
+
+    fn update(&self, key: &str, value: &[u8]) -> Result<bool> {
+        // sled retries the closure on a concurrent change (compare-and-swap),
+        // and keeping `None` as `None` never creates the key.
+        self.db
+            .fetch_and_update(key, |old| old.map(|_| value))
+            .map(|old| old.is_some())
+            .map_err(|e| Error::io(NAME, key, e))
+    }
+
+    fn delete(&self, key: &str) -> Result<bool> {
+        self.db
+            .remove(key)
+            .map(|old| old.is_some())
+            .map_err(|e| Error::io(NAME, key, e))
+    }
+
+    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {
+        let start = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after.as_bytes()),
+            _ => Bound::Included(prefix.as_bytes()),
+        };
+        let mut listing = Listing::default();
+        for item in self.db.range::<&[u8], _>((start, Bound::Unbounded)) {
+            let (key, value) = item.map_err(|e| Error::io(NAME, prefix, e))?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let Some(key) = keys::listable(&key) else {
+                continue;
+            };
+            if listing.entries.len() == limit {
+                listing.more = true;
+                break;
+            }
+            listing.entries.push((key.to_owned(), value.to_vec()));
+        }
+        Ok(listing)
+    }
+
+    fn write_batch(&self, writes: &[Write]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for write in writes {
+            batch.insert(write.key.as_bytes(), write.value.as_slice());
+        }
+        self.db.apply_batch(batch).map_err(|e| {
+            let first = writes.first().map_or("", |w| w.key.as_str());
+            Error::io(NAME, first, format!("batch of {} writes: {e}", writes.len()))
+        })
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| Error::io(NAME, "", format!("flush: {e}")))
+    }
+}

@@ -1,0 +1,274 @@
+//! The JSON configuration (design.md §5), as a string or a file.
+//!
+//! Every section rejects unknown keys so that a typo is reported, not ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::log::Level;
+
+/// The whole configuration. A backend exists in a handle only when its
+/// section is present; with none present, `local` is opened in
+/// `./tetherdb_data`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// What the library writes to stderr; `warn` when absent.
+    #[serde(default)]
+    pub logging: Level,
+    /// The backend used when a call names none. Optional when one backend
+    /// is configured; when several are and it is absent, `local`.
+    pub default_backend: Option<String>,
+    #[serde(default)]
+    pub queue_batch: QueueConfig,
+    pub local: Option<LocalConfig>,
+    pub dynamodb: Option<DynamoDbConfig>,
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// Settings of the batch worker that applies queued writes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// A batch is sent once it holds this many writes.
+    pub size: usize,
+    /// ...or once its oldest write has waited this many seconds.
+    pub interval: f64,
+    /// At most this many writes wait in the queue; then writers wait.
+    pub capacity: usize,
+    /// Whether opening a handle starts the worker.
+    pub autostart: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            size: 10,
+            interval: 2.0,
+            capacity: 10_000,
+            autostart: true,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The interval as a duration; valid after [`Config::validate`].
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(self.interval)
+    }
+}
+
+/// The embedded `local` backend.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// The directory sled keeps its files in.
+    pub filepath: PathBuf,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            filepath: PathBuf::from("tetherdb_data"),
+        }
+    }
+}
+
+/// The `dynamodb` section. Accepted and checked; the backend itself is not
+/// built yet.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamoDbConfig {
+    pub table_name: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub create_table: Option<bool>,
+    pub timeout: Option<f64>,
+}
+
+/// The `etcd` section. Accepted and checked; the backend itself is not
+/// built yet.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub endpoints: Option<Vec<String>>,
+    pub use_ssl: Option<bool>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_cert_file: Option<PathBuf>,
+    pub timeout: Option<f64>,
+}
+
+impl Config {
+    /// Parses and validates a configuration; `None`, `""` and `"{}"` give
+    /// the embedded default.
+    pub fn from_json(json: Option<&str>) -> Result<Config> {
+        let json = json.map(str::trim).unwrap_or("");
+        if json.is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config =
+            serde_json::from_str(json).map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        Config::from_json(Some(&text))
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), config_cause(e))))
+    }
+
+    /// The names of the configured backends, in a fixed order.
+    pub fn backend_names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.local.is_some() || self.is_embedded_default() {
+            names.push("local");
+        }
+        if self.etcd.is_some() {
+            names.push("etcd");
+        }
+        if self.dynamodb.is_some() {
+            names.push("dynamodb");
+        }
+        names
+    }
+
+    /// The backend a call without a backend name goes to.
+    pub fn default_backend_name(&self) -> Result<&str> {
+        let names = self.backend_names();
+        match &self.default_backend {
+            Some(name) if names.contains(&name.as_str()) => Ok(name),
+            Some(name) => Err(Error::Config(format!(
+                "default_backend {name:?} has no section of its own; configured: {}",
+                names.join(", ")
+            ))),
+            None if names.len() == 1 || names.contains(&"local") => Ok(names[0]),
+            None => Err(Error::Config(format!(
+                "default_backend is required when several backends are configured ({})",
+                names.join(", ")
+            ))),
+        }
+    }
+
+    /// The `local` section, or the embedded default when no backend is configured.
+    pub fn local_config(&self) -> Option<LocalConfig> {
+        match (&self.local, self.is_embedded_default()) {
+            (Some(local), _) => Some(local.clone()),
+            (None, true) => Some(LocalConfig::default()),
+            (None, false) => None,
+        }
+    }
+
+    fn is_embedded_default(&self) -> bool {
+        self.local.is_none() && self.etcd.is_none() && self.dynamodb.is_none()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let q = &self.queue_batch;
+        if q.size == 0 {
+            return Err(Error::Config("queue_batch.size must be at least 1".into()));
+        }
+        if q.capacity == 0 {
+            return Err(Error::Config(
+                "queue_batch.capacity must be at least 1".into(),
+            ));
+        }
+        if !(q.interval.is_finite() && q.interval >= 0.0 && q.interval <= 86_400.0) {
+            return Err(Error::Config(format!(
+                "queue_batch.interval must be between 0 and 86400 seconds, not {}",
+                q.interval
+            )));
+        }
+        if let Some(local) = &self.local {
+            if local.filepath.as_os_str().is_empty() {
+                return Err(Error::Config("local.filepath is empty".into()));
+            }
+        }
+        self.default_backend_name().map(|_| ())
+    }
+}
+
+fn config_cause(error: Error) -> String {
+    match error {
+        Error::Config(cause) => cause,
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_python_tetherdb_config_loads_unchanged() {
+        let config = Config::from_json(Some(
+            r#"{
+                "logging": "INFO",
+                "queue_batch": {"size": 10, "interval": 2},
+                "local": {"filepath": "tetherdb_data"},
+                "dynamodb": {"table_name": "MyDynamoDBTable"},
+                "etcd": {"host": "localhost", "port": 2379, "use_ssl": true,
+                         "cert_file": "cert.pem", "key_file": "key.pem", "ca_cert_file": "ca.pem"}
+            }"#,
+        ))
+        .unwrap();
+        assert_eq!(config.logging, Level::Info);
+        assert_eq!(config.queue_batch.size, 10);
+        assert_eq!(config.queue_batch.interval(), Duration::from_secs(2));
+        assert_eq!(config.backend_names(), ["local", "etcd", "dynamodb"]);
+        assert_eq!(config.default_backend_name().unwrap(), "local");
+    }
+
+    #[test]
+    fn empty_configurations_open_the_embedded_default() {
+        for json in [None, Some(""), Some("{}"), Some("  {} \n")] {
+            let config = Config::from_json(json).unwrap();
+            assert_eq!(config.backend_names(), ["local"]);
+            assert_eq!(
+                config.local_config().unwrap().filepath,
+                PathBuf::from("tetherdb_data")
+            );
+            assert!(config.queue_batch.autostart);
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        for (json, key) in [
+            (r#"{"loging": "info"}"#, "loging"),
+            (r#"{"queue_batch": {"sise": 3}}"#, "sise"),
+            (r#"{"local": {"path": "x"}}"#, "path"),
+            (r#"{"etcd": {"hosts": "x"}}"#, "hosts"),
+        ] {
+            let err = Config::from_json(Some(json)).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err}");
+            assert!(err.to_string().contains(key), "{err} does not name {key}");
+        }
+    }
+
+    #[test]
+    fn invalid_values_are_config_errors() {
+        for json in [
+            "{",
+            "[]",
+            r#"{"logging": "loud"}"#,
+            r#"{"queue_batch": {"size": 0}}"#,
+            r#"{"queue_batch": {"capacity": 0}}"#,
+            r#"{"queue_batch": {"interval": -1}}"#,
+            r#"{"default_backend": "etcd"}"#,
+            r#"{"etcd": {}, "dynamodb": {}}"#,
+        ] {
+            let err = Config::from_json(Some(json)).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{json}: {err}");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! `Db`: one handle over the configured backends and the batch worker.
+//! Routes each call to its backend; the FFI layer is a thin skin over it.
+
+use std::sync::Arc;
+
+use crate::backend::local::Local;
+use crate::backend::{Backend, Write};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::log::Logger;
+use crate::queue::{Backends, Queue};
+
+/// Backends a configuration may name that this build cannot open yet.
+const NOT_BUILT: [&str; 2] = ["etcd", "dynamodb"];
+
+/// One listed entry: the key without its bucket part, and the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    /// Pass as `start_after` for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// A handle on the configured backends. `Send + Sync`: share it between
+/// threads freely. Dropping it stops the worker after applying every queued
+/// write; [`Db::close`] does the same and reports what failed.
+pub struct Db {
+    backends: Backends,
+    default: usize,
+    /// Configured backends whose engine this build lacks.
+    not_built: Vec<&'static str>,
+    queue: Queue,
+    log: Logger,
+}
+
+impl Db {
+    /// Opens every configured backend and, unless `queue_batch.autostart`
+    /// is false, starts the worker.
+    pub fn open(config: Config) -> Result<Db> {
+        let log = Logger::new(config.logging);
+        let default_name = config.default_backend_name()?.to_owned();
+        let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
+        if let Some(local) = config.local_config() {
+            backends.push(Arc::new(Local::open(&local)?));
+        }
+        let not_built: Vec<&'static str> = config
+            .backend_names()
+            .into_iter()
+            .filter(|name| NOT_BUILT.contains(name))
+            .collect();
+        for name in &not_built {
+            log.warn(format_args!(
+                "the {name} section is accepted, but this build has no {name} backend yet"
+            ));
+        }
+        let default = backends
+            .iter()
+            .position(|b| b.name() == default_name)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "default backend {default_name:?} is not built in this version of TetherDB"
+                ))
+            })?;
+        let backends: Backends = backends.into();
+        let queue = Queue::new(config.queue_batch.clone(), backends.clone(), log);
+        if config.queue_batch.autostart {
+            queue.start()?;
+        }
+        log.info(format_args!(
+            "opened backends {} (default {default_name})",
+            backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+        ));
+        Ok(Db {
+            backends,
+            default,
+            not_built,
+            queue,
+            log,
+        })
+    }
+
+    /// Opens the configuration given as JSON; `None` or `"{}"` opens the
+    /// embedded default.
+    pub fn open_json(json: Option<&str>) -> Result<Db> {
+        Db::open(Config::from_json(json)?)
+    }
+
+    /// Stores `value`, replacing any value, before it returns.
+    pub fn write(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        let (_, backend) = self.backend(backend)?;
+        backend.write(&keys::stored(bucket, key)?, value)
+    }
+
+    /// Hands the write to the worker; waits only while the queue is full.
+    /// Fails with [`Error::NotRunning`] while the worker is stopped.
+    pub fn write_queued(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        let (index, _) = self.backend(backend)?;
+        let write = Write {
+            key: keys::stored(bucket, key)?.into_owned(),
+            value: value.to_vec(),
+        };
+        self.queue.push(index, write)
+    }
+
+    /// Replaces the value only where the key exists; [`Error::NotFound`]
+    /// otherwise.
+    pub fn update(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        let (_, backend) = self.backend(backend)?;
+        let key = keys::stored(bucket, key)?;
+        match backend.update(&key, value)? {
+            true => Ok(()),
+            false => Err(Error::not_found(backend.name(), &key)),
+        }
+    }
+
+    /// The stored value; [`Error::NotFound`] when the key is absent.
+    pub fn read(&self, backend: Option<&str>, bucket: Option<&str>, key: &str) -> Result<Vec<u8>> {
+        let (_, backend) = self.backend(backend)?;
+        let key = keys::stored(bucket, key)?;
+        backend
+            .read(&key)?
+            .ok_or_else(|| Error::not_found(backend.name(), &key))
+    }
+
+    /// Removes the key; [`Error::NotFound`] when there was nothing to remove.
+    pub fn delete(&self, backend: Option<&str>, bucket: Option<&str>, key: &str) -> Result<()> {
+        let (_, backend) = self.backend(backend)?;
+        let key = keys::stored(bucket, key)?;
+        match backend.delete(&key)? {
+            true => Ok(()),
+            false => Err(Error::not_found(backend.name(), &key)),
+        }
+    }
+
+    /// One page of at most `page_size` entries of `bucket` whose keys start
+    /// with `prefix`, after the key `start_after` (both without the bucket
+    /// part). Without a bucket, every stored key is listed as it is stored.
+    pub fn list(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        prefix: Option<&str>,
+        start_after: Option<&str>,
+        page_size: usize,
+    ) -> Result<Page> {
+        if page_size == 0 {
+            return Err(Error::invalid("page_size is 0"));
+        }
+        let (_, backend) = self.backend(backend)?;
+        let bucket = keys::bucket(bucket)?;
+        let prefix = keys::list_prefix(bucket, prefix)?;
+        let start_after = match start_after {
+            Some(after) => Some(keys::list_prefix(bucket, Some(after))?),
+            None => None,
+        };
+        let listing = backend.list(&prefix, start_after.as_deref(), page_size)?;
+        let entries: Vec<Entry> = listing
+            .entries
+            .into_iter()
+            .map(|(key, value)| Entry {
+                key: keys::unstored(bucket, &key).to_owned(),
+                value,
+            })
+            .collect();
+        let next = match listing.more {
+            true => entries.last().map(|e| e.key.clone()),
+            false => None,
+        };
+        Ok(Page { entries, next })
+    }
+
+    /// Starts the worker; does nothing when it runs already.
+    pub fn start(&self) -> Result<()> {
+        self.queue.start()
+    }
+
+    /// Applies every queued write, then stops the worker. Reports queued
+    /// writes that failed since the last report. Does nothing when stopped.
+    pub fn stop(&self) -> Result<()> {
+        self.queue.stop()
+    }
+
+    /// Waits until every write queued before the call is applied and every
+    /// backend has made its writes durable; reports the first failure.
+    pub fn flush(&self) -> Result<()> {
+        let queued = self.queue.flush();
+        let durable = self.backends.iter().try_for_each(|b| b.flush());
+        queued.and(durable)
+    }
+
+    /// Whether the worker is running.
+    pub fn is_running(&self) -> bool {
+        self.queue.is_running()
+    }
+
+    /// The names of the backends of this handle.
+    pub fn backend_names(&self) -> Vec<&'static str> {
+        self.backends.iter().map(|b| b.name()).collect()
+    }
+
+    /// Stops the worker after applying every queued write, makes every
+    /// write durable and releases the backends. Reports the first failure;
+    /// the handle is gone either way.
+    pub fn close(self) -> Result<()> {
+        let stopped = self.queue.stop();
+        let durable = self.backends.iter().try_for_each(|b| b.flush());
+        self.log.info(format_args!("closed"));
+        stopped.and(durable)
+    }
+
+    fn backend(&self, name: Option<&str>) -> Result<(usize, &dyn Backend)> {
+        let index = match name {
+            None | Some("") => self.default,
+            Some(name) => self
+                .backends
+                .iter()
+                .position(|b| b.name() == name)
+                .ok_or_else(|| self.unknown_backend(name))?,
+        };
+        Ok((index, &*self.backends[index]))
+    }
+
+    fn unknown_backend(&self, name: &str) -> Error {
+        Error::UnknownBackend(if self.not_built.contains(&name) {
+            format!("backend {name:?} is configured, but this build of TetherDB has no {name} backend yet")
+        } else {
+            format!(
+                "backend {name:?} is not configured in this handle (configured: {})",
+                self.backend_names().join(", ")
+            )
+        })
+    }
+}

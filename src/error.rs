@@ -1,0 +1,173 @@
+//! The one error type of the library, and its mapping to `tether_status`.
+
+/// The status every C entry point returns.
+///
+/// The values are part of the ABI: never renumber them, only add new ones.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The call succeeded.
+    Ok = 0,
+    /// The key is absent (read, update, delete).
+    NotFound = 1,
+    /// NULL where not allowed, bad UTF-8, empty key, ':' in a bucket, page_size 0, unknown flag.
+    InvalidArgument = 2,
+    /// The configuration is unreadable or invalid.
+    Config = 3,
+    /// That backend is not configured in this handle.
+    UnknownBackend = 4,
+    /// The backend is unreachable or timed out; the call may be retried.
+    Unavailable = 5,
+    /// The key or value is over the backend's limit.
+    TooLarge = 6,
+    /// A queued write while the worker is stopped.
+    NotRunning = 7,
+    /// A condition on the stored value failed.
+    Conflict = 8,
+    /// Local storage failed.
+    Io = 9,
+    /// A bug, including a panic caught at the boundary.
+    Internal = 10,
+}
+
+impl Status {
+    /// The name of the status as the C header spells it, e.g. `"TETHER_NOT_FOUND"`.
+    pub fn name(self) -> &'static str {
+        let name = self.name_nul();
+        &name[..name.len() - 1]
+    }
+
+    /// [`Status::name`] with a NUL at its end, for C.
+    pub(crate) const fn name_nul(self) -> &'static str {
+        match self {
+            Status::Ok => "TETHER_OK\0",
+            Status::NotFound => "TETHER_NOT_FOUND\0",
+            Status::InvalidArgument => "TETHER_INVALID_ARGUMENT\0",
+            Status::Config => "TETHER_CONFIG\0",
+            Status::UnknownBackend => "TETHER_UNKNOWN_BACKEND\0",
+            Status::Unavailable => "TETHER_UNAVAILABLE\0",
+            Status::TooLarge => "TETHER_TOO_LARGE\0",
+            Status::NotRunning => "TETHER_NOT_RUNNING\0",
+            Status::Conflict => "TETHER_CONFLICT\0",
+            Status::Io => "TETHER_IO\0",
+            Status::Internal => "TETHER_INTERNAL\0",
+        }
+    }
+}
+
+/// Everything that can go wrong. Each message names the backend, the stored
+/// key and the cause where they apply, since it is what `tether_last_error()`
+/// shows a C programmer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{backend}: key {key:?} not found")]
+    NotFound { backend: String, key: String },
+
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("{0}")]
+    UnknownBackend(String),
+
+    #[error("{backend}: key {key:?}: unavailable: {cause}")]
+    Unavailable {
+        backend: String,
+        key: String,
+        cause: String,
+    },
+
+    #[error("{backend}: key {key:?}: too large: {cause}")]
+    TooLarge {
+        backend: String,
+        key: String,
+        cause: String,
+    },
+
+    #[error("{backend}: key {key:?}: queued write refused: the worker is stopped (call tether_start)")]
+    NotRunning { backend: String, key: String },
+
+    #[error("{backend}: key {key:?}: conflict: {cause}")]
+    Conflict {
+        backend: String,
+        key: String,
+        cause: String,
+    },
+
+    #[error("{backend}: key {key:?}: storage failed: {cause}")]
+    Io {
+        backend: String,
+        key: String,
+        cause: String,
+    },
+
+    #[error("internal error: {0}")]
+    Internal(String),
+
+    /// Queued writes that could not be applied, reported by the next
+    /// flush, stop or close. The status is that of the first failure.
+    #[error("{count} queued write(s) failed; the first: {first}")]
+    QueuedWritesFailed { count: u64, first: Box<Error> },
+}
+
+impl Error {
+    /// The C status this error is reported as.
+    pub fn status(&self) -> Status {
+        match self {
+            Error::NotFound { .. } => Status::NotFound,
+            Error::InvalidArgument(_) => Status::InvalidArgument,
+            Error::Config(_) => Status::Config,
+            Error::UnknownBackend(_) => Status::UnknownBackend,
+            Error::Unavailable { .. } => Status::Unavailable,
+            Error::TooLarge { .. } => Status::TooLarge,
+            Error::NotRunning { .. } => Status::NotRunning,
+            Error::Conflict { .. } => Status::Conflict,
+            Error::Io { .. } => Status::Io,
+            Error::Internal(_) => Status::Internal,
+            Error::QueuedWritesFailed { first, .. } => first.status(),
+        }
+    }
+
+    pub(crate) fn not_found(backend: &str, key: &str) -> Error {
+        Error::NotFound {
+            backend: backend.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    pub(crate) fn io(backend: &str, key: &str, cause: impl std::fmt::Display) -> Error {
+        Error::Io {
+            backend: backend.to_owned(),
+            key: key.to_owned(),
+            cause: cause.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Error {
+        Error::InvalidArgument(message.into())
+    }
+}
+
+/// The result type of the safe Rust API.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_failures_keep_the_status_of_the_first() {
+        let first = Error::io("local", "b:k", "disk full");
+        let report = Error::QueuedWritesFailed {
+            count: 3,
+            first: Box::new(first),
+        };
+        assert_eq!(report.status(), Status::Io);
+        assert_eq!(
+            report.to_string(),
+            "3 queued write(s) failed; the first: local: key \"b:k\": storage failed: disk full"
+        );
+    }
+}

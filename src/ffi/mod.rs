@@ -1,0 +1,413 @@
+//! The C ABI (design.md §3). Nothing but conversion lives here: each entry
+//! point checks its pointers, converts C types to Rust, calls [`Db`], and
+//! converts the result back. Every entry point catches panics.
+//!
+//! The doc comments below are the header's documentation.
+
+#![allow(clippy::missing_safety_doc)] // documented in the header, for C callers
+
+mod boundary;
+
+use std::ffi::{c_char, CString};
+use std::ptr;
+
+use boundary::{bytes, db_ref, guard, optional_str, required_str, set_last_error, write_out};
+
+use crate::config::Config;
+use crate::db::{Db, Page};
+use crate::error::{Error, Status};
+
+/// A handle on the configured backends: open it with `tether_open` or
+/// `tether_open_file`, close it with `tether_close`. Opaque. Safe to share
+/// between threads.
+pub struct TetherDb {
+    db: Db,
+}
+
+/// Write flag: hand the write to the batch worker instead of applying it
+/// before the call returns.
+pub const TETHER_QUEUE: u32 = 1;
+
+/// One page of a listing. Opaque: read it with the `tether_page_*`
+/// functions, free it with `tether_page_free`.
+pub struct TetherPage {
+    keys: Vec<CString>,
+    values: Vec<Vec<u8>>,
+    next: Option<CString>,
+}
+
+impl TetherPage {
+    fn from_page(page: Page) -> Result<TetherPage, Error> {
+        let c_string = |s: String| {
+            CString::new(s).map_err(|_| Error::Internal("a listed key contains NUL".into()))
+        };
+        let (keys, values): (Vec<_>, Vec<_>) = page
+            .entries
+            .into_iter()
+            .map(|entry| Ok((c_string(entry.key)?, entry.value)))
+            .collect::<Result<Vec<_>, Error>>()?
+            .into_iter()
+            .unzip();
+        let next = page.next.map(c_string).transpose()?;
+        Ok(TetherPage { keys, values, next })
+    }
+}
+
+/// Opens a handle from a JSON configuration (see the README).
+///
+/// `config_json`: NULL, `""` or `"{}"` open the embedded default, a `local`
+/// backend in `./tetherdb_data`. Borrowed for the call only.
+/// `out_db`: receives the new handle on success and is left untouched
+/// otherwise; close it with `tether_close`.
+///
+/// Starts the batch worker unless `queue_batch.autostart` is false.
+///
+/// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `out_db` is NULL or the
+/// JSON is not UTF-8; TETHER_CONFIG when the configuration is invalid or
+/// names an unknown key; TETHER_IO when the local store cannot be opened
+/// (for instance, another handle holds it); TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_open(
+    config_json: *const c_char,
+    out_db: *mut *mut TetherDb,
+) -> Status {
+    guard("tether_open", || {
+        let json = optional_str(config_json, "config_json")?;
+        let out_db = write_out(out_db, "out_db")?;
+        let db = Db::open(Config::from_json(json)?)?;
+        *out_db = Box::into_raw(Box::new(TetherDb { db }));
+        Ok(())
+    })
+}
+
+/// Opens a handle from a JSON configuration file.
+///
+/// `path`: the file's path, borrowed for the call only. `out_db`: as in
+/// `tether_open`.
+///
+/// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when a pointer is NULL or
+/// `path` is not UTF-8; TETHER_CONFIG when the file cannot be read or is
+/// invalid; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_open_file(path: *const c_char, out_db: *mut *mut TetherDb) -> Status {
+    guard("tether_open_file", || {
+        let path = required_str(path, "path")?;
+        let out_db = write_out(out_db, "out_db")?;
+        let db = Db::open(Config::from_file(path)?)?;
+        *out_db = Box::into_raw(Box::new(TetherDb { db }));
+        Ok(())
+    })
+}
+
+/// Starts the batch worker. Idempotent. Thread-safe.
+///
+/// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL;
+/// TETHER_INTERNAL when no thread can be started.
+#[no_mangle]
+pub unsafe extern "C" fn tether_start(db: *mut TetherDb) -> Status {
+    guard("tether_start", || db_ref(db)?.start())
+}
+
+/// Applies every queued write, then stops the batch worker. Idempotent.
+/// Thread-safe. Queued writes fail with TETHER_NOT_RUNNING until
+/// `tether_start`.
+///
+/// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL; or the
+/// status of the first queued write that failed since the last
+/// flush/stop (the message counts them).
+#[no_mangle]
+pub unsafe extern "C" fn tether_stop(db: *mut TetherDb) -> Status {
+    guard("tether_stop", || db_ref(db)?.stop())
+}
+
+/// Waits until every write queued before the call is applied and every
+/// backend has made its writes durable. Thread-safe.
+///
+/// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL; or the
+/// status of the first queued write that failed since the last
+/// flush/stop (the message counts them), or TETHER_IO when the local store
+/// cannot be synced.
+#[no_mangle]
+pub unsafe extern "C" fn tether_flush(db: *mut TetherDb) -> Status {
+    guard("tether_flush", || db_ref(db)?.flush())
+}
+
+/// Applies every queued write, stops the worker, makes every write durable
+/// and frees the handle. NULL is a no-op.
+///
+/// Takes ownership of `db`: it is freed whatever the status, and must not be
+/// used again, nor be in use by another thread during the call. After it
+/// returns no thread started for this handle is left running.
+///
+/// Returns TETHER_OK, or the status of the first queued write that failed
+/// since the last flush/stop (the message counts them), or TETHER_IO when
+/// the local store cannot be synced.
+#[no_mangle]
+pub unsafe extern "C" fn tether_close(db: *mut TetherDb) -> Status {
+    guard("tether_close", || {
+        if db.is_null() {
+            return Ok(());
+        }
+        Box::from_raw(db).db.close()
+    })
+}
+
+/// Stores a value under a key, replacing any value. Thread-safe.
+///
+/// `backend`: a configured backend's name; NULL or `""` for the default.
+/// `bucket`: NULL or `""` for none; must not contain `:`.
+/// `key`: a non-empty UTF-8 string. `value`: `value_len` bytes, copied
+/// before the call returns; may be NULL when `value_len` is 0.
+/// `flags`: 0 to write before returning, or TETHER_QUEUE to hand the write to
+/// the batch worker (it returns once the write is queued, waiting only while
+/// the queue is full; failures are reported by the next flush/stop/close).
+///
+/// Returns TETHER_OK; TETHER_INVALID_ARGUMENT for a NULL `db` or `key`, an
+/// empty key, bad UTF-8, `:` in the bucket, NULL `value` with a length, or an
+/// unknown flag; TETHER_UNKNOWN_BACKEND; TETHER_NOT_RUNNING for a queued
+/// write while the worker is stopped; TETHER_TOO_LARGE; TETHER_UNAVAILABLE;
+/// TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_write(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    value: *const u8,
+    value_len: usize,
+    flags: u32,
+) -> Status {
+    guard("tether_write", || {
+        let db = db_ref(db)?;
+        let backend = optional_str(backend, "backend")?;
+        let bucket = optional_str(bucket, "bucket")?;
+        let key = required_str(key, "key")?;
+        let value = bytes(value, value_len, "value")?;
+        match flags {
+            0 => db.write(backend, bucket, key, value),
+            TETHER_QUEUE => db.write_queued(backend, bucket, key, value),
+            _ => Err(Error::invalid(format!("unknown flags {flags:#x}"))),
+        }
+    })
+}
+
+/// Replaces the value under a key only where the key exists, atomically.
+/// Thread-safe. Arguments as in `tether_write`.
+///
+/// Returns TETHER_OK; TETHER_NOT_FOUND when the key is absent (nothing is
+/// written); TETHER_INVALID_ARGUMENT; TETHER_UNKNOWN_BACKEND;
+/// TETHER_TOO_LARGE; TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_update(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    value: *const u8,
+    value_len: usize,
+) -> Status {
+    guard("tether_update", || {
+        let db = db_ref(db)?;
+        let backend = optional_str(backend, "backend")?;
+        let bucket = optional_str(bucket, "bucket")?;
+        let key = required_str(key, "key")?;
+        let value = bytes(value, value_len, "value")?;
+        db.update(backend, bucket, key, value)
+    })
+}
+
+/// Reads the value under a key. Thread-safe. `backend`, `bucket`, `key` as
+/// in `tether_write`.
+///
+/// On TETHER_OK, `*out_value` receives a new buffer of `*out_len` bytes owned
+/// by the caller: free it with `tether_free(value, len)`, never `free()`. It
+/// is not NUL-terminated, and is non-NULL even for an empty value. On any
+/// other status neither output is written.
+///
+/// Returns TETHER_OK; TETHER_NOT_FOUND when the key is absent;
+/// TETHER_INVALID_ARGUMENT (including NULL `out_value` or `out_len`);
+/// TETHER_UNKNOWN_BACKEND; TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_read(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    out_value: *mut *mut u8,
+    out_len: *mut usize,
+) -> Status {
+    guard("tether_read", || {
+        let db = db_ref(db)?;
+        let backend = optional_str(backend, "backend")?;
+        let bucket = optional_str(bucket, "bucket")?;
+        let key = required_str(key, "key")?;
+        let out_value = write_out(out_value, "out_value")?;
+        let out_len = write_out(out_len, "out_len")?;
+        let value = db.read(backend, bucket, key)?.into_boxed_slice();
+        *out_len = value.len();
+        *out_value = Box::into_raw(value).cast::<u8>();
+        Ok(())
+    })
+}
+
+/// Removes a key. Thread-safe. Arguments as in `tether_write`.
+///
+/// Returns TETHER_OK when it removed the key; TETHER_NOT_FOUND when there
+/// was nothing to remove; TETHER_INVALID_ARGUMENT; TETHER_UNKNOWN_BACKEND;
+/// TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_delete(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+) -> Status {
+    guard("tether_delete", || {
+        let db = db_ref(db)?;
+        let backend = optional_str(backend, "backend")?;
+        let bucket = optional_str(bucket, "bucket")?;
+        let key = required_str(key, "key")?;
+        db.delete(backend, bucket, key)
+    })
+}
+
+/// Lists one page of keys and values. Thread-safe.
+///
+/// `bucket`: NULL or `""` lists every stored key as it is stored; a bucket
+/// lists exactly that bucket's keys, without the bucket part. `prefix`: NULL
+/// or `""` for all keys, else only keys (without the bucket part) starting
+/// with it. `start_after`: NULL for the first page, else the key after which
+/// the page starts — pass `tether_page_next` of the previous page.
+/// `page_size`: at least 1; a page holds fewer entries only when it is the
+/// last. Pages on `local` are in ascending key (byte) order.
+///
+/// On TETHER_OK, `*out_page` receives a page owned by the caller: free it
+/// with `tether_page_free`. On any other status it is not written.
+///
+/// Returns TETHER_OK; TETHER_INVALID_ARGUMENT (NULL `db` or `out_page`, bad
+/// UTF-8, `:` in the bucket, `page_size` 0); TETHER_UNKNOWN_BACKEND;
+/// TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_list(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    prefix: *const c_char,
+    start_after: *const c_char,
+    page_size: usize,
+    out_page: *mut *mut TetherPage,
+) -> Status {
+    guard("tether_list", || {
+        let db = db_ref(db)?;
+        let backend = optional_str(backend, "backend")?;
+        let bucket = optional_str(bucket, "bucket")?;
+        let prefix = optional_str(prefix, "prefix")?;
+        let start_after = optional_str(start_after, "start_after")?;
+        let out_page = write_out(out_page, "out_page")?;
+        let page = db.list(backend, bucket, prefix, start_after, page_size)?;
+        *out_page = Box::into_raw(Box::new(TetherPage::from_page(page)?));
+        Ok(())
+    })
+}
+
+/// The number of entries in `page`; 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_page_len(page: *const TetherPage) -> usize {
+    guard_value(0, || page.as_ref().map_or(0, |p| p.keys.len()))
+}
+
+/// The key of entry `i`, without the bucket part, NUL-terminated; NULL
+/// when `page` is NULL or `i` is out of range. Owned by the page: valid
+/// until `tether_page_free`.
+#[no_mangle]
+pub unsafe extern "C" fn tether_page_key(page: *const TetherPage, i: usize) -> *const c_char {
+    guard_value(ptr::null(), || {
+        page.as_ref()
+            .and_then(|p| p.keys.get(i))
+            .map_or(ptr::null(), |key| key.as_ptr())
+    })
+}
+
+/// The value of entry `i`, `*out_len` bytes (not NUL-terminated); NULL when
+/// `page` is NULL or `i` is out of range, and then `*out_len` is not
+/// written. `out_len` may be NULL. Owned by the page: valid until
+/// `tether_page_free`.
+#[no_mangle]
+pub unsafe extern "C" fn tether_page_value(
+    page: *const TetherPage,
+    i: usize,
+    out_len: *mut usize,
+) -> *const u8 {
+    guard_value(ptr::null(), || {
+        let Some(value) = page.as_ref().and_then(|p| p.values.get(i)) else {
+            return ptr::null();
+        };
+        if let Some(out_len) = out_len.as_mut() {
+            *out_len = value.len();
+        }
+        value.as_ptr()
+    })
+}
+
+/// The key to pass as `start_after` for the next page; NULL on the last page
+/// (exactly when no matching key remains) and for a NULL `page`. Owned by
+/// the page: valid until `tether_page_free`.
+#[no_mangle]
+pub unsafe extern "C" fn tether_page_next(page: *const TetherPage) -> *const c_char {
+    guard_value(ptr::null(), || {
+        page.as_ref()
+            .and_then(|p| p.next.as_ref())
+            .map_or(ptr::null(), |next| next.as_ptr())
+    })
+}
+
+/// Frees a page and everything it holds. NULL-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tether_page_free(page: *mut TetherPage) {
+    guard_value((), || {
+        if !page.is_null() {
+            drop(Box::from_raw(page));
+        }
+    })
+}
+
+/// Frees a value returned by `tether_read`; `len` is the length it returned.
+/// NULL-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tether_free(value: *mut u8, len: usize) {
+    guard_value((), || {
+        if !value.is_null() {
+            drop(Box::from_raw(ptr::slice_from_raw_parts_mut(value, len)));
+        }
+    })
+}
+
+/// This thread's message for its last failed call: it names the function,
+/// the backend, the key and the cause. Never NULL (`""` before any failure).
+/// Owned by the library: valid on this thread until its next failing call.
+#[no_mangle]
+pub extern "C" fn tether_last_error() -> *const c_char {
+    boundary::last_error()
+}
+
+/// The name of a status, e.g. "TETHER_NOT_FOUND". Static: never free it.
+/// `status` must be one of the enum's values.
+#[no_mangle]
+pub extern "C" fn tether_status_name(status: Status) -> *const c_char {
+    status.name_nul().as_ptr().cast()
+}
+
+/// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
+#[no_mangle]
+pub extern "C" fn tether_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Runs `f` for an entry point that reports no status, with `fallback` if
+/// it panics.
+fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        set_last_error("tether", &Error::Internal("panic".into()));
+        fallback
+    })
+}

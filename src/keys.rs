@@ -1,0 +1,110 @@
+//! The `bucket:key` scheme shared with the Python TetherDB, and validation.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+
+/// Separates the bucket from the key in a stored key.
+pub const SEPARATOR: char = ':';
+
+/// Checks a bucket name; `None` and `""` both mean "no bucket".
+pub fn bucket(bucket: Option<&str>) -> Result<Option<&str>> {
+    match bucket {
+        None | Some("") => Ok(None),
+        Some(b) if b.contains(SEPARATOR) => Err(Error::invalid(format!(
+            "bucket {b:?} contains '{SEPARATOR}'"
+        ))),
+        Some(b) => Ok(Some(b)),
+    }
+}
+
+/// The key as stored in the backend: `bucket:key`, or `key` alone.
+/// Allocates only when there is a bucket.
+pub fn stored<'a>(bucket_name: Option<&str>, key: &'a str) -> Result<Cow<'a, str>> {
+    if key.is_empty() {
+        return Err(Error::invalid("key is empty"));
+    }
+    Ok(match bucket(bucket_name)? {
+        None => Cow::Borrowed(key),
+        Some(b) => Cow::Owned(join(b, key)),
+    })
+}
+
+/// What every listed stored key starts with: `bucket:` + prefix, or the
+/// prefix alone. The separator is always part of a bucket's prefix, so
+/// bucket `logs` never matches keys of bucket `logsX`.
+pub fn list_prefix(bucket_name: Option<&str>, prefix: Option<&str>) -> Result<String> {
+    let prefix = prefix.unwrap_or("");
+    Ok(match bucket(bucket_name)? {
+        None => prefix.to_owned(),
+        Some(b) => join(b, prefix),
+    })
+}
+
+/// The key a caller sees for a stored key listed under `bucket`.
+pub fn unstored<'a>(bucket_name: Option<&str>, stored: &'a str) -> &'a str {
+    match bucket_name {
+        Some(b) if !b.is_empty() => &stored[b.len() + SEPARATOR.len_utf8()..],
+        _ => stored,
+    }
+}
+
+/// A stored key as the C API can hand it out: valid UTF-8 without NUL.
+/// Keys that other tools wrote otherwise cannot be named through the C API,
+/// so listings leave them out.
+pub fn listable(stored: &[u8]) -> Option<&str> {
+    std::str::from_utf8(stored)
+        .ok()
+        .filter(|key| !key.contains('\0'))
+}
+
+fn join(bucket: &str, key: &str) -> String {
+    let mut joined = String::with_capacity(bucket.len() + 1 + key.len());
+    joined.push_str(bucket);
+    joined.push(SEPARATOR);
+    joined.push_str(key);
+    joined
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_keys_follow_the_python_scheme() {
+        assert_eq!(stored(None, "k").unwrap(), "k");
+        assert_eq!(stored(Some(""), "k").unwrap(), "k");
+        assert_eq!(stored(Some("logs"), "k").unwrap(), "logs:k");
+        assert_eq!(stored(Some("logs"), "a:b").unwrap(), "logs:a:b");
+    }
+
+    #[test]
+    fn bad_keys_and_buckets_are_rejected() {
+        assert!(matches!(stored(None, ""), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            stored(Some("a:b"), "k"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            list_prefix(Some("a:"), None),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn list_prefixes_end_buckets_with_the_separator() {
+        assert_eq!(list_prefix(Some("logs"), None).unwrap(), "logs:");
+        assert_eq!(list_prefix(Some("logs"), Some("2024")).unwrap(), "logs:2024");
+        assert_eq!(list_prefix(None, Some("x")).unwrap(), "x");
+        assert_eq!(list_prefix(None, None).unwrap(), "");
+        assert_eq!(unstored(Some("logs"), "logs:k"), "k");
+        assert_eq!(unstored(None, "logs:k"), "logs:k");
+    }
+
+    #[test]
+    fn unlistable_keys_are_those_c_cannot_name() {
+        assert_eq!(listable(b"ok"), Some("ok"));
+        assert_eq!(listable(b"nul\0inside"), None);
+        assert_eq!(listable(&[0xff, 0xfe]), None);
+    }
+}

@@ -1,0 +1,32 @@
+//! TetherDB: one small key-value API over an embedded store (`local`, on
+//! sled) and remote ones, for Rust here and for C through [`ffi`].
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let json = format!(r#"{{"local": {{"filepath": {:?}}}}}"#, dir.path().join("db"));
+//! use tetherdb::{Db, Error};
+//!
+//! let db = Db::open_json(Some(&json))?;
+//! db.write(None, Some("logs"), "first", b"hello")?;
+//! assert_eq!(db.read(None, Some("logs"), "first")?, b"hello");
+//! assert!(matches!(db.update(None, None, "absent", b"x"), Err(Error::NotFound { .. })));
+//! db.write_queued(None, Some("logs"), "second", b"later")?;
+//! db.flush()?;
+//! let page = db.list(None, Some("logs"), None, None, 10)?;
+//! assert_eq!(page.entries.len(), 2);
+//! db.close()?;
+//! # Ok::<(), tetherdb::Error>(())
+//! ```
+
+pub mod backend;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod ffi;
+pub mod keys;
+pub mod log;
+mod queue;
+
+pub use config::Config;
+pub use db::{Db, Entry, Page};
+pub use error::{Error, Result, Status};
