@@ -76,7 +76,11 @@ impl Db {
         }
         log.info(format_args!(
             "opened backends {} (default {default_name})",
-            backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+            backends
+                .iter()
+                .map(|b| b.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         Ok(Db {
             backends,

@@ -86,7 +86,9 @@ pub enum Error {
         cause: String,
     },
 
-    #[error("{backend}: key {key:?}: queued write refused: the worker is stopped (call tether_start)")]
+    #[error(
+        "{backend}: key {key:?}: queued write refused: the worker is stopped (call tether_start)"
+    )]
     NotRunning { backend: String, key: String },
 
     #[error("{backend}: key {key:?}: conflict: {cause}")]

@@ -94,7 +94,10 @@ mod tests {
     #[test]
     fn list_prefixes_end_buckets_with_the_separator() {
         assert_eq!(list_prefix(Some("logs"), None).unwrap(), "logs:");
-        assert_eq!(list_prefix(Some("logs"), Some("2024")).unwrap(), "logs:2024");
+        assert_eq!(
+            list_prefix(Some("logs"), Some("2024")).unwrap(),
+            "logs:2024"
+        );
         assert_eq!(list_prefix(None, Some("x")).unwrap(), "x");
         assert_eq!(list_prefix(None, None).unwrap(), "");
         assert_eq!(unstored(Some("logs"), "logs:k"), "k");

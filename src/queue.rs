@@ -22,7 +22,10 @@ use crate::log::Logger;
 pub(crate) type Backends = Arc<[Arc<dyn Backend>]>;
 
 enum Message {
-    Write { backend: usize, write: Write },
+    Write {
+        backend: usize,
+        write: Write,
+    },
     /// Apply everything queued before this message, then answer.
     Flush(Sender<()>),
     /// Apply everything queued before this message, then end.
@@ -116,10 +119,8 @@ impl Queue {
             // died; join tells why.
             let _ = sender.send(Message::Stop);
             if thread.join().is_err() {
-                self.failures_lock().record(
-                    Error::Internal("the worker thread panicked".into()),
-                    0,
-                );
+                self.failures_lock()
+                    .record(Error::Internal("the worker thread panicked".into()), 0);
             }
         }
         self.take_failures()
@@ -280,5 +281,113 @@ impl Batcher {
                 .unwrap_or_else(PoisonError::into_inner)
                 .record(error, batch.writes.len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::backend::Listing;
+    use crate::error::Status;
+    use crate::log::Level;
+
+    /// A backend that records batches, and fails (or panics on) those
+    /// holding a key starting with "fail" (or "panic"): faults sled cannot
+    /// be made to produce on demand.
+    #[derive(Default)]
+    struct Faulty {
+        applied: Mutex<Vec<String>>,
+    }
+
+    impl Backend for Faulty {
+        fn name(&self) -> &'static str {
+            "faulty"
+        }
+        fn write(&self, _: &str, _: &[u8]) -> Result<()> {
+            unreachable!()
+        }
+        fn read(&self, _: &str) -> Result<Option<Vec<u8>>> {
+            unreachable!()
+        }
+        fn update(&self, _: &str, _: &[u8]) -> Result<bool> {
+            unreachable!()
+        }
+        fn delete(&self, _: &str) -> Result<bool> {
+            unreachable!()
+        }
+        fn list(&self, _: &str, _: Option<&str>, _: usize) -> Result<Listing> {
+            unreachable!()
+        }
+        fn write_batch(&self, writes: &[Write]) -> Result<()> {
+            if writes.iter().any(|w| w.key.starts_with("panic")) {
+                panic!("injected panic");
+            }
+            if let Some(bad) = writes.iter().find(|w| w.key.starts_with("fail")) {
+                return Err(Error::io("faulty", &bad.key, "injected failure"));
+            }
+            let mut applied = self.applied.lock().unwrap();
+            applied.extend(writes.iter().map(|w| w.key.clone()));
+            Ok(())
+        }
+        fn flush(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn queue(size: usize) -> (Queue, Arc<Faulty>) {
+        let faulty = Arc::new(Faulty::default());
+        let backends: Backends = vec![faulty.clone() as Arc<dyn Backend>].into();
+        let settings = QueueConfig {
+            size,
+            interval: 3600.0,
+            ..QueueConfig::default()
+        };
+        let queue = Queue::new(settings, backends, Logger::new(Level::None));
+        queue.start().unwrap();
+        (queue, faulty)
+    }
+
+    fn push(queue: &Queue, key: &str) {
+        let write = Write {
+            key: key.into(),
+            value: b"v".to_vec(),
+        };
+        queue.push(0, write).unwrap();
+    }
+
+    #[test]
+    fn a_failed_batch_is_reported_once_by_the_next_flush() {
+        let (queue, faulty) = queue(2);
+        for key in ["ok1", "ok2", "fail1", "x", "fail2", "y", "ok3"] {
+            push(&queue, key);
+        }
+        let err = queue.flush().unwrap_err();
+        assert_eq!(err.status(), Status::Io);
+        assert_eq!(
+            err.to_string(),
+            "4 queued write(s) failed; the first: faulty: key \"fail1\": storage failed: injected failure"
+        );
+        assert_eq!(*faulty.applied.lock().unwrap(), ["ok1", "ok2", "ok3"]);
+        queue.flush().unwrap();
+    }
+
+    #[test]
+    fn stop_reports_failures_too() {
+        let (queue, _) = queue(10);
+        push(&queue, "fail");
+        assert_eq!(queue.stop().unwrap_err().status(), Status::Io);
+        queue.stop().unwrap();
+    }
+
+    #[test]
+    fn a_panicking_backend_is_reported_and_the_worker_goes_on() {
+        let (queue, faulty) = queue(1);
+        push(&queue, "panic");
+        push(&queue, "after");
+        let err = queue.flush().unwrap_err();
+        assert_eq!(err.status(), Status::Internal);
+        assert_eq!(*faulty.applied.lock().unwrap(), ["after"]);
     }
 }

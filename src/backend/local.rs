@@ -92,7 +92,11 @@ impl Backend for Local {
         }
         self.db.apply_batch(batch).map_err(|e| {
             let first = writes.first().map_or("", |w| w.key.as_str());
-            Error::io(NAME, first, format!("batch of {} writes: {e}", writes.len()))
+            Error::io(
+                NAME,
+                first,
+                format!("batch of {} writes: {e}", writes.len()),
+            )
         })
     }
 

@@ -100,7 +100,10 @@ mod tests {
     fn a_panic_becomes_internal_with_its_message() {
         let status = guard("tether_test", || panic!("boom"));
         assert_eq!(status, Status::Internal);
-        assert_eq!(last_error_text(), "tether_test: internal error: panic: boom");
+        assert_eq!(
+            last_error_text(),
+            "tether_test: internal error: panic: boom"
+        );
     }
 
     #[test]

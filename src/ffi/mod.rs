@@ -89,7 +89,10 @@ pub unsafe extern "C" fn tether_open(
 /// `path` is not UTF-8; TETHER_CONFIG when the file cannot be read or is
 /// invalid; TETHER_IO; TETHER_INTERNAL.
 #[no_mangle]
-pub unsafe extern "C" fn tether_open_file(path: *const c_char, out_db: *mut *mut TetherDb) -> Status {
+pub unsafe extern "C" fn tether_open_file(
+    path: *const c_char,
+    out_db: *mut *mut TetherDb,
+) -> Status {
     guard("tether_open_file", || {
         let path = required_str(path, "path")?;
         let out_db = write_out(out_db, "out_db")?;

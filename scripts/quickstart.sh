@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds libtetherdb (release) and runs the C quickstart on the embedded
+# default store, in build/quickstart/tetherdb_data.
+source "$(dirname "$0")/common.sh"
+
+ensure_packages gcc libc6-dev
+
+step "cargo build --release"
+cargo build --release
+
+step "building examples/c/quickstart.c"
+mkdir -p build/quickstart
+cc -std=c11 -Wall -Wextra -Werror -Iinclude examples/c/quickstart.c \
+  -Ltarget/release -ltetherdb -Wl,-rpath,"$ROOT/target/release" \
+  -o build/quickstart/quickstart
+
+step "running the quickstart"
+rm -rf build/quickstart/tetherdb_data
+(cd build/quickstart && ./quickstart)

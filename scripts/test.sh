@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs every suite: lint, Rust, the header
+# check, C (shared, static and dlopen, under AddressSanitizer) and the
+# quickstart example.
+source "$(dirname "$0")/common.sh"
+
+ensure_packages gcc g++ libc6-dev cmake make
+
+# Every cargo command below runs build.rs, which regenerates the header:
+# keep the committed one to compare with.
+committed="$(mktemp)"
+trap 'rm -f "$committed"' EXIT
+cp include/tetherdb.h "$committed"
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "Rust tests"
+cargo test
+
+step "include/tetherdb.h is what build.rs generates"
+cargo build --release
+if ! diff -u "$committed" include/tetherdb.h; then
+  echo "error: include/tetherdb.h is stale: build, then commit the regenerated header" >&2
+  exit 1
+fi
+
+step "C tests"
+cmake -S tests/c -B build/c -DTETHERDB_LIB_DIR="$ROOT/target/release" >/dev/null
+cmake --build build/c
+ctest --test-dir build/c --output-on-failure
+
+step "C quickstart example"
+./scripts/quickstart.sh

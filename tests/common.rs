@@ -1,0 +1,48 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test binary uses a part of them
+
+use std::path::Path;
+
+use tetherdb::{Db, Page};
+
+/// A configuration with a `local` store under `dir` and the given
+/// `queue_batch` section.
+pub fn config(dir: &Path, queue_batch: &str) -> String {
+    format!(
+        r#"{{"logging": "none", "local": {{"filepath": {:?}}}, "queue_batch": {queue_batch}}}"#,
+        dir.join("db").to_str().unwrap()
+    )
+}
+
+pub fn open(dir: &Path, queue_batch: &str) -> Db {
+    Db::open_json(Some(&config(dir, queue_batch))).unwrap()
+}
+
+/// Every page of a listing, following the next markers.
+pub fn all_pages(
+    db: &Db,
+    bucket: Option<&str>,
+    prefix: Option<&str>,
+    page_size: usize,
+) -> Vec<Page> {
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = db
+            .list(None, bucket, prefix, after.as_deref(), page_size)
+            .unwrap();
+        after = page.next.clone();
+        pages.push(page);
+        if after.is_none() {
+            return pages;
+        }
+    }
+}
+
+/// The number of keys in `bucket`.
+pub fn count(db: &Db, bucket: &str) -> usize {
+    all_pages(db, Some(bucket), None, 1000)
+        .iter()
+        .map(|p| p.entries.len())
+        .sum()
+}

@@ -1,0 +1,374 @@
+//! design.md §2–§4 on the `local` backend, through the safe Rust API.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{all_pages, count, open};
+use tetherdb::{Db, Error, Status};
+
+const QUICK: &str = r#"{"size": 10, "interval": 0.05}"#;
+
+#[test]
+fn write_overwrites_and_read_returns_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    db.write(None, Some("b"), "k", b"one").unwrap();
+    db.write(None, Some("b"), "k", b"two\0with nul").unwrap();
+    assert_eq!(db.read(None, Some("b"), "k").unwrap(), b"two\0with nul");
+    db.write(Some("local"), None, "empty", b"").unwrap();
+    assert_eq!(db.read(Some(""), None, "empty").unwrap(), b"");
+}
+
+#[test]
+fn the_stored_key_is_bucket_colon_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    db.write(None, Some("logs"), "k", b"v").unwrap();
+    assert_eq!(db.read(None, None, "logs:k").unwrap(), b"v");
+    assert_eq!(db.read(None, Some(""), "logs:k").unwrap(), b"v");
+}
+
+#[test]
+fn absent_keys_are_not_found_with_a_message_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    let err = db.read(None, Some("b"), "absent").unwrap_err();
+    assert_eq!(err.status(), Status::NotFound);
+    assert_eq!(err.to_string(), "local: key \"b:absent\" not found");
+    assert_eq!(
+        db.delete(None, Some("b"), "absent").unwrap_err().status(),
+        Status::NotFound
+    );
+}
+
+#[test]
+fn update_writes_only_where_the_key_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    let err = db.update(None, Some("b"), "k", b"new").unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }));
+    assert_eq!(
+        db.read(None, Some("b"), "k").unwrap_err().status(),
+        Status::NotFound
+    );
+
+    db.write(None, Some("b"), "k", b"old").unwrap();
+    db.update(None, Some("b"), "k", b"new").unwrap();
+    assert_eq!(db.read(None, Some("b"), "k").unwrap(), b"new");
+}
+
+#[test]
+fn concurrent_updates_and_deletes_never_recreate_a_key() {
+    // Update is a compare-and-swap: racing a delete, it either lands before
+    // the delete or reports NotFound; it never brings the key back.
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    for round in 0..200 {
+        let key = format!("k{round}");
+        db.write(None, None, &key, b"v").unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    match db.update(None, None, &key, b"u") {
+                        Ok(()) | Err(Error::NotFound { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+            s.spawn(|| db.delete(None, None, &key).unwrap());
+        });
+        assert_eq!(
+            db.read(None, None, &key).unwrap_err().status(),
+            Status::NotFound
+        );
+    }
+}
+
+#[test]
+fn delete_removes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    db.write(None, None, "k", b"v").unwrap();
+    db.delete(None, None, "k").unwrap();
+    assert_eq!(
+        db.delete(None, None, "k").unwrap_err().status(),
+        Status::NotFound
+    );
+    assert_eq!(
+        db.read(None, None, "k").unwrap_err().status(),
+        Status::NotFound
+    );
+}
+
+#[test]
+fn bad_arguments_are_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    let invalid =
+        |r: tetherdb::Result<()>| assert_eq!(r.unwrap_err().status(), Status::InvalidArgument);
+    invalid(db.write(None, None, "", b"v"));
+    invalid(db.write(None, Some("a:b"), "k", b"v"));
+    invalid(db.write_queued(None, Some("a:b"), "k", b"v"));
+    invalid(db.update(None, None, "", b"v"));
+    invalid(db.delete(None, None, ""));
+    invalid(db.read(None, None, "").map(drop));
+    invalid(db.list(None, None, None, None, 0).map(drop));
+    invalid(db.list(None, Some("x:"), None, None, 5).map(drop));
+    let unknown = db.read(Some("nope"), None, "k").unwrap_err();
+    assert_eq!(unknown.status(), Status::UnknownBackend);
+    assert!(unknown.to_string().contains("\"nope\""), "{unknown}");
+}
+
+#[test]
+fn configured_but_unbuilt_backends_are_unknown_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = format!(
+        r#"{{"logging": "none", "local": {{"filepath": {:?}}}, "etcd": {{"host": "localhost", "port": 2379}}, "dynamodb": {{"table_name": "T"}}}}"#,
+        dir.path().join("db")
+    );
+    let db = Db::open_json(Some(&json)).unwrap();
+    db.write(None, None, "k", b"v").unwrap();
+    for backend in ["etcd", "dynamodb"] {
+        let err = db.write(Some(backend), None, "k", b"v").unwrap_err();
+        assert_eq!(err.status(), Status::UnknownBackend);
+        assert!(
+            err.to_string().contains(
+                "no {backend} backend yet"
+                    .replace("{backend}", backend)
+                    .as_str()
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn twenty_three_keys_in_pages_of_seven() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    for i in 0..23 {
+        db.write(
+            None,
+            Some("b"),
+            &format!("k{i:02}"),
+            format!("v{i}").as_bytes(),
+        )
+        .unwrap();
+    }
+    let pages = all_pages(&db, Some("b"), None, 7);
+    let sizes: Vec<usize> = pages.iter().map(|p| p.entries.len()).collect();
+    assert_eq!(sizes, [7, 7, 7, 2]);
+    let nexts: Vec<Option<&str>> = pages.iter().map(|p| p.next.as_deref()).collect();
+    assert_eq!(nexts, [Some("k06"), Some("k13"), Some("k20"), None]);
+    let keys: Vec<String> = pages
+        .iter()
+        .flat_map(|p| &p.entries)
+        .map(|e| e.key.clone())
+        .collect();
+    let expected: Vec<String> = (0..23).map(|i| format!("k{i:02}")).collect();
+    assert_eq!(keys, expected, "every key once, ascending");
+    assert_eq!(pages[0].entries[3].value, b"v3");
+}
+
+#[test]
+fn a_page_that_ends_the_keys_exactly_has_no_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    for i in 0..14 {
+        db.write(None, Some("b"), &format!("k{i:02}"), b"v")
+            .unwrap();
+    }
+    let sizes: Vec<usize> = all_pages(&db, Some("b"), None, 7)
+        .iter()
+        .map(|p| p.entries.len())
+        .collect();
+    assert_eq!(sizes, [7, 7]);
+    let empty = db.list(None, Some("none"), None, None, 7).unwrap();
+    assert!(empty.entries.is_empty() && empty.next.is_none());
+}
+
+#[test]
+fn a_bucket_never_lists_a_longer_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    db.write(None, Some("logs"), "a", b"1").unwrap();
+    db.write(None, Some("logsX"), "b", b"2").unwrap();
+    db.write(None, None, "logs", b"3").unwrap();
+    db.write(None, None, "logsZ", b"4").unwrap();
+    let page = db.list(None, Some("logs"), None, None, 10).unwrap();
+    let keys: Vec<&str> = page.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["a"]);
+    assert_eq!(page.next, None);
+    // Without a bucket, keys are listed as stored.
+    let all = db.list(None, None, None, None, 10).unwrap();
+    let keys: Vec<&str> = all.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["logs", "logs:a", "logsX:b", "logsZ"]);
+}
+
+#[test]
+fn prefix_and_start_after_narrow_a_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), QUICK);
+    for key in ["a1", "a2", "a3", "b1", "b2"] {
+        db.write(None, Some("x"), key, key.as_bytes()).unwrap();
+    }
+    let keys = |prefix: Option<&str>, after: Option<&str>| -> Vec<String> {
+        let page = db.list(None, Some("x"), prefix, after, 10).unwrap();
+        assert_eq!(page.next, None);
+        page.entries.into_iter().map(|e| e.key).collect()
+    };
+    assert_eq!(keys(Some("a"), None), ["a1", "a2", "a3"]);
+    assert_eq!(keys(Some("a"), Some("a1")), ["a2", "a3"]);
+    assert_eq!(
+        keys(Some("b"), Some("a2")),
+        ["b1", "b2"],
+        "start_after before the prefix"
+    );
+    assert_eq!(keys(Some("a"), Some("a3")), Vec::<String>::new());
+    assert_eq!(keys(Some("a"), Some("zz")), Vec::<String>::new());
+    assert_eq!(keys(None, Some("a3")), ["b1", "b2"]);
+}
+
+#[test]
+fn queued_writes_are_applied_in_order_and_flush_waits_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), r#"{"size": 1000, "interval": 3600}"#);
+    for i in 0..100 {
+        db.write_queued(None, Some("q"), "same", format!("{i}").as_bytes())
+            .unwrap();
+    }
+    db.flush().unwrap();
+    assert_eq!(
+        db.read(None, Some("q"), "same").unwrap(),
+        b"99",
+        "the last queued write wins"
+    );
+}
+
+#[test]
+fn a_full_batch_goes_out_without_waiting_for_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), r#"{"size": 5, "interval": 3600}"#);
+    for i in 0..9 {
+        db.write_queued(None, Some("q"), &format!("k{i}"), b"v")
+            .unwrap();
+    }
+    wait_until(|| count(&db, "q") == 5);
+    // The other four wait for a fifth write, the interval or a flush.
+    assert_eq!(count(&db, "q"), 5);
+    db.flush().unwrap();
+    assert_eq!(count(&db, "q"), 9);
+}
+
+#[test]
+fn a_trickle_is_sent_once_its_oldest_write_has_waited_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), r#"{"size": 1000, "interval": 0.05}"#);
+    db.write_queued(None, Some("q"), "lonely", b"v").unwrap();
+    // No flush: the interval alone must send it.
+    wait_until(|| db.read(None, Some("q"), "lonely").is_ok());
+}
+
+#[test]
+fn stop_applies_everything_and_start_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), r#"{"size": 10, "interval": 2.0}"#);
+    for i in 0..20_000 {
+        db.write_queued(None, Some("drain"), &format!("a{i:05}"), b"v")
+            .unwrap();
+    }
+    db.stop().unwrap();
+    assert_eq!(count(&db, "drain"), 20_000);
+    assert!(!db.is_running());
+
+    let refused = db
+        .write_queued(None, Some("drain"), "late", b"v")
+        .unwrap_err();
+    assert_eq!(refused.status(), Status::NotRunning);
+    assert!(refused.to_string().contains("drain:late"), "{refused}");
+    db.stop().unwrap(); // idempotent
+
+    db.start().unwrap();
+    db.start().unwrap(); // idempotent
+    for i in 0..5_000 {
+        db.write_queued(None, Some("drain"), &format!("b{i:05}"), b"v")
+            .unwrap();
+    }
+    db.close().unwrap();
+
+    let db = open(dir.path(), QUICK);
+    assert_eq!(count(&db, "drain"), 25_000);
+}
+
+#[test]
+fn dropping_a_handle_applies_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(dir.path(), r#"{"size": 100, "interval": 3600}"#);
+        for i in 0..1_000 {
+            db.write_queued(None, Some("d"), &format!("k{i}"), b"v")
+                .unwrap();
+        }
+    }
+    assert_eq!(count(&open(dir.path(), QUICK), "d"), 1_000);
+}
+
+#[test]
+fn autostart_false_leaves_the_worker_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), r#"{"autostart": false}"#);
+    assert!(!db.is_running());
+    assert_eq!(
+        db.write_queued(None, None, "k", b"v").unwrap_err().status(),
+        Status::NotRunning
+    );
+    db.flush().unwrap();
+    db.start().unwrap();
+    db.write_queued(None, None, "k", b"v").unwrap();
+    db.flush().unwrap();
+    assert_eq!(db.read(None, None, "k").unwrap(), b"v");
+}
+
+#[test]
+fn a_tiny_queue_makes_writers_wait_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(
+        dir.path(),
+        r#"{"size": 3, "interval": 0.01, "capacity": 1}"#,
+    );
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let db = &db;
+            s.spawn(move || {
+                for i in 0..500 {
+                    db.write_queued(None, Some("tiny"), &format!("{t}-{i}"), b"v")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    db.flush().unwrap();
+    assert_eq!(count(&db, "tiny"), 2_000);
+}
+
+#[test]
+fn a_second_handle_on_one_store_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path(), QUICK);
+    let err = Db::open_json(Some(&common::config(dir.path(), QUICK)))
+        .err()
+        .unwrap();
+    assert_eq!(err.status(), Status::Io);
+    assert!(err.to_string().contains("cannot open"), "{err}");
+}
+
+/// Polls `done` until it holds. Not a timing assertion: the bound only
+/// keeps a broken build from hanging CI.
+fn wait_until(done: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < give_up, "condition never held");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,41 @@
+//! After a handle is closed, no thread started for it is left running.
+//! A test binary of its own, so that no other test's threads come and go.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+/// The threads of this process: id and name.
+fn threads() -> BTreeMap<u32, String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let id = path.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            (id, name.trim().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn close_leaves_no_thread_but_sleds_io_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = threads();
+    for _ in 0..3 {
+        let db = common::open(dir.path(), r#"{"size": 10, "interval": 0.01}"#);
+        for i in 0..1_000 {
+            db.write_queued(None, Some("t"), &format!("k{i}"), b"v")
+                .unwrap();
+        }
+        db.write(None, None, "direct", b"v").unwrap();
+        db.flush().unwrap();
+        db.close().unwrap();
+    }
+    let left: Vec<String> = threads()
+        .into_iter()
+        .filter(|(id, name)| !before.contains_key(id) && !name.starts_with("sled-io"))
+        .map(|(id, name)| format!("{id} {name}"))
+        .collect();
+    assert!(left.is_empty(), "threads left after close: {left:?}");
+}
