@@ -8,7 +8,10 @@ fn main() {
     let crate_dir = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let crate_dir = Path::new(&crate_dir);
     for watched in ["src", "cbindgen.toml", "Cargo.toml"] {
-        println!("cargo:rerun-if-changed={}", crate_dir.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            crate_dir.join(watched).display()
+        );
     }
 
     let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))

@@ -57,7 +57,7 @@
  *
  * The values are part of the ABI: never renumber them, only add new ones.
  */
-typedef enum {
+typedef enum tether_status {
   /**
    * The call succeeded.
    */
@@ -136,7 +136,7 @@ extern "C" {
  * names an unknown key; TETHER_IO when the local store cannot be opened
  * (for instance, another handle holds it); TETHER_INTERNAL.
  */
-tether_status tether_open(const char *config_json, tether_db **out_db);
+enum tether_status tether_open(const char *config_json, struct tether_db **out_db);
 
 /**
  * Opens a handle from a JSON configuration file.
@@ -148,7 +148,7 @@ tether_status tether_open(const char *config_json, tether_db **out_db);
  * `path` is not UTF-8; TETHER_CONFIG when the file cannot be read or is
  * invalid; TETHER_IO; TETHER_INTERNAL.
  */
-tether_status tether_open_file(const char *path, tether_db **out_db);
+enum tether_status tether_open_file(const char *path, struct tether_db **out_db);
 
 /**
  * Starts the batch worker. Idempotent. Thread-safe.
@@ -156,7 +156,7 @@ tether_status tether_open_file(const char *path, tether_db **out_db);
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL;
  * TETHER_INTERNAL when no thread can be started.
  */
-tether_status tether_start(tether_db *db);
+enum tether_status tether_start(struct tether_db *db);
 
 /**
  * Applies every queued write, then stops the batch worker. Idempotent.
@@ -167,7 +167,7 @@ tether_status tether_start(tether_db *db);
  * status of the first queued write that failed since the last
  * flush/stop (the message counts them).
  */
-tether_status tether_stop(tether_db *db);
+enum tether_status tether_stop(struct tether_db *db);
 
 /**
  * Waits until every write queued before the call is applied and every
@@ -178,7 +178,7 @@ tether_status tether_stop(tether_db *db);
  * flush/stop (the message counts them), or TETHER_IO when the local store
  * cannot be synced.
  */
-tether_status tether_flush(tether_db *db);
+enum tether_status tether_flush(struct tether_db *db);
 
 /**
  * Applies every queued write, stops the worker, makes every write durable
@@ -192,7 +192,7 @@ tether_status tether_flush(tether_db *db);
  * since the last flush/stop (the message counts them), or TETHER_IO when
  * the local store cannot be synced.
  */
-tether_status tether_close(tether_db *db);
+enum tether_status tether_close(struct tether_db *db);
 
 /**
  * Stores a value under a key, replacing any value. Thread-safe.
@@ -211,13 +211,13 @@ tether_status tether_close(tether_db *db);
  * write while the worker is stopped; TETHER_TOO_LARGE; TETHER_UNAVAILABLE;
  * TETHER_IO; TETHER_INTERNAL.
  */
-tether_status tether_write(tether_db *db,
-                           const char *backend,
-                           const char *bucket,
-                           const char *key,
-                           const uint8_t *value,
-                           size_t value_len,
-                           uint32_t flags);
+enum tether_status tether_write(struct tether_db *db,
+                                const char *backend,
+                                const char *bucket,
+                                const char *key,
+                                const uint8_t *value,
+                                size_t value_len,
+                                uint32_t flags);
 
 /**
  * Replaces the value under a key only where the key exists, atomically.
@@ -227,12 +227,12 @@ tether_status tether_write(tether_db *db,
  * written); TETHER_INVALID_ARGUMENT; TETHER_UNKNOWN_BACKEND;
  * TETHER_TOO_LARGE; TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
  */
-tether_status tether_update(tether_db *db,
-                            const char *backend,
-                            const char *bucket,
-                            const char *key,
-                            const uint8_t *value,
-                            size_t value_len);
+enum tether_status tether_update(struct tether_db *db,
+                                 const char *backend,
+                                 const char *bucket,
+                                 const char *key,
+                                 const uint8_t *value,
+                                 size_t value_len);
 
 /**
  * Reads the value under a key. Thread-safe. `backend`, `bucket`, `key` as
@@ -247,12 +247,12 @@ tether_status tether_update(tether_db *db,
  * TETHER_INVALID_ARGUMENT (including NULL `out_value` or `out_len`);
  * TETHER_UNKNOWN_BACKEND; TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
  */
-tether_status tether_read(tether_db *db,
-                          const char *backend,
-                          const char *bucket,
-                          const char *key,
-                          uint8_t **out_value,
-                          size_t *out_len);
+enum tether_status tether_read(struct tether_db *db,
+                               const char *backend,
+                               const char *bucket,
+                               const char *key,
+                               uint8_t **out_value,
+                               size_t *out_len);
 
 /**
  * Removes a key. Thread-safe. Arguments as in `tether_write`.
@@ -261,10 +261,10 @@ tether_status tether_read(tether_db *db,
  * was nothing to remove; TETHER_INVALID_ARGUMENT; TETHER_UNKNOWN_BACKEND;
  * TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
  */
-tether_status tether_delete(tether_db *db,
-                            const char *backend,
-                            const char *bucket,
-                            const char *key);
+enum tether_status tether_delete(struct tether_db *db,
+                                 const char *backend,
+                                 const char *bucket,
+                                 const char *key);
 
 /**
  * Lists one page of keys and values. Thread-safe.
@@ -284,49 +284,50 @@ tether_status tether_delete(tether_db *db,
  * UTF-8, `:` in the bucket, `page_size` 0); TETHER_UNKNOWN_BACKEND;
  * TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
  */
-tether_status tether_list(tether_db *db,
-                          const char *backend,
-                          const char *bucket,
-                          const char *prefix,
-                          const char *start_after,
-                          size_t page_size,
-                          tether_page **out_page);
+enum tether_status tether_list(struct tether_db *db,
+                               const char *backend,
+                               const char *bucket,
+                               const char *prefix,
+                               const char *start_after,
+                               size_t page_size,
+                               struct tether_page **out_page);
 
 /**
- * The number of entries in `page`; 0 for NULL.
+ * The number of entries in `page`; 0 for NULL. Thread-safe.
  */
-size_t tether_page_len(const tether_page *page);
+size_t tether_page_len(const struct tether_page *page);
 
 /**
  * The key of entry `i`, without the bucket part, NUL-terminated; NULL
  * when `page` is NULL or `i` is out of range. Owned by the page: valid
- * until `tether_page_free`.
+ * until `tether_page_free`. Thread-safe.
  */
-const char *tether_page_key(const tether_page *page, size_t i);
+const char *tether_page_key(const struct tether_page *page, size_t i);
 
 /**
  * The value of entry `i`, `*out_len` bytes (not NUL-terminated); NULL when
  * `page` is NULL or `i` is out of range, and then `*out_len` is not
  * written. `out_len` may be NULL. Owned by the page: valid until
- * `tether_page_free`.
+ * `tether_page_free`. Thread-safe.
  */
-const uint8_t *tether_page_value(const tether_page *page, size_t i, size_t *out_len);
+const uint8_t *tether_page_value(const struct tether_page *page, size_t i, size_t *out_len);
 
 /**
  * The key to pass as `start_after` for the next page; NULL on the last page
  * (exactly when no matching key remains) and for a NULL `page`. Owned by
- * the page: valid until `tether_page_free`.
+ * the page: valid until `tether_page_free`. Thread-safe.
  */
-const char *tether_page_next(const tether_page *page);
+const char *tether_page_next(const struct tether_page *page);
 
 /**
- * Frees a page and everything it holds. NULL-safe.
+ * Frees a page and everything it holds, once. NULL-safe. The page must not
+ * be in use by another thread.
  */
-void tether_page_free(tether_page *page);
+void tether_page_free(struct tether_page *page);
 
 /**
  * Frees a value returned by `tether_read`; `len` is the length it returned.
- * NULL-safe.
+ * NULL-safe. Thread-safe; free each value once.
  */
 void tether_free(uint8_t *value, size_t len);
 
@@ -334,17 +335,20 @@ void tether_free(uint8_t *value, size_t len);
  * This thread's message for its last failed call: it names the function,
  * the backend, the key and the cause. Never NULL (`""` before any failure).
  * Owned by the library: valid on this thread until its next failing call.
+ * Thread-safe: each thread has its own.
  */
 const char *tether_last_error(void);
 
 /**
  * The name of a status, e.g. "TETHER_NOT_FOUND". Static: never free it.
- * `status` must be one of the enum's values.
+ * `status` must be one of the enum's values. Thread-safe.
  */
-const char *tether_status_name(tether_status status);
+const char *tether_status_name(enum tether_status status);
 
 /**
- * The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
+ * The library's version, "MAJOR.MINOR.PATCH", the same as the
+ * TETHER_VERSION_* macros of the header it was built with. Static: never
+ * free it. Thread-safe.
  */
 const char *tether_version(void);
 

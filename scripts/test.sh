@@ -35,3 +35,6 @@ ctest --test-dir build/c --output-on-failure
 
 step "C quickstart example"
 ./scripts/quickstart.sh
+
+step "README examples are the files CI runs"
+./scripts/check_readme.sh

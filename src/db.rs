@@ -1,13 +1,14 @@
 //! `Db`: one handle over the configured backends and the batch worker.
 //! Routes each call to its backend; the FFI layer is a thin skin over it.
 
+use std::fmt;
 use std::sync::Arc;
 
 use crate::backend::local::Local;
 use crate::backend::{Backend, Write};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::{self, StoredKey};
 use crate::log::Logger;
 use crate::queue::{Backends, Queue};
 
@@ -105,8 +106,8 @@ impl Db {
         key: &str,
         value: &[u8],
     ) -> Result<()> {
-        let (_, backend) = self.backend(backend)?;
-        backend.write(&keys::stored(bucket, key)?, value)
+        let (_, backend, key) = self.target(backend, bucket, key)?;
+        backend.write(&key, value)
     }
 
     /// Hands the write to the worker; waits only while the queue is full.
@@ -118,9 +119,9 @@ impl Db {
         key: &str,
         value: &[u8],
     ) -> Result<()> {
-        let (index, _) = self.backend(backend)?;
+        let (index, _, key) = self.target(backend, bucket, key)?;
         let write = Write {
-            key: keys::stored(bucket, key)?.into_owned(),
+            key: key.to_owned(),
             value: value.to_vec(),
         };
         self.queue.push(index, write)
@@ -135,8 +136,7 @@ impl Db {
         key: &str,
         value: &[u8],
     ) -> Result<()> {
-        let (_, backend) = self.backend(backend)?;
-        let key = keys::stored(bucket, key)?;
+        let (_, backend, key) = self.target(backend, bucket, key)?;
         match backend.update(&key, value)? {
             true => Ok(()),
             false => Err(Error::not_found(backend.name(), &key)),
@@ -145,8 +145,7 @@ impl Db {
 
     /// The stored value; [`Error::NotFound`] when the key is absent.
     pub fn read(&self, backend: Option<&str>, bucket: Option<&str>, key: &str) -> Result<Vec<u8>> {
-        let (_, backend) = self.backend(backend)?;
-        let key = keys::stored(bucket, key)?;
+        let (_, backend, key) = self.target(backend, bucket, key)?;
         backend
             .read(&key)?
             .ok_or_else(|| Error::not_found(backend.name(), &key))
@@ -154,8 +153,7 @@ impl Db {
 
     /// Removes the key; [`Error::NotFound`] when there was nothing to remove.
     pub fn delete(&self, backend: Option<&str>, bucket: Option<&str>, key: &str) -> Result<()> {
-        let (_, backend) = self.backend(backend)?;
-        let key = keys::stored(bucket, key)?;
+        let (_, backend, key) = self.target(backend, bucket, key)?;
         match backend.delete(&key)? {
             true => Ok(()),
             false => Err(Error::not_found(backend.name(), &key)),
@@ -173,16 +171,19 @@ impl Db {
         start_after: Option<&str>,
         page_size: usize,
     ) -> Result<Page> {
-        if page_size == 0 {
-            return Err(Error::invalid("page_size is 0"));
-        }
-        let (_, backend) = self.backend(backend)?;
-        let bucket = keys::bucket(bucket)?;
-        let prefix = keys::list_prefix(bucket, prefix)?;
-        let start_after = match start_after {
-            Some(after) => Some(keys::list_prefix(bucket, Some(after))?),
-            None => None,
+        let subject = || Listing {
+            backend,
+            bucket,
+            prefix,
         };
+        if page_size == 0 {
+            return Err(Error::invalid("page_size is 0").about(subject()));
+        }
+        let (_, backend) = self.backend(backend).map_err(|e| e.about(subject()))?;
+        let bucket = keys::bucket(bucket).map_err(|e| e.about(subject()))?;
+        let prefix = keys::list_prefix(bucket, prefix)?;
+        let start_after = start_after.map(|after| keys::list_prefix(bucket, Some(after)));
+        let start_after = start_after.transpose()?;
         let listing = backend.list(&prefix, start_after.as_deref(), page_size)?;
         let entries: Vec<Entry> = listing
             .entries
@@ -238,6 +239,24 @@ impl Db {
         stopped.and(durable)
     }
 
+    /// The backend a call goes to, and its stored key; argument errors say
+    /// which backend and key they are about.
+    fn target<'k>(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &'k str,
+    ) -> Result<(usize, &dyn Backend, StoredKey<'k>)> {
+        let subject = |backend: Option<&'static str>| Target {
+            backend,
+            bucket,
+            key,
+        };
+        let (index, engine) = self.backend(backend).map_err(|e| e.about(subject(None)))?;
+        let key = keys::stored(bucket, key).map_err(|e| e.about(subject(Some(engine.name()))))?;
+        Ok((index, engine, key))
+    }
+
     fn backend(&self, name: Option<&str>) -> Result<(usize, &dyn Backend)> {
         let index = match name {
             None | Some("") => self.default,
@@ -259,5 +278,49 @@ impl Db {
                 self.backend_names().join(", ")
             )
         })
+    }
+}
+
+/// What a call is about, as its error messages name it:
+/// `local: key "k" in bucket "b"`.
+struct Target<'a> {
+    backend: Option<&'a str>,
+    bucket: Option<&'a str>,
+    key: &'a str,
+}
+
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(backend) = self.backend {
+            write!(f, "{backend}: ")?;
+        }
+        write!(f, "key {:?}", self.key)?;
+        match self.bucket {
+            Some(bucket) if !bucket.is_empty() => write!(f, " in bucket {bucket:?}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a listing is about: `listing bucket "b" with prefix "p"`.
+struct Listing<'a> {
+    backend: Option<&'a str>,
+    bucket: Option<&'a str>,
+    prefix: Option<&'a str>,
+}
+
+impl fmt::Display for Listing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(backend) = self.backend.filter(|b| !b.is_empty()) {
+            write!(f, "{backend}: ")?;
+        }
+        match self.bucket.filter(|b| !b.is_empty()) {
+            Some(bucket) => write!(f, "listing bucket {bucket:?}")?,
+            None => write!(f, "listing all keys")?,
+        }
+        match self.prefix.filter(|p| !p.is_empty()) {
+            Some(prefix) => write!(f, " with prefix {prefix:?}"),
+            None => Ok(()),
+        }
     }
 }

@@ -72,14 +72,14 @@ pub enum Error {
     #[error("{0}")]
     UnknownBackend(String),
 
-    #[error("{backend}: key {key:?}: unavailable: {cause}")]
+    #[error("{backend}: {}unavailable: {cause}", about_key(key))]
     Unavailable {
         backend: String,
         key: String,
         cause: String,
     },
 
-    #[error("{backend}: key {key:?}: too large: {cause}")]
+    #[error("{backend}: {}too large: {cause}", about_key(key))]
     TooLarge {
         backend: String,
         key: String,
@@ -91,14 +91,14 @@ pub enum Error {
     )]
     NotRunning { backend: String, key: String },
 
-    #[error("{backend}: key {key:?}: conflict: {cause}")]
+    #[error("{backend}: {}conflict: {cause}", about_key(key))]
     Conflict {
         backend: String,
         key: String,
         cause: String,
     },
 
-    #[error("{backend}: key {key:?}: storage failed: {cause}")]
+    #[error("{backend}: {}storage failed: {cause}", about_key(key))]
     Io {
         backend: String,
         key: String,
@@ -114,7 +114,25 @@ pub enum Error {
     QueuedWritesFailed { count: u64, first: Box<Error> },
 }
 
+/// "key "k": ", or nothing for an error about no key in particular.
+fn about_key(key: &str) -> String {
+    match key {
+        "" => String::new(),
+        key => format!("key {key:?}: "),
+    }
+}
+
 impl Error {
+    /// Says which call an argument error is about: `subject` names the
+    /// backend and key. Other errors name them already.
+    pub(crate) fn about(self, subject: impl std::fmt::Display) -> Error {
+        match self {
+            Error::InvalidArgument(cause) => Error::InvalidArgument(format!("{subject}: {cause}")),
+            Error::UnknownBackend(cause) => Error::UnknownBackend(format!("{subject}: {cause}")),
+            other => other,
+        }
+    }
+
     /// The C status this error is reported as.
     pub fn status(&self) -> Status {
         match self {
@@ -171,5 +189,7 @@ mod tests {
             report.to_string(),
             "3 queued write(s) failed; the first: local: key \"b:k\": storage failed: disk full"
         );
+        let open = Error::io("local", "", "cannot open x");
+        assert_eq!(open.to_string(), "local: storage failed: cannot open x");
     }
 }

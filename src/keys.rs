@@ -1,6 +1,8 @@
 //! The `bucket:key` scheme shared with the Python TetherDB, and validation.
 
-use std::borrow::Cow;
+use std::ops::Deref;
+
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 
@@ -11,23 +13,49 @@ pub const SEPARATOR: char = ':';
 pub fn bucket(bucket: Option<&str>) -> Result<Option<&str>> {
     match bucket {
         None | Some("") => Ok(None),
-        Some(b) if b.contains(SEPARATOR) => Err(Error::invalid(format!(
-            "bucket {b:?} contains '{SEPARATOR}'"
-        ))),
+        Some(b) if b.contains(SEPARATOR) => {
+            Err(Error::invalid(format!("the bucket contains '{SEPARATOR}'")))
+        }
         Some(b) => Ok(Some(b)),
     }
 }
 
 /// The key as stored in the backend: `bucket:key`, or `key` alone.
-/// Allocates only when there is a bucket.
-pub fn stored<'a>(bucket_name: Option<&str>, key: &'a str) -> Result<Cow<'a, str>> {
+pub fn stored<'a>(bucket_name: Option<&str>, key: &'a str) -> Result<StoredKey<'a>> {
     if key.is_empty() {
-        return Err(Error::invalid("key is empty"));
+        return Err(Error::invalid("the key is empty"));
     }
     Ok(match bucket(bucket_name)? {
-        None => Cow::Borrowed(key),
-        Some(b) => Cow::Owned(join(b, key)),
+        None => StoredKey::Borrowed(key),
+        Some(b) => {
+            let mut joined = SmallVec::with_capacity(b.len() + 1 + key.len());
+            joined.extend_from_slice(b.as_bytes());
+            joined.push(SEPARATOR as u8);
+            joined.extend_from_slice(key.as_bytes());
+            StoredKey::Joined(joined)
+        }
     })
+}
+
+/// A stored key, built on the stack unless it is long: it lives for one
+/// call, and a heap allocation per call would cost more than a sled read
+/// spends in its tree.
+pub enum StoredKey<'a> {
+    Borrowed(&'a str),
+    /// Always valid UTF-8: two `&str`s joined by an ASCII separator.
+    Joined(SmallVec<[u8; 96]>),
+}
+
+impl Deref for StoredKey<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            StoredKey::Borrowed(key) => key,
+            // SAFETY: built in `stored` from two `&str`s and an ASCII byte.
+            StoredKey::Joined(bytes) => unsafe { std::str::from_utf8_unchecked(bytes) },
+        }
+    }
 }
 
 /// What every listed stored key starts with: `bucket:` + prefix, or the
@@ -72,10 +100,15 @@ mod tests {
 
     #[test]
     fn stored_keys_follow_the_python_scheme() {
-        assert_eq!(stored(None, "k").unwrap(), "k");
-        assert_eq!(stored(Some(""), "k").unwrap(), "k");
-        assert_eq!(stored(Some("logs"), "k").unwrap(), "logs:k");
-        assert_eq!(stored(Some("logs"), "a:b").unwrap(), "logs:a:b");
+        assert_eq!(&*stored(None, "k").unwrap(), "k");
+        assert_eq!(&*stored(Some(""), "k").unwrap(), "k");
+        assert_eq!(&*stored(Some("logs"), "k").unwrap(), "logs:k");
+        assert_eq!(&*stored(Some("logs"), "a:b").unwrap(), "logs:a:b");
+        let long = "k".repeat(500);
+        assert_eq!(
+            &*stored(Some("logs"), &long).unwrap(),
+            format!("logs:{long}")
+        );
     }
 
     #[test]

@@ -115,9 +115,24 @@ fn bad_arguments_are_invalid() {
     invalid(db.read(None, None, "").map(drop));
     invalid(db.list(None, None, None, None, 0).map(drop));
     invalid(db.list(None, Some("x:"), None, None, 5).map(drop));
-    let unknown = db.read(Some("nope"), None, "k").unwrap_err();
+    let unknown = db.read(Some("nope"), Some("b"), "k").unwrap_err();
     assert_eq!(unknown.status(), Status::UnknownBackend);
-    assert!(unknown.to_string().contains("\"nope\""), "{unknown}");
+    assert_eq!(
+        unknown.to_string(),
+        "key \"k\" in bucket \"b\": backend \"nope\" is not configured in this handle (configured: local)"
+    );
+    let empty = db.write(None, Some("b"), "", b"v").unwrap_err();
+    assert_eq!(
+        empty.to_string(),
+        "invalid argument: local: key \"\" in bucket \"b\": the key is empty"
+    );
+    let page = db
+        .list(Some("local"), Some("b"), Some("p"), None, 0)
+        .unwrap_err();
+    assert_eq!(
+        page.to_string(),
+        "invalid argument: local: listing bucket \"b\" with prefix \"p\": page_size is 0"
+    );
 }
 
 #[test]

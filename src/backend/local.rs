@@ -1,8 +1,10 @@
 //! The embedded `local` backend on sled. Called directly on the caller's
 //! thread: a hop through a runtime would cost more than the sled call.
 
+use std::fs::File;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{Backend, Listing, Write};
 use crate::config::LocalConfig;
@@ -13,6 +15,8 @@ const NAME: &str = "local";
 
 pub struct Local {
     db: sled::Db,
+    /// Declared after `db`, so that it is dropped after it.
+    _released: AwaitUnlock,
 }
 
 impl Local {
@@ -23,7 +27,37 @@ impl Local {
             key: String::new(),
             cause: format!("cannot open {}: {e}", path.display()),
         })?;
-        Ok(Local { db })
+        Ok(Local {
+            db,
+            _released: AwaitUnlock {
+                lock_file: path.join("db"),
+            },
+        })
+    }
+}
+
+/// Waits, when dropped, until sled has released the store's file lock.
+///
+/// sled 0.34 closes its file, and so releases the lock, with the last
+/// reference to it, which can be a job of its I/O pool that ends a few
+/// milliseconds after the `Db` is dropped. Without the wait, reopening a
+/// store right after `tether_close` returned could fail with TETHER_IO.
+struct AwaitUnlock {
+    lock_file: PathBuf,
+}
+
+impl Drop for AwaitUnlock {
+    fn drop(&mut self) {
+        // Bounded, so that a lock held by someone else cannot hang a close.
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while let Ok(file) = File::open(&self.lock_file) {
+            // sled locks with flock(2), which conflicts between open files
+            // of one process too, as does File::try_lock.
+            if file.try_lock().is_ok() || Instant::now() > give_up {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 

@@ -58,8 +58,14 @@ pub unsafe fn optional_str<'a>(ptr: *const c_char, name: &str) -> Result<Option<
     if ptr.is_null() {
         return Ok(None);
     }
-    CStr::from_ptr(ptr)
-        .to_str()
+    let bytes = CStr::from_ptr(ptr).to_bytes();
+    // Keys are mostly ASCII, which is checked a word at a time; full UTF-8
+    // validation costs more than a sled read spends in its tree.
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        return Ok(Some(std::str::from_utf8_unchecked(bytes)));
+    }
+    std::str::from_utf8(bytes)
         .map(Some)
         .map_err(|e| Error::invalid(format!("{name} is not valid UTF-8 ({e})")))
 }

@@ -313,7 +313,7 @@ pub unsafe extern "C" fn tether_list(
     })
 }
 
-/// The number of entries in `page`; 0 for NULL.
+/// The number of entries in `page`; 0 for NULL. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_len(page: *const TetherPage) -> usize {
     guard_value(0, || page.as_ref().map_or(0, |p| p.keys.len()))
@@ -321,7 +321,7 @@ pub unsafe extern "C" fn tether_page_len(page: *const TetherPage) -> usize {
 
 /// The key of entry `i`, without the bucket part, NUL-terminated; NULL
 /// when `page` is NULL or `i` is out of range. Owned by the page: valid
-/// until `tether_page_free`.
+/// until `tether_page_free`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_key(page: *const TetherPage, i: usize) -> *const c_char {
     guard_value(ptr::null(), || {
@@ -334,7 +334,7 @@ pub unsafe extern "C" fn tether_page_key(page: *const TetherPage, i: usize) -> *
 /// The value of entry `i`, `*out_len` bytes (not NUL-terminated); NULL when
 /// `page` is NULL or `i` is out of range, and then `*out_len` is not
 /// written. `out_len` may be NULL. Owned by the page: valid until
-/// `tether_page_free`.
+/// `tether_page_free`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_value(
     page: *const TetherPage,
@@ -354,7 +354,7 @@ pub unsafe extern "C" fn tether_page_value(
 
 /// The key to pass as `start_after` for the next page; NULL on the last page
 /// (exactly when no matching key remains) and for a NULL `page`. Owned by
-/// the page: valid until `tether_page_free`.
+/// the page: valid until `tether_page_free`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_next(page: *const TetherPage) -> *const c_char {
     guard_value(ptr::null(), || {
@@ -364,7 +364,8 @@ pub unsafe extern "C" fn tether_page_next(page: *const TetherPage) -> *const c_c
     })
 }
 
-/// Frees a page and everything it holds. NULL-safe.
+/// Frees a page and everything it holds, once. NULL-safe. The page must not
+/// be in use by another thread.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_free(page: *mut TetherPage) {
     guard_value((), || {
@@ -375,7 +376,7 @@ pub unsafe extern "C" fn tether_page_free(page: *mut TetherPage) {
 }
 
 /// Frees a value returned by `tether_read`; `len` is the length it returned.
-/// NULL-safe.
+/// NULL-safe. Thread-safe; free each value once.
 #[no_mangle]
 pub unsafe extern "C" fn tether_free(value: *mut u8, len: usize) {
     guard_value((), || {
@@ -388,19 +389,22 @@ pub unsafe extern "C" fn tether_free(value: *mut u8, len: usize) {
 /// This thread's message for its last failed call: it names the function,
 /// the backend, the key and the cause. Never NULL (`""` before any failure).
 /// Owned by the library: valid on this thread until its next failing call.
+/// Thread-safe: each thread has its own.
 #[no_mangle]
 pub extern "C" fn tether_last_error() -> *const c_char {
     boundary::last_error()
 }
 
 /// The name of a status, e.g. "TETHER_NOT_FOUND". Static: never free it.
-/// `status` must be one of the enum's values.
+/// `status` must be one of the enum's values. Thread-safe.
 #[no_mangle]
 pub extern "C" fn tether_status_name(status: Status) -> *const c_char {
     status.name_nul().as_ptr().cast()
 }
 
-/// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
+/// The library's version, "MAJOR.MINOR.PATCH", the same as the
+/// TETHER_VERSION_* macros of the header it was built with. Static: never
+/// free it. Thread-safe.
 #[no_mangle]
 pub extern "C" fn tether_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
