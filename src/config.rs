@@ -210,22 +210,50 @@ mod tests {
 
     #[test]
     fn the_python_tetherdb_config_loads_unchanged() {
+        // The configuration file of the Python TetherDB's README, as it is.
         let config = Config::from_json(Some(
             r#"{
-                "logging": "INFO",
-                "queue_batch": {"size": 10, "interval": 2},
-                "local": {"filepath": "tetherdb_data"},
-                "dynamodb": {"table_name": "MyDynamoDBTable"},
-                "etcd": {"host": "localhost", "port": 2379, "use_ssl": true,
-                         "cert_file": "cert.pem", "key_file": "key.pem", "ca_cert_file": "ca.pem"}
+              "logging": "debug",
+              "queue_batch": {
+                "size": 10,
+                "interval": 2.0
+              },
+              "local": {
+                "filepath": "localdb"
+              },
+              "dynamodb": {
+                "table_name": "MyDynamoDBTable"
+              },
+              "etcd": {
+                "host": "localhost",
+                "port": 2379,
+                "use_ssl": true,
+                "cert_file": "cert.pem",
+                "key_file": "key.pem",
+                "ca_cert_file": "ca.pem",
+                "timeout": 5
+              }
             }"#,
         ))
         .unwrap();
-        assert_eq!(config.logging, Level::Info);
+        assert_eq!(config.logging, Level::Debug);
         assert_eq!(config.queue_batch.size, 10);
         assert_eq!(config.queue_batch.interval(), Duration::from_secs(2));
+        assert_eq!(
+            config.local_config().unwrap().filepath,
+            PathBuf::from("localdb")
+        );
         assert_eq!(config.backend_names(), ["local", "etcd", "dynamodb"]);
         assert_eq!(config.default_backend_name().unwrap(), "local");
+        // Python's level names, in any case.
+        for (name, level) in [
+            ("INFO", Level::Info),
+            ("WARNING", Level::Warn),
+            ("Critical", Level::Error),
+        ] {
+            let json = format!(r#"{{"logging": "{name}"}}"#);
+            assert_eq!(Config::from_json(Some(&json)).unwrap().logging, level);
+        }
     }
 
     #[test]

@@ -84,3 +84,18 @@ impl Logger {
         self.log(Level::Error, message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_level_lets_through_itself_and_above() {
+        let warn = Logger::new(Level::Warn);
+        assert!(!warn.enabled(Level::Info));
+        assert!(warn.enabled(Level::Warn) && warn.enabled(Level::Error));
+        let none = Logger::new(Level::None);
+        assert!(!none.enabled(Level::Error) && !none.enabled(Level::None));
+        assert!(Logger::new(Level::Debug).enabled(Level::Debug));
+    }
+}
