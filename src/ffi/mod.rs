@@ -181,10 +181,12 @@ pub unsafe extern "C" fn tether_write(
     flags: u32,
 ) -> Status {
     guard("tether_write", || {
-        let db = db_ref(db)?;
-        let backend = optional_str(backend, "backend")?;
-        let bucket = optional_str(bucket, "bucket")?;
-        let key = required_str(key, "key")?;
+        let Keyed {
+            db,
+            backend,
+            bucket,
+            key,
+        } = keyed(db, backend, bucket, key)?;
         let value = bytes(value, value_len, "value")?;
         match flags {
             0 => db.write(backend, bucket, key, value),
@@ -210,10 +212,12 @@ pub unsafe extern "C" fn tether_update(
     value_len: usize,
 ) -> Status {
     guard("tether_update", || {
-        let db = db_ref(db)?;
-        let backend = optional_str(backend, "backend")?;
-        let bucket = optional_str(bucket, "bucket")?;
-        let key = required_str(key, "key")?;
+        let Keyed {
+            db,
+            backend,
+            bucket,
+            key,
+        } = keyed(db, backend, bucket, key)?;
         let value = bytes(value, value_len, "value")?;
         db.update(backend, bucket, key, value)
     })
@@ -240,10 +244,12 @@ pub unsafe extern "C" fn tether_read(
     out_len: *mut usize,
 ) -> Status {
     guard("tether_read", || {
-        let db = db_ref(db)?;
-        let backend = optional_str(backend, "backend")?;
-        let bucket = optional_str(bucket, "bucket")?;
-        let key = required_str(key, "key")?;
+        let Keyed {
+            db,
+            backend,
+            bucket,
+            key,
+        } = keyed(db, backend, bucket, key)?;
         let out_value = write_out(out_value, "out_value")?;
         let out_len = write_out(out_len, "out_len")?;
         let value = db.read(backend, bucket, key)?.into_boxed_slice();
@@ -266,10 +272,12 @@ pub unsafe extern "C" fn tether_delete(
     key: *const c_char,
 ) -> Status {
     guard("tether_delete", || {
-        let db = db_ref(db)?;
-        let backend = optional_str(backend, "backend")?;
-        let bucket = optional_str(bucket, "bucket")?;
-        let key = required_str(key, "key")?;
+        let Keyed {
+            db,
+            backend,
+            bucket,
+            key,
+        } = keyed(db, backend, bucket, key)?;
         db.delete(backend, bucket, key)
     })
 }
@@ -408,6 +416,29 @@ pub extern "C" fn tether_status_name(status: Status) -> *const c_char {
 #[no_mangle]
 pub extern "C" fn tether_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The handle, backend, bucket and key arguments of a call on one key,
+/// converted.
+struct Keyed<'a> {
+    db: &'a Db,
+    backend: Option<&'a str>,
+    bucket: Option<&'a str>,
+    key: &'a str,
+}
+
+unsafe fn keyed<'a>(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+) -> Result<Keyed<'a>, Error> {
+    Ok(Keyed {
+        db: db_ref(db)?,
+        backend: optional_str(backend, "backend")?,
+        bucket: optional_str(bucket, "bucket")?,
+        key: required_str(key, "key")?,
+    })
 }
 
 /// Runs `f` for an entry point that reports no status, with `fallback` if
