@@ -181,9 +181,8 @@ impl Db {
         }
         let (_, backend) = self.backend(backend).map_err(|e| e.about(subject()))?;
         let bucket = keys::bucket(bucket).map_err(|e| e.about(subject()))?;
-        let prefix = keys::list_prefix(bucket, prefix)?;
-        let start_after = start_after.map(|after| keys::list_prefix(bucket, Some(after)));
-        let start_after = start_after.transpose()?;
+        let prefix = keys::list_prefix(bucket, prefix.unwrap_or(""));
+        let start_after = start_after.map(|after| keys::list_prefix(bucket, after));
         let listing = backend.list(&prefix, start_after.as_deref(), page_size)?;
         let entries: Vec<Entry> = listing
             .entries
@@ -233,10 +232,10 @@ impl Db {
     /// write durable and releases the backends. Reports the first failure;
     /// the handle is gone either way.
     pub fn close(self) -> Result<()> {
-        let stopped = self.queue.stop();
-        let durable = self.backends.iter().try_for_each(|b| b.flush());
+        let stopped = self.stop();
+        let flushed = self.flush();
         self.log.info(format_args!("closed"));
-        stopped.and(durable)
+        stopped.and(flushed)
     }
 
     /// The backend a call goes to, and its stored key; argument errors say

@@ -59,14 +59,14 @@ impl Deref for StoredKey<'_> {
 }
 
 /// What every listed stored key starts with: `bucket:` + prefix, or the
-/// prefix alone. The separator is always part of a bucket's prefix, so
-/// bucket `logs` never matches keys of bucket `logsX`.
-pub fn list_prefix(bucket_name: Option<&str>, prefix: Option<&str>) -> Result<String> {
-    let prefix = prefix.unwrap_or("");
-    Ok(match bucket(bucket_name)? {
+/// prefix alone, for a bucket [`bucket`] has checked. The separator is
+/// always part of a bucket's prefix, so bucket `logs` never matches keys of
+/// bucket `logsX`.
+pub fn list_prefix(checked_bucket: Option<&str>, prefix: &str) -> String {
+    match checked_bucket {
         None => prefix.to_owned(),
         Some(b) => join(b, prefix),
-    })
+    }
 }
 
 /// The key a caller sees for a stored key listed under `bucket`.
@@ -118,21 +118,15 @@ mod tests {
             stored(Some("a:b"), "k"),
             Err(Error::InvalidArgument(_))
         ));
-        assert!(matches!(
-            list_prefix(Some("a:"), None),
-            Err(Error::InvalidArgument(_))
-        ));
+        assert!(matches!(bucket(Some("a:")), Err(Error::InvalidArgument(_))));
     }
 
     #[test]
     fn list_prefixes_end_buckets_with_the_separator() {
-        assert_eq!(list_prefix(Some("logs"), None).unwrap(), "logs:");
-        assert_eq!(
-            list_prefix(Some("logs"), Some("2024")).unwrap(),
-            "logs:2024"
-        );
-        assert_eq!(list_prefix(None, Some("x")).unwrap(), "x");
-        assert_eq!(list_prefix(None, None).unwrap(), "");
+        assert_eq!(list_prefix(Some("logs"), ""), "logs:");
+        assert_eq!(list_prefix(Some("logs"), "2024"), "logs:2024");
+        assert_eq!(list_prefix(None, "x"), "x");
+        assert_eq!(list_prefix(None, ""), "");
         assert_eq!(unstored(Some("logs"), "logs:k"), "k");
         assert_eq!(unstored(None, "logs:k"), "logs:k");
     }

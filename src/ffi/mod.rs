@@ -36,20 +36,17 @@ pub struct TetherPage {
     next: Option<CString>,
 }
 
-impl TetherPage {
-    fn from_page(page: Page) -> Result<TetherPage, Error> {
-        let c_string = |s: String| {
-            CString::new(s).map_err(|_| Error::Internal("a listed key contains NUL".into()))
-        };
-        let (keys, values): (Vec<_>, Vec<_>) = page
+impl From<Page> for TetherPage {
+    fn from(page: Page) -> TetherPage {
+        // Backends list only keys that `keys::listable` accepts: no NUL.
+        let c_string = |key: String| CString::new(key).expect("listed keys hold no NUL");
+        let (keys, values) = page
             .entries
             .into_iter()
-            .map(|entry| Ok((c_string(entry.key)?, entry.value)))
-            .collect::<Result<Vec<_>, Error>>()?
-            .into_iter()
+            .map(|entry| (c_string(entry.key), entry.value))
             .unzip();
-        let next = page.next.map(c_string).transpose()?;
-        Ok(TetherPage { keys, values, next })
+        let next = page.next.map(c_string);
+        TetherPage { keys, values, next }
     }
 }
 
@@ -181,16 +178,13 @@ pub unsafe extern "C" fn tether_write(
     flags: u32,
 ) -> Status {
     guard("tether_write", || {
-        let Keyed {
-            db,
-            backend,
-            bucket,
-            key,
-        } = keyed(db, backend, bucket, key)?;
+        let call = keyed(db, backend, bucket, key)?;
         let value = bytes(value, value_len, "value")?;
         match flags {
-            0 => db.write(backend, bucket, key, value),
-            TETHER_QUEUE => db.write_queued(backend, bucket, key, value),
+            0 => call.db.write(call.backend, call.bucket, call.key, value),
+            TETHER_QUEUE => call
+                .db
+                .write_queued(call.backend, call.bucket, call.key, value),
             _ => Err(Error::invalid(format!("unknown flags {flags:#x}"))),
         }
     })
@@ -212,14 +206,9 @@ pub unsafe extern "C" fn tether_update(
     value_len: usize,
 ) -> Status {
     guard("tether_update", || {
-        let Keyed {
-            db,
-            backend,
-            bucket,
-            key,
-        } = keyed(db, backend, bucket, key)?;
+        let call = keyed(db, backend, bucket, key)?;
         let value = bytes(value, value_len, "value")?;
-        db.update(backend, bucket, key, value)
+        call.db.update(call.backend, call.bucket, call.key, value)
     })
 }
 
@@ -244,15 +233,11 @@ pub unsafe extern "C" fn tether_read(
     out_len: *mut usize,
 ) -> Status {
     guard("tether_read", || {
-        let Keyed {
-            db,
-            backend,
-            bucket,
-            key,
-        } = keyed(db, backend, bucket, key)?;
+        let call = keyed(db, backend, bucket, key)?;
         let out_value = write_out(out_value, "out_value")?;
         let out_len = write_out(out_len, "out_len")?;
-        let value = db.read(backend, bucket, key)?.into_boxed_slice();
+        let value = call.db.read(call.backend, call.bucket, call.key)?;
+        let value = value.into_boxed_slice();
         *out_len = value.len();
         *out_value = Box::into_raw(value).cast::<u8>();
         Ok(())
@@ -272,13 +257,8 @@ pub unsafe extern "C" fn tether_delete(
     key: *const c_char,
 ) -> Status {
     guard("tether_delete", || {
-        let Keyed {
-            db,
-            backend,
-            bucket,
-            key,
-        } = keyed(db, backend, bucket, key)?;
-        db.delete(backend, bucket, key)
+        let call = keyed(db, backend, bucket, key)?;
+        call.db.delete(call.backend, call.bucket, call.key)
     })
 }
 
@@ -316,7 +296,7 @@ pub unsafe extern "C" fn tether_list(
         let start_after = optional_str(start_after, "start_after")?;
         let out_page = write_out(out_page, "out_page")?;
         let page = db.list(backend, bucket, prefix, start_after, page_size)?;
-        *out_page = Box::into_raw(Box::new(TetherPage::from_page(page)?));
+        *out_page = Box::into_raw(Box::new(TetherPage::from(page)));
         Ok(())
     })
 }
