@@ -21,6 +21,10 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# What building the library needs: a C toolchain for the examples, and
+# protoc with its well-known types for etcd-client's generated gRPC code.
+BUILD_PACKAGES=(gcc libc6-dev protobuf-compiler libprotobuf-dev)
+
 require() {
   command -v "$1" >/dev/null || {
     echo "error: $1 not found: $2" >&2

@@ -3,7 +3,7 @@
 # default store, in build/quickstart/tetherdb_data.
 source "$(dirname "$0")/common.sh"
 
-ensure_packages gcc libc6-dev
+ensure_packages "${BUILD_PACKAGES[@]}"
 
 step "cargo build --release"
 cargo build --release

@@ -4,7 +4,8 @@
 # quickstart example.
 source "$(dirname "$0")/common.sh"
 
-ensure_packages gcc g++ libc6-dev cmake make
+# etcd-server and etcd-client: the etcd and etcdctl the etcd tests start and query.
+ensure_packages "${BUILD_PACKAGES[@]}" g++ cmake make etcd-server etcd-client
 
 # Every cargo command below runs build.rs, which regenerates the header:
 # keep the committed one to compare with.

@@ -2,18 +2,13 @@
 //! Routes each call to its backend; the FFI layer is a thin skin over it.
 
 use std::fmt;
-use std::sync::Arc;
 
-use crate::backend::local::Local;
-use crate::backend::{Backend, Write};
+use crate::backend::{self, Backend, Write, NOT_BUILT};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::{self, StoredKey};
 use crate::log::Logger;
 use crate::queue::{Backends, Queue};
-
-/// Backends a configuration may name that this build cannot open yet.
-const NOT_BUILT: [&str; 2] = ["etcd", "dynamodb"];
 
 /// One listed entry: the key without its bucket part, and the value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,10 +43,7 @@ impl Db {
     pub fn open(config: Config) -> Result<Db> {
         let log = Logger::new(config.logging);
         let default_name = config.default_backend_name()?.to_owned();
-        let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
-        if let Some(local) = config.local_config() {
-            backends.push(Arc::new(Local::open(&local)?));
-        }
+        let backends = backend::open_all(&config)?;
         let not_built: Vec<&'static str> = config
             .backend_names()
             .into_iter()
@@ -59,7 +51,7 @@ impl Db {
             .collect();
         for name in &not_built {
             log.warn(format_args!(
-                "the {name} section is accepted, but this build has no {name} backend yet"
+                "the {name} section is accepted, but this build has no {name} backend"
             ));
         }
         let default = backends
@@ -119,7 +111,8 @@ impl Db {
         key: &str,
         value: &[u8],
     ) -> Result<()> {
-        let (index, _, key) = self.target(backend, bucket, key)?;
+        let (index, backend, key) = self.target(backend, bucket, key)?;
+        backend.accepts(&key, value)?;
         let write = Write {
             key: key.to_owned(),
             value: value.to_vec(),
@@ -270,7 +263,9 @@ impl Db {
 
     fn unknown_backend(&self, name: &str) -> Error {
         Error::UnknownBackend(if self.not_built.contains(&name) {
-            format!("backend {name:?} is configured, but this build of TetherDB has no {name} backend yet")
+            format!(
+                "backend {name:?} is configured, but this build of TetherDB has no {name} backend"
+            )
         } else {
             format!(
                 "backend {name:?} is not configured in this handle (configured: {})",

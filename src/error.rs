@@ -150,6 +150,12 @@ impl Error {
         }
     }
 
+    /// Whether trying the same call again later may succeed: the backend
+    /// was unreachable or timed out. The worker retries exactly these.
+    pub fn is_transient(&self) -> bool {
+        self.status() == Status::Unavailable
+    }
+
     pub(crate) fn not_found(backend: &str, key: &str) -> Error {
         Error::NotFound {
             backend: backend.to_owned(),
@@ -159,6 +165,23 @@ impl Error {
 
     pub(crate) fn io(backend: &str, key: &str, cause: impl std::fmt::Display) -> Error {
         Error::Io {
+            backend: backend.to_owned(),
+            key: key.to_owned(),
+            cause: cause.to_string(),
+        }
+    }
+
+    pub(crate) fn unavailable(backend: &str, key: &str, cause: impl std::fmt::Display) -> Error {
+        Error::Unavailable {
+            backend: backend.to_owned(),
+            key: key.to_owned(),
+            cause: cause.to_string(),
+        }
+    }
+
+    #[cfg_attr(not(any(feature = "etcd", feature = "dynamodb")), allow(dead_code))]
+    pub(crate) fn too_large(backend: &str, key: &str, cause: impl std::fmt::Display) -> Error {
+        Error::TooLarge {
             backend: backend.to_owned(),
             key: key.to_owned(),
             cause: cause.to_string(),

@@ -5,7 +5,16 @@
 //! caller as they are.
 
 pub mod local;
+#[cfg(any(feature = "etcd", feature = "dynamodb"))]
+mod remote;
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
 use crate::error::Result;
 
 /// One queued write, as the worker hands it to a backend.
@@ -21,6 +30,25 @@ pub struct Write {
 pub struct Listing {
     pub entries: Vec<(String, Vec<u8>)>,
     pub more: bool,
+}
+
+/// How much one [`Backend::write_batch`] call may carry: at most `writes`
+/// writes, whose keys and values plus `overhead` each add up to at most
+/// `bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimit {
+    pub writes: usize,
+    pub bytes: usize,
+    pub overhead: usize,
+}
+
+impl BatchLimit {
+    /// No limit: the whole batch goes in one call.
+    pub const NONE: BatchLimit = BatchLimit {
+        writes: usize::MAX,
+        bytes: usize::MAX,
+        overhead: 0,
+    };
 }
 
 /// A storage engine. Implementations are shared between the callers'
@@ -46,10 +74,54 @@ pub trait Backend: Send + Sync {
     /// `start_after` when given, in the engine's listing order.
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing>;
 
-    /// Applies queued writes in order (the last write to a key wins), with
-    /// the engine's batch primitive.
+    /// Applies queued writes with the engine's batch primitive. The worker
+    /// passes writes within [`Backend::batch_limit`], each to a different
+    /// key, each [`Backend::accepts`].
     fn write_batch(&self, writes: &[Write]) -> Result<()>;
 
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;
+
+    /// Fails with `TooLarge` when the engine would refuse this write for its
+    /// size, so that a queued write is refused before it is queued.
+    fn accepts(&self, _key: &str, _value: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The engine's limits on one batch (etcd's `--max-txn-ops`, for one);
+    /// the worker splits larger batches.
+    fn batch_limit(&self) -> BatchLimit {
+        BatchLimit::NONE
+    }
+
+    /// How long a call waits on the engine before it fails with
+    /// `Unavailable`; also how long flush and stop keep retrying queued
+    /// writes while the engine is unreachable. Engines that cannot be
+    /// unreachable keep the default.
+    fn timeout(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// The engines a configuration names that this build has no code for.
+pub const NOT_BUILT: &[&str] = &[
+    #[cfg(not(feature = "etcd"))]
+    "etcd",
+    "dynamodb",
+];
+
+/// Opens every configured backend this build has, in the order of
+/// [`Config::backend_names`]; remote ones share one tokio runtime.
+pub(crate) fn open_all(config: &Config) -> Result<Vec<Arc<dyn Backend>>> {
+    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
+    if let Some(local) = config.local_config() {
+        backends.push(Arc::new(local::Local::open(&local)?));
+    }
+    #[cfg(any(feature = "etcd", feature = "dynamodb"))]
+    let runtime = remote::Runtime::shared_by(config)?;
+    #[cfg(feature = "etcd")]
+    if let (Some(section), Some(runtime)) = (&config.etcd, &runtime) {
+        backends.push(Arc::new(etcd::Etcd::open(section, runtime.clone())?));
+    }
+    Ok(backends)
 }

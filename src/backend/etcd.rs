@@ -1,0 +1,316 @@
+//! The `etcd` backend, on etcd-client: put, get, a transaction for update,
+//! ranges for listing, one transaction per batch.
+//!
+//! The connection is made lazily, so a handle opens while etcd is down and
+//! works as soon as it is back; each call gives up after the configured
+//! timeout with `Unavailable`.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
+    TlsOptions, Txn, TxnOp,
+};
+use tonic::Code;
+
+use super::remote::Runtime;
+use super::{Backend, BatchLimit, Listing, Write};
+use crate::config::EtcdConfig;
+use crate::error::{Error, Result};
+use crate::keys;
+
+const NAME: &str = "etcd";
+
+/// What a put costs beyond its key and value in etcd's request size
+/// accounting (the raft request's header and framing), with room to spare.
+const REQUEST_OVERHEAD: usize = 512;
+
+/// Responses can carry a page of large values; tonic's 4 MiB default would
+/// turn such a listing into an error.
+const MAX_RESPONSE_BYTES: usize = 1 << 30;
+
+pub struct Etcd {
+    kv: KvClient,
+    timeout: Duration,
+    max_txn_ops: usize,
+    max_request_bytes: usize,
+    /// Declared last: dropped after the client, whose tasks it runs.
+    runtime: Arc<Runtime>,
+}
+
+impl Etcd {
+    pub(crate) fn open(config: &EtcdConfig, runtime: Arc<Runtime>) -> Result<Etcd> {
+        let timeout = config.timeout();
+        let mut options = ConnectOptions::new()
+            .with_timeout(timeout)
+            .with_connect_timeout(timeout)
+            // Finds a dead connection (a server gone without a word) in
+            // about a timeout, rather than at the next failed request.
+            .with_keep_alive(timeout, timeout);
+        if config.use_ssl {
+            options = options.with_tls(tls_options(config)?);
+        }
+        let urls = config.urls();
+        let connect = Client::connect(&urls, Some(options));
+        // The client connects on first use; this only sets it up.
+        let client = runtime
+            .run(timeout, connect)
+            .ok_or_else(|| Error::unavailable(NAME, "", "connecting timed out"))?
+            .map_err(|e| Error::Config(format!("etcd endpoints {urls:?}: {e}")))?;
+        let kv = client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        Ok(Etcd {
+            kv,
+            timeout,
+            max_txn_ops: config.max_txn_ops,
+            max_request_bytes: config.max_request_bytes,
+            runtime,
+        })
+    }
+
+    /// Runs one request against the cluster, within the timeout.
+    fn call<T, F>(&self, key: &str, request: impl FnOnce(KvClient) -> F) -> Result<T>
+    where
+        F: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let timeout = self.timeout;
+        match self.runtime.run(timeout, request(self.kv.clone())) {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(error)) => Err(failure(key, error)),
+            None => Err(Error::unavailable(
+                NAME,
+                key,
+                format!("no answer within {timeout:?}"),
+            )),
+        }
+    }
+
+    /// Refuses a write etcd would refuse for its size, before sending it.
+    fn check_size(&self, key: &str, value: &[u8]) -> Result<()> {
+        let size = key.len() + value.len() + REQUEST_OVERHEAD;
+        if size > self.max_request_bytes {
+            return Err(Error::too_large(
+                NAME,
+                key,
+                format!(
+                    "a put of {} bytes is over etcd's request limit of {} bytes \
+                     (max_request_bytes)",
+                    key.len() + value.len(),
+                    self.max_request_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Etcd {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn write(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.check_size(key, value)?;
+        self.call(key, |mut kv| async move { kv.put(key, value, None).await })
+            .map(drop)
+    }
+
+    fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut answer = self.call(key, |mut kv| async move { kv.get(key, None).await })?;
+        Ok(answer
+            .take_kvs()
+            .into_iter()
+            .next()
+            .map(|kv| kv.into_key_value().1))
+    }
+
+    fn update(&self, key: &str, value: &[u8]) -> Result<bool> {
+        self.check_size(key, value)?;
+        // One transaction: put only where the key exists (a version above 0).
+        let txn = Txn::new()
+            .when([Compare::version(key, CompareOp::Greater, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        let answer = self.call(key, |mut kv| async move { kv.txn(txn).await })?;
+        Ok(answer.succeeded())
+    }
+
+    fn delete(&self, key: &str) -> Result<bool> {
+        let answer = self.call(key, |mut kv| async move { kv.delete(key, None).await })?;
+        Ok(answer.deleted() > 0)
+    }
+
+    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {
+        let end = range_end(prefix.as_bytes());
+        let mut from = match start_after {
+            Some(after) if after >= prefix => just_after(after.as_bytes()),
+            // etcd has no empty key: "\0" is the first there can be.
+            _ if prefix.is_empty() => vec![0],
+            _ => prefix.as_bytes().to_vec(),
+        };
+        let mut entries = Vec::with_capacity(limit.min(1024));
+        loop {
+            // One more than is missing, to learn whether a key remains.
+            let want = (limit - entries.len()).saturating_add(1);
+            let options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(i64::try_from(want).unwrap_or(i64::MAX));
+            let start = from.clone();
+            let mut answer = self.call(prefix, |mut kv| async move {
+                kv.get(start, Some(options)).await
+            })?;
+            let more = answer.more();
+            let kvs = answer.take_kvs();
+            if let Some(last) = kvs.last() {
+                from = just_after(last.key());
+            }
+            for kv in kvs {
+                let (key, value) = kv.into_key_value();
+                // Keys other programs stored that a C string cannot carry
+                // are skipped, as on `local`.
+                let Some(key) = keys::listable(&key) else {
+                    continue;
+                };
+                if entries.len() == limit {
+                    return Ok(Listing {
+                        entries,
+                        more: true,
+                    });
+                }
+                entries.push((key.to_owned(), value));
+            }
+            if !more {
+                return Ok(Listing {
+                    entries,
+                    more: false,
+                });
+            }
+        }
+    }
+
+    fn write_batch(&self, writes: &[Write]) -> Result<()> {
+        let puts: Vec<TxnOp> = writes
+            .iter()
+            .map(|w| TxnOp::put(w.key.as_str(), w.value.as_slice(), None))
+            .collect();
+        let txn = Txn::new().and_then(puts);
+        // Errors name no key: the worker reports how many writes failed.
+        self.call("", |mut kv| async move { kv.txn(txn).await })
+            .map(drop)
+    }
+
+    fn flush(&self) -> Result<()> {
+        // etcd makes a write durable before it answers.
+        Ok(())
+    }
+
+    fn accepts(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.check_size(key, value)
+    }
+
+    fn batch_limit(&self) -> BatchLimit {
+        BatchLimit {
+            writes: self.max_txn_ops,
+            bytes: self.max_request_bytes,
+            overhead: REQUEST_OVERHEAD,
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// The TLS settings of the section; unreadable files are configuration
+/// errors that name the file.
+fn tls_options(config: &EtcdConfig) -> Result<TlsOptions> {
+    let mut tls = TlsOptions::new();
+    match &config.ca_cert_file {
+        Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read_pem(ca, "ca_cert_file")?)),
+        None => tls = tls.with_native_roots(),
+    }
+    if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+        tls = tls.identity(Identity::from_pem(
+            read_pem(cert, "cert_file")?,
+            read_pem(key, "key_file")?,
+        ));
+    }
+    Ok(tls)
+}
+
+fn read_pem(path: &Path, setting: &str) -> Result<Vec<u8>> {
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("etcd.{setting} {}: {e}", path.display())))?;
+    if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(Error::Config(format!(
+            "etcd.{setting} {}: not a PEM file",
+            path.display()
+        )));
+    }
+    Ok(pem)
+}
+
+/// The error of a failed request: a server that cannot be reached or does
+/// not answer is `Unavailable` (the call may be retried); a request over
+/// its limits is `TooLarge`.
+fn failure(key: &str, error: etcd_client::Error) -> Error {
+    use etcd_client::Error as E;
+    match &error {
+        E::GRpcStatus(status) => match status.code() {
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::Unknown => Error::unavailable(NAME, key, status.message()),
+            Code::InvalidArgument if status.message().contains("too large") => {
+                Error::too_large(NAME, key, status.message())
+            }
+            Code::ResourceExhausted | Code::OutOfRange => {
+                Error::too_large(NAME, key, status.message())
+            }
+            _ => Error::io(NAME, key, status.message()),
+        },
+        E::TransportError(_) | E::IoError(_) | E::EndpointError(_) => {
+            Error::unavailable(NAME, key, error)
+        }
+        _ => Error::io(NAME, key, error),
+    }
+}
+
+/// The first key after every key starting with `prefix`: etcd's range end
+/// for a prefix, `"\0"` (to the end of the keyspace) for the empty one.
+fn range_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// The first key after `key`.
+fn just_after(key: &[u8]) -> Vec<u8> {
+    let mut after = Vec::with_capacity(key.len() + 1);
+    after.extend_from_slice(key);
+    after.push(0);
+    after
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_ends() {
+        assert_eq!(range_end(b"logs:"), b"logs;");
+        assert_eq!(range_end(b"a\xff\xff"), b"b");
+        assert_eq!(range_end(b"\xff"), b"\0");
+        assert_eq!(range_end(b""), b"\0");
+        assert_eq!(just_after(b"k"), b"k\0");
+    }
+}
