@@ -150,6 +150,17 @@ impl Error {
         }
     }
 
+    /// What went wrong, without the backend and key the message names.
+    pub(crate) fn cause(&self) -> String {
+        match self {
+            Error::Unavailable { cause, .. }
+            | Error::TooLarge { cause, .. }
+            | Error::Conflict { cause, .. }
+            | Error::Io { cause, .. } => cause.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether trying the same call again later may succeed: the backend
     /// was unreachable or timed out. The worker retries exactly these.
     pub fn is_transient(&self) -> bool {

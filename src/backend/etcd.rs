@@ -258,26 +258,46 @@ fn read_pem(path: &Path, setting: &str) -> Result<Vec<u8>> {
 /// its limits is `TooLarge`.
 fn failure(key: &str, error: etcd_client::Error) -> Error {
     use etcd_client::Error as E;
+    let cause = causes(&error);
     match &error {
         E::GRpcStatus(status) => match status.code() {
             Code::Unavailable
             | Code::DeadlineExceeded
             | Code::Cancelled
             | Code::Aborted
-            | Code::Unknown => Error::unavailable(NAME, key, status.message()),
+            | Code::Unknown => Error::unavailable(NAME, key, cause),
             Code::InvalidArgument if status.message().contains("too large") => {
-                Error::too_large(NAME, key, status.message())
+                Error::too_large(NAME, key, cause)
             }
-            Code::ResourceExhausted | Code::OutOfRange => {
-                Error::too_large(NAME, key, status.message())
-            }
-            _ => Error::io(NAME, key, status.message()),
+            Code::ResourceExhausted | Code::OutOfRange => Error::too_large(NAME, key, cause),
+            _ => Error::io(NAME, key, cause),
         },
         E::TransportError(_) | E::IoError(_) | E::EndpointError(_) => {
-            Error::unavailable(NAME, key, error)
+            Error::unavailable(NAME, key, cause)
         }
-        _ => Error::io(NAME, key, error),
+        _ => Error::io(NAME, key, cause),
     }
+}
+
+/// The message of a gRPC status or error with the errors behind it:
+/// "tcp connect error: Connection refused (os error 111)".
+fn causes(error: &etcd_client::Error) -> String {
+    let (mut text, mut source) = match error {
+        etcd_client::Error::GRpcStatus(status) => (
+            status.message().to_owned(),
+            std::error::Error::source(status),
+        ),
+        etcd_client::Error::TransportError(e) => (e.to_string(), std::error::Error::source(e)),
+        other => (other.to_string(), std::error::Error::source(other)),
+    };
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        source = inner.source();
+    }
+    text
 }
 
 /// The first key after every key starting with `prefix`: etcd's range end
