@@ -24,7 +24,8 @@ pub enum Status {
     NotRunning = 7,
     /// A condition on the stored value failed.
     Conflict = 8,
-    /// Local storage failed.
+    /// Storage failed: the local store, or a remote backend refused the
+    /// request for a reason none of the other statuses covers.
     Io = 9,
     /// A bug, including a panic caught at the boundary.
     Internal = 10,
