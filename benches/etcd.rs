@@ -169,7 +169,7 @@ fn main() {
             })
         };
 
-        let pairs: [(&dyn Fn() -> f64, &dyn Fn() -> f64); 3] = [
+        let pairs: [(Measure, Measure); 3] = [
             (&library_writes, &client_puts),
             (&library_reads, &client_gets),
             (&library_queued, &client_txns),
@@ -207,6 +207,9 @@ fn main() {
         medians[2] / medians[0]
     );
 }
+
+/// One timed side of a measurement: its operations per second.
+type Measure<'a> = &'a dyn Fn() -> f64;
 
 /// 128 puts per transaction, one transaction after another.
 async fn transactions(mut kv: KvClient, keys: &[String], value: &[u8]) {
