@@ -132,6 +132,9 @@ impl Queue {
         }
         let mut started = Vec::with_capacity(self.backends.len());
         for (backend, lane) in self.backends.iter().zip(&self.lanes) {
+            // An outage a stop gave up on is news no longer: the new worker
+            // finds out for itself.
+            *lane.outage() = None;
             let (sender, receiver) = bounded(self.settings.capacity);
             let batcher = Batcher {
                 size: self.settings.size,
@@ -648,6 +651,12 @@ mod tests {
             "{err}"
         );
         assert!(faulty.applied.lock().unwrap().is_empty());
+
+        faulty.down.store(false, Ordering::SeqCst);
+        queue.start().unwrap();
+        push(&queue, "after");
+        queue.flush().unwrap();
+        assert_eq!(*faulty.applied.lock().unwrap(), ["after"]);
     }
 
     #[test]

@@ -187,6 +187,7 @@ fn buckets_prefixes_and_start_after() {
     assert_eq!(keys(Some("a"), Some("a1")), ["a2", "a3"]);
     assert_eq!(keys(Some("b"), Some("a2")), ["b1", "b2"]);
     assert_eq!(keys(Some("a"), Some("a3")), Vec::<String>::new());
+    assert_eq!(keys(Some("a"), Some("zz")), Vec::<String>::new());
     assert_eq!(keys(None, Some("a3")), ["b1", "b2"]);
 
     // Keys another program stored that a C string cannot carry are

@@ -28,6 +28,9 @@ const NAME: &str = "etcd";
 /// accounting (the raft request's header and framing), with room to spare.
 const REQUEST_OVERHEAD: usize = 512;
 
+/// How often an idle-looking connection with calls in flight is pinged.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Responses can carry a page of large values; tonic's 4 MiB default would
 /// turn such a listing into an error.
 const MAX_RESPONSE_BYTES: usize = 1 << 30;
@@ -47,9 +50,12 @@ impl Etcd {
         let mut options = ConnectOptions::new()
             .with_timeout(timeout)
             .with_connect_timeout(timeout)
-            // Finds a dead connection (a server gone without a word) in
-            // about a timeout, rather than at the next failed request.
-            .with_keep_alive(timeout, timeout);
+            // Finds a dead connection (a server gone without a word) so that
+            // later calls connect afresh. etcd answers pings more often than
+            // every 5 s, or any ping without a call in flight, by closing
+            // the connection: hence 10 s, and only while calls are pending.
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, timeout)
+            .with_keep_alive_while_idle(false);
         if config.use_ssl {
             options = options.with_tls(tls_options(config)?);
         }
