@@ -432,6 +432,141 @@ fn a_handle_opens_while_etcd_is_down() {
     assert_eq!(etcd.get("k").unwrap(), b"v");
 }
 
+#[test]
+fn every_c_entry_point_works_on_etcd() {
+    use std::ffi::{CStr, CString};
+    use std::ptr;
+    use tetherdb::ffi::*;
+
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let c = |s: &str| CString::new(s).unwrap();
+    let last_error = || {
+        unsafe { CStr::from_ptr(tether_last_error()) }
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let config = c(&etcd.config(r#"{"autostart": false}"#, ""));
+    let (etcd_name, bucket) = (c("etcd"), c("c"));
+    let mut db = ptr::null_mut();
+    unsafe {
+        assert_eq!(tether_open(config.as_ptr(), &mut db), Status::Ok);
+        assert_eq!(tether_start(db), Status::Ok);
+        for (i, key) in ["k1", "k2", "k3"].iter().enumerate() {
+            let flags = if i == 2 { TETHER_QUEUE } else { 0 };
+            let key = c(key);
+            let status = tether_write(
+                db,
+                etcd_name.as_ptr(),
+                bucket.as_ptr(),
+                key.as_ptr(),
+                b"v".as_ptr(),
+                1,
+                flags,
+            );
+            assert_eq!(status, Status::Ok, "{}", last_error());
+        }
+        assert_eq!(tether_flush(db), Status::Ok);
+
+        let absent = c("absent");
+        let status = tether_update(
+            db,
+            ptr::null(),
+            bucket.as_ptr(),
+            absent.as_ptr(),
+            b"x".as_ptr(),
+            1,
+        );
+        assert_eq!(status, Status::NotFound);
+        assert_eq!(
+            last_error(),
+            "tether_update: etcd: key \"c:absent\" not found"
+        );
+        let k1 = c("k1");
+        assert_eq!(
+            tether_update(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                k1.as_ptr(),
+                b"new".as_ptr(),
+                3
+            ),
+            Status::Ok
+        );
+        let (mut value, mut len) = (ptr::null_mut(), 0);
+        assert_eq!(
+            tether_read(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                k1.as_ptr(),
+                &mut value,
+                &mut len
+            ),
+            Status::Ok
+        );
+        assert_eq!(std::slice::from_raw_parts(value, len), b"new");
+        tether_free(value, len);
+        assert_eq!(
+            tether_delete(db, ptr::null(), bucket.as_ptr(), k1.as_ptr()),
+            Status::Ok
+        );
+        assert_eq!(
+            tether_delete(db, ptr::null(), bucket.as_ptr(), k1.as_ptr()),
+            Status::NotFound
+        );
+
+        let mut page = ptr::null_mut();
+        assert_eq!(
+            tether_list(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                1,
+                &mut page
+            ),
+            Status::Ok
+        );
+        assert_eq!(tether_page_len(page), 1);
+        assert_eq!(
+            CStr::from_ptr(tether_page_key(page, 0)).to_str().unwrap(),
+            "k2"
+        );
+        assert_eq!(
+            CStr::from_ptr(tether_page_next(page)).to_str().unwrap(),
+            "k2"
+        );
+        let mut next = ptr::null_mut();
+        assert_eq!(
+            tether_list(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                ptr::null(),
+                tether_page_next(page),
+                1,
+                &mut next
+            ),
+            Status::Ok
+        );
+        assert_eq!(
+            CStr::from_ptr(tether_page_key(next, 0)).to_str().unwrap(),
+            "k3"
+        );
+        assert!(tether_page_next(next).is_null());
+        tether_page_free(page);
+        tether_page_free(next);
+
+        assert_eq!(tether_stop(db), Status::Ok);
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
 /// Polls `done` until it holds. Not a timing assertion: the bound only
 /// keeps a broken build from hanging CI.
 fn wait_until(done: impl Fn() -> bool) {
