@@ -1,0 +1,655 @@
+//! What the workload drives: the library through its C ABI (the tool's
+//! purpose), or, for the benchmark report's baseline, the engine underneath
+//! used directly (sled, etcd-client) on the same keys and values.
+
+use std::ffi::{c_char, CStr, CString};
+use std::ptr;
+
+use tetherdb::ffi::{
+    tether_close, tether_flush, tether_free, tether_last_error, tether_list, tether_open,
+    tether_open_file, tether_page_free, tether_page_key, tether_page_len, tether_page_next,
+    tether_page_value, tether_read, tether_status_name, tether_update, tether_write, TetherDb,
+    TetherPage, TETHER_QUEUE,
+};
+use tetherdb::Status;
+
+/// A call that did not succeed: its status and message.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub status: Status,
+    pub message: String,
+}
+
+pub type Outcome = Result<(), Failure>;
+
+/// One key as the calls need it, built once per operation in one buffer:
+/// `bucket:key\0`. The C ABI takes the key part (with the NUL); an engine
+/// takes the stored key, `bucket:key` (design.md §2), so both sides store
+/// the same bytes.
+pub struct KeyBuf {
+    buf: Vec<u8>,
+    /// Length of `bucket:`, or 0 without a bucket.
+    prefix: usize,
+}
+
+impl KeyBuf {
+    pub fn new(bucket: &str) -> KeyBuf {
+        let mut buf = Vec::with_capacity(bucket.len() + 40);
+        if !bucket.is_empty() {
+            buf.extend_from_slice(bucket.as_bytes());
+            buf.push(b':');
+        }
+        let prefix = buf.len();
+        KeyBuf { buf, prefix }
+    }
+
+    /// Replaces the key part with `key` (which holds no NUL).
+    pub fn set(&mut self, key: impl std::fmt::Display) {
+        use std::io::Write;
+        self.buf.truncate(self.prefix);
+        write!(self.buf, "{key}\0").expect("writing to a Vec cannot fail");
+    }
+
+    pub fn c_key(&self) -> *const c_char {
+        self.buf[self.prefix..].as_ptr().cast()
+    }
+
+    pub fn stored(&self) -> &[u8] {
+        &self.buf[..self.buf.len() - 1]
+    }
+}
+
+/// A target's calls from one thread.
+pub trait Session {
+    fn write(&mut self, key: &KeyBuf, value: &[u8], queued: bool) -> Status;
+    fn update(&mut self, key: &KeyBuf, value: &[u8]) -> Status;
+    /// Reads `key`, and on success hands its value to `check`.
+    fn read(&mut self, key: &KeyBuf, check: &mut dyn FnMut(&[u8])) -> Status;
+    /// The message of this thread's last failed call.
+    fn last_error(&self) -> String;
+    /// Sends what this thread still holds (an engine's partial batch).
+    fn finish(&mut self) -> Outcome {
+        Ok(())
+    }
+}
+
+pub trait Target: Sync {
+    /// What is measured, for the summary: "library (C ABI)", "sled", ...
+    fn describe(&self) -> String;
+    fn session(&self) -> Box<dyn Session + '_>;
+    /// Waits until every queued write is applied and durable.
+    fn flush(&self) -> Outcome;
+    /// Visits every entry of `bucket` whose key starts with `prefix`,
+    /// with the key without its bucket part.
+    fn list(&self, bucket: &str, prefix: &str, visit: &mut dyn FnMut(&str, &[u8])) -> Outcome;
+    fn close(self: Box<Self>) -> Outcome;
+}
+
+// --- the library, through the C ABI ---------------------------------------
+
+/// The configuration as `--config` gives it.
+pub enum ConfigSource {
+    Json(String),
+    File(String),
+}
+
+pub struct CAbi {
+    db: *mut TetherDb,
+    /// NULL for the default backend, as a C caller passes it.
+    backend: Option<CString>,
+    bucket: CString,
+}
+
+// SAFETY: the C contract (README, "Threads") makes one handle safe to use
+// from any number of threads at once; only tether_close must not overlap
+// another call, and `close` takes the target by value after every thread
+// has ended.
+unsafe impl Send for CAbi {}
+unsafe impl Sync for CAbi {}
+
+fn last_error() -> String {
+    // SAFETY: never NULL, valid on this thread until its next failing call.
+    unsafe { CStr::from_ptr(tether_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub fn status_name(status: Status) -> &'static str {
+    // SAFETY: a static NUL-terminated name.
+    unsafe { CStr::from_ptr(tether_status_name(status)) }
+        .to_str()
+        .unwrap_or("?")
+}
+
+fn check(status: Status) -> Outcome {
+    match status {
+        Status::Ok => Ok(()),
+        status => Err(Failure {
+            status,
+            message: last_error(),
+        }),
+    }
+}
+
+fn c_string(what: &str, text: &str) -> Result<CString, Failure> {
+    CString::new(text).map_err(|_| Failure {
+        status: Status::InvalidArgument,
+        message: format!("{what} holds a NUL byte"),
+    })
+}
+
+impl CAbi {
+    pub fn open(
+        config: &ConfigSource,
+        backend: Option<&str>,
+        bucket: &str,
+    ) -> Result<CAbi, Failure> {
+        let mut db: *mut TetherDb = ptr::null_mut();
+        let status = match config {
+            // SAFETY: valid C strings for the call; `db` is a valid out-pointer.
+            ConfigSource::Json(json) => unsafe {
+                tether_open(c_string("the configuration", json)?.as_ptr(), &mut db)
+            },
+            ConfigSource::File(path) => unsafe {
+                tether_open_file(c_string("the configuration path", path)?.as_ptr(), &mut db)
+            },
+        };
+        check(status)?;
+        Ok(CAbi {
+            db,
+            backend: backend.map(|b| c_string("--backend", b)).transpose()?,
+            bucket: c_string("--bucket", bucket)?,
+        })
+    }
+
+    fn backend(&self) -> *const c_char {
+        self.backend.as_ref().map_or(ptr::null(), |b| b.as_ptr())
+    }
+}
+
+struct CSession<'a>(&'a CAbi);
+
+impl Session for CSession<'_> {
+    fn write(&mut self, key: &KeyBuf, value: &[u8], queued: bool) -> Status {
+        let flags = if queued { TETHER_QUEUE } else { 0 };
+        // SAFETY: every pointer is valid for the call.
+        unsafe {
+            tether_write(
+                self.0.db,
+                self.0.backend(),
+                self.0.bucket.as_ptr(),
+                key.c_key(),
+                value.as_ptr(),
+                value.len(),
+                flags,
+            )
+        }
+    }
+
+    fn update(&mut self, key: &KeyBuf, value: &[u8]) -> Status {
+        // SAFETY: every pointer is valid for the call.
+        unsafe {
+            tether_update(
+                self.0.db,
+                self.0.backend(),
+                self.0.bucket.as_ptr(),
+                key.c_key(),
+                value.as_ptr(),
+                value.len(),
+            )
+        }
+    }
+
+    fn read(&mut self, key: &KeyBuf, check: &mut dyn FnMut(&[u8])) -> Status {
+        let (mut value, mut len): (*mut u8, usize) = (ptr::null_mut(), 0);
+        // SAFETY: every pointer is valid for the call; on TETHER_OK the
+        // value is ours, `len` bytes, freed once with tether_free.
+        unsafe {
+            let status = tether_read(
+                self.0.db,
+                self.0.backend(),
+                self.0.bucket.as_ptr(),
+                key.c_key(),
+                &mut value,
+                &mut len,
+            );
+            if status == Status::Ok {
+                check(std::slice::from_raw_parts(value, len));
+                tether_free(value, len);
+            }
+            status
+        }
+    }
+
+    fn last_error(&self) -> String {
+        last_error()
+    }
+}
+
+impl Target for CAbi {
+    fn describe(&self) -> String {
+        "library (C ABI)".into()
+    }
+
+    fn session(&self) -> Box<dyn Session + '_> {
+        Box::new(CSession(self))
+    }
+
+    fn flush(&self) -> Outcome {
+        // SAFETY: an open handle.
+        check(unsafe { tether_flush(self.db) })
+    }
+
+    fn list(&self, bucket: &str, prefix: &str, visit: &mut dyn FnMut(&str, &[u8])) -> Outcome {
+        const PAGE: usize = 1000;
+        let bucket = c_string("--bucket", bucket)?;
+        let prefix = c_string("the prefix", prefix)?;
+        let mut after: Option<CString> = None;
+        loop {
+            let mut page: *mut TetherPage = ptr::null_mut();
+            // SAFETY: valid pointers; on TETHER_OK the page is ours until
+            // tether_page_free, and so are the strings it hands out.
+            unsafe {
+                check(tether_list(
+                    self.db,
+                    self.backend(),
+                    bucket.as_ptr(),
+                    prefix.as_ptr(),
+                    after.as_ref().map_or(ptr::null(), |a| a.as_ptr()),
+                    PAGE,
+                    &mut page,
+                ))?;
+                for i in 0..tether_page_len(page) {
+                    let key = CStr::from_ptr(tether_page_key(page, i)).to_string_lossy();
+                    let mut len = 0;
+                    let value = tether_page_value(page, i, &mut len);
+                    visit(&key, std::slice::from_raw_parts(value, len));
+                }
+                let next = tether_page_next(page);
+                // The marker belongs to the page: copy it before the free.
+                after = (!next.is_null()).then(|| CStr::from_ptr(next).to_owned());
+                tether_page_free(page);
+            }
+            if after.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn close(self: Box<Self>) -> Outcome {
+        // SAFETY: every thread using the handle has ended.
+        check(unsafe { tether_close(self.db) })
+    }
+}
+
+// --- sled, used directly ------------------------------------------------------
+
+pub mod engines {
+    use super::*;
+
+    fn failure(status: Status, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            status,
+            message: message.to_string(),
+        }
+    }
+
+    /// sled opened as the library opens it (`sled::open(path)`, defaults).
+    /// Queued writes become one `sled::Batch` per `batch` writes per thread.
+    pub struct Sled {
+        db: sled::Db,
+        batch: usize,
+    }
+
+    impl Sled {
+        pub fn open(path: &std::path::Path, batch: usize) -> Result<Sled, Failure> {
+            let db = sled::open(path)
+                .map_err(|e| failure(Status::Io, format!("sled::open {}: {e}", path.display())))?;
+            Ok(Sled { db, batch })
+        }
+    }
+
+    struct SledSession<'a> {
+        db: &'a sled::Db,
+        size: usize,
+        batch: sled::Batch,
+        pending: usize,
+        last_error: String,
+    }
+
+    impl SledSession<'_> {
+        fn fail(&mut self, status: Status, error: impl std::fmt::Display) -> Status {
+            self.last_error = format!("sled: {error}");
+            status
+        }
+    }
+
+    impl Session for SledSession<'_> {
+        fn write(&mut self, key: &KeyBuf, value: &[u8], queued: bool) -> Status {
+            if !queued {
+                return match self.db.insert(key.stored(), value) {
+                    Ok(_) => Status::Ok,
+                    Err(e) => self.fail(Status::Io, e),
+                };
+            }
+            self.batch.insert(key.stored(), value);
+            self.pending += 1;
+            if self.pending < self.size {
+                return Status::Ok;
+            }
+            match self.finish() {
+                Ok(()) => Status::Ok,
+                Err(f) => self.fail(f.status, f.message),
+            }
+        }
+
+        fn update(&mut self, key: &KeyBuf, value: &[u8]) -> Status {
+            // What the library does on local: compare-and-swap on the value
+            // read, again when another writer came in between.
+            loop {
+                let current = match self.db.get(key.stored()) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => return self.fail(Status::NotFound, "key not found"),
+                    Err(e) => return self.fail(Status::Io, e),
+                };
+                match self
+                    .db
+                    .compare_and_swap(key.stored(), Some(current), Some(value))
+                {
+                    Ok(Ok(())) => return Status::Ok,
+                    Ok(Err(_)) => continue,
+                    Err(e) => return self.fail(Status::Io, e),
+                }
+            }
+        }
+
+        fn read(&mut self, key: &KeyBuf, check: &mut dyn FnMut(&[u8])) -> Status {
+            match self.db.get(key.stored()) {
+                Ok(Some(value)) => {
+                    check(&value);
+                    Status::Ok
+                }
+                Ok(None) => self.fail(Status::NotFound, "key not found"),
+                Err(e) => self.fail(Status::Io, e),
+            }
+        }
+
+        fn last_error(&self) -> String {
+            self.last_error.clone()
+        }
+
+        fn finish(&mut self) -> Outcome {
+            if self.pending == 0 {
+                return Ok(());
+            }
+            self.pending = 0;
+            self.db
+                .apply_batch(std::mem::take(&mut self.batch))
+                .map_err(|e| failure(Status::Io, format!("sled: {e}")))
+        }
+    }
+
+    impl Target for Sled {
+        fn describe(&self) -> String {
+            "sled (engine used directly)".into()
+        }
+
+        fn session(&self) -> Box<dyn Session + '_> {
+            Box::new(SledSession {
+                db: &self.db,
+                size: self.batch,
+                batch: sled::Batch::default(),
+                pending: 0,
+                last_error: String::new(),
+            })
+        }
+
+        fn flush(&self) -> Outcome {
+            self.db
+                .flush()
+                .map(drop)
+                .map_err(|e| failure(Status::Io, format!("sled: {e}")))
+        }
+
+        fn list(&self, bucket: &str, prefix: &str, visit: &mut dyn FnMut(&str, &[u8])) -> Outcome {
+            let skip = if bucket.is_empty() {
+                0
+            } else {
+                bucket.len() + 1
+            };
+            let start = match bucket {
+                "" => prefix.to_owned(),
+                bucket => format!("{bucket}:{prefix}"),
+            };
+            for entry in self.db.scan_prefix(start.as_bytes()) {
+                let (key, value) = entry.map_err(|e| failure(Status::Io, format!("sled: {e}")))?;
+                visit(&String::from_utf8_lossy(&key[skip..]), &value);
+            }
+            Ok(())
+        }
+
+        fn close(self: Box<Self>) -> Outcome {
+            self.flush()
+        }
+    }
+
+    #[cfg(feature = "etcd")]
+    pub use etcd::Etcd;
+
+    /// etcd-client on a tokio runtime of its own, each call awaited on the
+    /// calling thread as the library does; queued writes become one
+    /// transaction per `batch` puts per thread.
+    #[cfg(feature = "etcd")]
+    mod etcd {
+        use super::*;
+        use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp};
+
+        pub struct Etcd {
+            runtime: tokio::runtime::Runtime,
+            client: Client,
+            batch: usize,
+        }
+
+        fn status_of(error: &etcd_client::Error) -> Status {
+            use etcd_client::Error as E;
+            match error {
+                E::GRpcStatus(s) => match s.code() {
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Status::Unavailable,
+                    _ => Status::Io,
+                },
+                E::TransportError(_) | E::IoError(_) => Status::Unavailable,
+                _ => Status::Io,
+            }
+        }
+
+        fn fail(error: etcd_client::Error) -> Failure {
+            failure(status_of(&error), format!("etcd-client: {error}"))
+        }
+
+        impl Etcd {
+            pub fn open(urls: &[String], batch: usize) -> Result<Etcd, Failure> {
+                // Two workers, as the library's runtime: the calling
+                // threads wait on their own calls.
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| failure(Status::Internal, format!("tokio runtime: {e}")))?;
+                let client = runtime
+                    .block_on(Client::connect(urls, None))
+                    .map_err(fail)?;
+                Ok(Etcd {
+                    runtime,
+                    client,
+                    batch,
+                })
+            }
+        }
+
+        struct EtcdSession<'a> {
+            etcd: &'a Etcd,
+            kv: KvClient,
+            pending: Vec<TxnOp>,
+            last_error: String,
+        }
+
+        impl EtcdSession<'_> {
+            fn status(&mut self, result: Outcome) -> Status {
+                match result {
+                    Ok(()) => Status::Ok,
+                    Err(f) => {
+                        self.last_error = f.message;
+                        f.status
+                    }
+                }
+            }
+        }
+
+        impl Session for EtcdSession<'_> {
+            fn write(&mut self, key: &KeyBuf, value: &[u8], queued: bool) -> Status {
+                if queued {
+                    self.pending.push(TxnOp::put(key.stored(), value, None));
+                    if self.pending.len() < self.etcd.batch {
+                        return Status::Ok;
+                    }
+                    let result = self.finish();
+                    return self.status(result);
+                }
+                let mut kv = self.kv.clone();
+                let result = self
+                    .etcd
+                    .runtime
+                    .block_on(kv.put(key.stored(), value, None))
+                    .map(drop)
+                    .map_err(fail);
+                self.status(result)
+            }
+
+            fn update(&mut self, key: &KeyBuf, value: &[u8]) -> Status {
+                // One transaction: put only where the key's version is above 0.
+                let txn = Txn::new()
+                    .when([Compare::version(key.stored(), CompareOp::Greater, 0)])
+                    .and_then([TxnOp::put(key.stored(), value, None)]);
+                let mut kv = self.kv.clone();
+                let result = match self.etcd.runtime.block_on(kv.txn(txn)) {
+                    Ok(reply) if reply.succeeded() => Ok(()),
+                    Ok(_) => Err(failure(Status::NotFound, "etcd-client: key not found")),
+                    Err(e) => Err(fail(e)),
+                };
+                self.status(result)
+            }
+
+            fn read(&mut self, key: &KeyBuf, check: &mut dyn FnMut(&[u8])) -> Status {
+                let mut kv = self.kv.clone();
+                let result = match self.etcd.runtime.block_on(kv.get(key.stored(), None)) {
+                    Ok(reply) => match reply.kvs().first() {
+                        Some(kv) => {
+                            check(kv.value());
+                            Ok(())
+                        }
+                        None => Err(failure(Status::NotFound, "etcd-client: key not found")),
+                    },
+                    Err(e) => Err(fail(e)),
+                };
+                self.status(result)
+            }
+
+            fn last_error(&self) -> String {
+                self.last_error.clone()
+            }
+
+            fn finish(&mut self) -> Outcome {
+                if self.pending.is_empty() {
+                    return Ok(());
+                }
+                let txn = Txn::new().and_then(std::mem::take(&mut self.pending));
+                let mut kv = self.kv.clone();
+                self.etcd
+                    .runtime
+                    .block_on(kv.txn(txn))
+                    .map(drop)
+                    .map_err(fail)
+            }
+        }
+
+        impl Target for Etcd {
+            fn describe(&self) -> String {
+                "etcd-client (engine used directly)".into()
+            }
+
+            fn session(&self) -> Box<dyn Session + '_> {
+                Box::new(EtcdSession {
+                    etcd: self,
+                    kv: self.client.kv_client(),
+                    pending: Vec::new(),
+                    last_error: String::new(),
+                })
+            }
+
+            fn flush(&self) -> Outcome {
+                // Every etcd write is durable once answered; each thread
+                // sent its last transaction when it ended.
+                Ok(())
+            }
+
+            fn list(
+                &self,
+                bucket: &str,
+                prefix: &str,
+                visit: &mut dyn FnMut(&str, &[u8]),
+            ) -> Outcome {
+                let skip = if bucket.is_empty() {
+                    0
+                } else {
+                    bucket.len() + 1
+                };
+                let start = match bucket {
+                    "" => prefix.as_bytes().to_vec(),
+                    bucket => format!("{bucket}:{prefix}").into_bytes(),
+                };
+                let mut kv = self.client.kv_client();
+                let mut from = start.clone();
+                loop {
+                    // Pages of 1000 in ascending order, from just after the
+                    // last key seen, within the prefix's range.
+                    let options = GetOptions::new()
+                        .with_range(prefix_end(&start))
+                        .with_limit(1000);
+                    let reply = self
+                        .runtime
+                        .block_on(kv.get(from.clone(), Some(options)))
+                        .map_err(fail)?;
+                    for entry in reply.kvs() {
+                        visit(
+                            &String::from_utf8_lossy(&entry.key()[skip..]),
+                            entry.value(),
+                        );
+                    }
+                    match (reply.more(), reply.kvs().last()) {
+                        (true, Some(last)) => {
+                            from = last.key().to_vec();
+                            from.push(0);
+                        }
+                        _ => return Ok(()),
+                    }
+                }
+            }
+
+            fn close(self: Box<Self>) -> Outcome {
+                Ok(())
+            }
+        }
+
+        /// The first key after every key starting with `prefix`.
+        fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+            let mut end = prefix.to_vec();
+            while let Some(last) = end.pop() {
+                if last < 0xff {
+                    end.push(last + 1);
+                    return end;
+                }
+            }
+            vec![0]
+        }
+    }
+}
