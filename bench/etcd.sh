@@ -1,8 +1,8 @@
 # Starts a throwaway etcd as tests/common/etcd.rs does: free loopback
 # ports, data in a temporary directory, logs there too. Source this file,
-# then call `start_etcd`; it sets ETCD_ENDPOINT (127.0.0.1:PORT) and
-# ETCD_DIR, and `stop_etcd` (also run on EXIT) ends it and removes the
-# directory. Only loopback addresses are used.
+# then call `start_etcd [extra etcd flags...]`; it sets ETCD_ENDPOINT
+# (127.0.0.1:PORT) and ETCD_DIR. `stop_etcd` ends it and removes the
+# directory: call it from your EXIT trap. Only loopback addresses are used.
 
 ETCD_PID=""
 ETCD_DIR=""
@@ -27,9 +27,8 @@ start_etcd() {
     --listen-client-urls "http://$ETCD_ENDPOINT" --advertise-client-urls "http://$ETCD_ENDPOINT" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
     --initial-cluster "bench=http://127.0.0.1:$peer" \
-    --logger zap --log-level error >"$ETCD_DIR/etcd.log" 2>&1 &
+    --logger zap --log-level error "$@" >"$ETCD_DIR/etcd.log" 2>&1 &
   ETCD_PID=$!
-  trap stop_etcd EXIT
   local tries=0
   until ETCDCTL_API=3 etcdctl --endpoints="http://$ETCD_ENDPOINT" endpoint health >/dev/null 2>&1; do
     tries=$((tries + 1))
@@ -56,6 +55,8 @@ stop_etcd() {
 
 # A configuration with this etcd as the `etcd` backend, and queue_batch $1.
 etcd_config() {
+  local queue="${1:-}"
+  [ -n "$queue" ] || queue='{}'
   printf '{"logging": "warn", "queue_batch": %s, "etcd": {"endpoints": ["%s"]}}' \
-    "${1:-{\}}" "$ETCD_ENDPOINT"
+    "$queue" "$ETCD_ENDPOINT"
 }

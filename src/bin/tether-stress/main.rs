@@ -141,7 +141,8 @@ fn engine(o: &Options, source: &ConfigSource) -> Result<Box<dyn Target>, String>
             }
             let batch = batch.min(etcd.max_txn_ops);
             Ok(Box::new(
-                target::engines::Etcd::open(&etcd.urls(), batch).map_err(failed)?,
+                target::engines::Etcd::open(&etcd.urls(), batch, etcd.max_request_bytes)
+                    .map_err(failed)?,
             ))
         }
         other => Err(format!(
@@ -281,6 +282,9 @@ fn exercise(target: Box<dyn Target>, o: &Options, run: u64) -> Summary<'_> {
         flush = target.flush().err();
         flush_secs = started.elapsed().as_secs_f64();
     }
+    // Before the read-back, which pulls every value through the engine's
+    // cache: the memory the writes themselves took.
+    let rss_written = peak_rss();
     let verified = match o.verify {
         Verify::Read => Some(verify_by_reading(&*target, o, run, &worked, &progress)),
         Verify::List => Some(verify_by_listing(&*target, o, run, &worked, &progress)),
@@ -296,6 +300,7 @@ fn exercise(target: Box<dyn Target>, o: &Options, run: u64) -> Summary<'_> {
         run_secs,
         flush,
         flush_secs,
+        rss_written,
         verified,
         close,
     }
@@ -773,6 +778,8 @@ struct Summary<'a> {
     run_secs: f64,
     flush: Option<Failure>,
     flush_secs: f64,
+    /// Peak RSS once the writes were done (and flushed), before the read-back.
+    rss_written: Option<u64>,
     verified: Option<Verified>,
     close: Option<Failure>,
 }
@@ -945,6 +952,7 @@ impl Summary<'_> {
             "verification": verification,
             "close": self.close.as_ref().map(failure),
             "peak_rss_bytes": peak_rss(),
+            "peak_rss_after_writes_bytes": self.rss_written,
             "lost_writes": self.lost(),
             "exit_code": self.exit_code(),
         })
@@ -1096,8 +1104,13 @@ impl Summary<'_> {
         if let Some(f) = &self.close {
             println!("close FAILED: {}: {}", status_name(f.status), f.message);
         }
-        if let Some(rss) = peak_rss() {
-            println!("peak RSS: {:.1} MB", rss as f64 / 1e6);
+        if let (Some(written), Some(end)) = (self.rss_written, peak_rss()) {
+            println!(
+                "peak RSS: {:.1} MB once written{}, {:.1} MB in all",
+                written as f64 / 1e6,
+                if o.queued { " and flushed" } else { "" },
+                end as f64 / 1e6
+            );
         }
         println!(
             "result: {}",

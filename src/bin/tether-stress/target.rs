@@ -448,7 +448,17 @@ pub mod engines {
             runtime: tokio::runtime::Runtime,
             client: Client,
             batch: usize,
+            /// The largest request etcd takes (`--max-request-bytes`): a
+            /// transaction of large values goes out before it is reached,
+            /// as the library splits its batches.
+            max_bytes: usize,
         }
+
+        /// Bytes a put adds to a transaction beyond its key and value (a
+        /// generous bound on the protobuf framing), and bytes kept free
+        /// for the request's own.
+        const PUT_FRAMING: usize = 64;
+        const REQUEST_FRAMING: usize = 512;
 
         fn status_of(error: &etcd_client::Error) -> Status {
             use etcd_client::Error as E;
@@ -467,7 +477,7 @@ pub mod engines {
         }
 
         impl Etcd {
-            pub fn open(urls: &[String], batch: usize) -> Result<Etcd, Failure> {
+            pub fn open(urls: &[String], batch: usize, max_bytes: usize) -> Result<Etcd, Failure> {
                 // Two workers, as the library's runtime: the calling
                 // threads wait on their own calls.
                 let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -482,6 +492,7 @@ pub mod engines {
                     runtime,
                     client,
                     batch,
+                    max_bytes,
                 })
             }
         }
@@ -490,6 +501,7 @@ pub mod engines {
             etcd: &'a Etcd,
             kv: KvClient,
             pending: Vec<TxnOp>,
+            pending_bytes: usize,
             last_error: String,
         }
 
@@ -508,7 +520,16 @@ pub mod engines {
         impl Session for EtcdSession<'_> {
             fn write(&mut self, key: &KeyBuf, value: &[u8], queued: bool) -> Status {
                 if queued {
+                    let bytes = key.stored().len() + value.len() + PUT_FRAMING;
+                    let limit = self.etcd.max_bytes.saturating_sub(REQUEST_FRAMING);
+                    if self.pending_bytes + bytes > limit {
+                        let result = self.finish();
+                        if result.is_err() {
+                            return self.status(result);
+                        }
+                    }
                     self.pending.push(TxnOp::put(key.stored(), value, None));
+                    self.pending_bytes += bytes;
                     if self.pending.len() < self.etcd.batch {
                         return Status::Ok;
                     }
@@ -562,6 +583,7 @@ pub mod engines {
                 if self.pending.is_empty() {
                     return Ok(());
                 }
+                self.pending_bytes = 0;
                 let txn = Txn::new().and_then(std::mem::take(&mut self.pending));
                 let mut kv = self.kv.clone();
                 self.etcd
@@ -582,6 +604,7 @@ pub mod engines {
                     etcd: self,
                     kv: self.client.kv_client(),
                     pending: Vec::new(),
+                    pending_bytes: 0,
                     last_error: String::new(),
                 })
             }

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The benchmark report: tether-stress on every backend this build has, the
+# library through its C ABI beside the engine under it used directly (sled,
+# etcd-client) on the same workload, in the same run. Writes into
+# bench/results/:
+#   runs.jsonl   every run's JSON summary, labelled
+#   report.md    the tables (throughput and latency by threads, by value
+#                size; peak memory), the machine and the command
+#   threads.png  throughput by threads, one panel per backend
+#
+#   bench/run.sh            the full report (about 10 minutes on 2 vCPUs)
+#   SECONDS_PER_RUN=1 bench/run.sh   shorter runs, noisier figures
+#
+# It starts its own etcd on free loopback ports (bench/etcd.sh), installs
+# what it needs with apt-get when missing (gnuplot-nox, GNU time, etcd), and
+# stops on the first run that loses a write.
+source "$(dirname "$0")/../scripts/common.sh"
+source bench/etcd.sh
+
+ensure_packages "${BUILD_PACKAGES[@]}" etcd-server etcd-client gnuplot-nox time
+require python3 "install Python 3: it finds free ports and writes the tables"
+
+step "building tether-stress (release)"
+cargo build --release --bin tether-stress
+TOOL="$ROOT/target/release/tether-stress"
+
+RESULTS="$ROOT/bench/results"
+mkdir -p "$RESULTS"
+RUNS="$RESULTS/runs.jsonl"
+: >"$RUNS"
+WORK="$(mktemp -d -t tether-bench.XXXXXX)"
+cleanup() {
+  stop_etcd
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Each run writes new keys (the run's tag is in them), so etcd only grows:
+# a quota well above its 2 GB default keeps the large-value runs in.
+start_etcd --quota-backend-bytes=8589934592
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-3}"
+
+# Batches as the existing benchmarks use them: sled Batches of 100, etcd
+# transactions of 128 (its --max-txn-ops); the engine-direct side batches
+# the same sizes per thread. Capacity is the default, 10,000.
+config_for() { # backend [capacity]
+  local capacity="${2:-10000}"
+  case "$1" in
+    local) printf '{"logging": "warn", "queue_batch": {"size": 100, "interval": 1.0, "capacity": %s}, "local": {"filepath": "%s"}}' \
+      "$capacity" "$WORK/db" ;;
+    etcd) etcd_config "{\"size\": 128, \"interval\": 1.0, \"capacity\": $capacity}" ;;
+  esac
+}
+
+# bench GROUP BACKEND SIDE [CAPACITY] -- TOOL ARGS...
+# Runs the tool once under GNU time and appends its summary, labelled with
+# the group, the side (library or engine) and the whole process's max RSS,
+# to runs.jsonl.
+bench() {
+  local group="$1" backend="$2" side="$3" capacity=10000
+  shift 3
+  if [ "$1" != "--" ]; then
+    capacity="$1"
+    shift
+  fi
+  shift
+  local direct=()
+  [ "$side" = engine ] && direct=(--engine-direct)
+  rm -rf "$WORK/db"
+  local status=0
+  /usr/bin/time -f '%M' -o "$WORK/rss" "$TOOL" --config "$(config_for "$backend" "$capacity")" \
+    --backend "$backend" --json --quiet "${direct[@]}" "$@" >"$WORK/out.json" || status=$?
+  # 3: some calls failed but nothing was lost; the tables show the errors.
+  if [ "$status" -ne 0 ] && [ "$status" -ne 3 ]; then
+    echo "error: tether-stress exited $status: $backend $side $*" >&2
+    cat "$WORK/out.json" >&2
+    exit 1
+  fi
+  python3 - "$group" "$side" "$capacity" "$WORK/rss" "$WORK/out.json" "$*" >>"$RUNS" <<'PY'
+import json, sys
+group, side, capacity, rss, out, args = sys.argv[1:]
+run = json.load(open(out))
+run.update(group=group, side=side, capacity=int(capacity), args=args,
+           max_rss_kib=int(open(rss).read().split()[-1]))
+print(json.dumps(run))
+PY
+  python3 - "$WORK/out.json" "$backend" "$side" "$*" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))
+kinds = run["kinds"]
+rate = run["flush"]["applied_writes_per_sec"] if run["flush"] else kinds["write"]["ops_per_sec"]
+reads = (run.get("verification") or {}).get("reads")
+print(f"  {sys.argv[2]:<5} {sys.argv[3]:<7} {sys.argv[4]:<60} {rate:>10,.0f} writes/s"
+      + (f" {reads['ops_per_sec']:>10,.0f} reads/s" if reads else ""))
+PY
+}
+
+# Alternates which side goes first, so that drift in the machine's load
+# does not favour one.
+both() { # ORDER GROUP BACKEND [CAPACITY] -- ARGS...
+  local order="$1"
+  shift
+  local group="$1" backend="$2"
+  shift 2
+  if [ $((order % 2)) -eq 0 ]; then
+    bench "$group" "$backend" library "$@"
+    bench "$group" "$backend" engine "$@"
+  else
+    bench "$group" "$backend" engine "$@"
+    bench "$group" "$backend" library "$@"
+  fi
+}
+
+n=0
+for backend in local etcd; do
+  step "$backend: 100-byte values, 1/2/4/8 threads, ${SECONDS_PER_RUN} s per run"
+  for threads in 1 2 4 8; do
+    # Direct runs read every key back with tether_read: the read figures.
+    both $((n++)) threads "$backend" -- --threads "$threads" --duration "$SECONDS_PER_RUN" --direct --verify read
+    both $((n++)) threads "$backend" -- --threads "$threads" --duration "$SECONDS_PER_RUN" --queued --verify list
+  done
+
+  step "$backend: 4 KiB and 64 KiB values, 4 threads"
+  # Counts rather than a duration keep the bytes written (to a disk shared
+  # with other work) in bounds.
+  case "$backend" in
+    local) direct_4k=40000 queued_4k=40000 direct_64k=4000 queued_64k=4000 ;;
+    etcd) direct_4k=3000 queued_4k=20000 direct_64k=1000 queued_64k=4000 ;;
+  esac
+  both $((n++)) sizes "$backend" -- --threads 4 --value-size 4096 --writes "$direct_4k" --direct --verify read
+  both $((n++)) sizes "$backend" -- --threads 4 --value-size 4096 --writes "$queued_4k" --queued --verify list
+  both $((n++)) sizes "$backend" -- --threads 4 --value-size 65536 --writes "$direct_64k" --direct --verify read
+  both $((n++)) sizes "$backend" -- --threads 4 --value-size 65536 --writes "$queued_64k" --queued --verify list
+done
+
+step "peak memory: 1,000,000 writes"
+bench memory local library -- --threads 1 --writes 1000000 --direct --verify list
+bench memory local engine -- --threads 1 --writes 1000000 --direct --verify list
+bench memory local library -- --threads 4 --writes 1000000 --queued --verify list
+bench memory local engine -- --threads 4 --writes 1000000 --queued --verify list
+# On etcd the data lives in the server, so the client's memory is the
+# library's own, and the queue's: bounded at 10,000 writes, then (to show
+# what the bound saves) at 1,000,000.
+bench memory etcd library -- --threads 4 --writes 1000000 --queued --verify list
+bench memory etcd library 1000000 -- --threads 4 --writes 1000000 --queued --verify list
+
+step "writing $RESULTS/report.md and threads.png"
+python3 bench/report.py "$RUNS" "$RESULTS" \
+  "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" \
+  "$(free -g | awk '/^Mem:/ {print $2}')" "$(uname -sr)" \
+  "$(etcd --version | head -1)" "$(rustc --version)" "$(git rev-parse --short HEAD)"
+gnuplot -e "data='$RESULTS/threads.dat'; out='$RESULTS/threads.png'" bench/chart.gp
+echo "done: $RESULTS/report.md, $RESULTS/threads.png"
