@@ -39,3 +39,18 @@ step "C quickstart example"
 
 step "README examples are the files CI runs"
 ./scripts/check_readme.sh
+
+step "tether-stress: brief runs on local and on a real etcd, every write read back"
+# Non-zero on any lost or wrong write (1) and on any failed call (3).
+require python3 "bench/etcd.sh finds free ports with it"
+source bench/etcd.sh
+trap 'rm -f "$committed"; stop_etcd' EXIT
+start_etcd
+stress=target/release/tether-stress
+"$stress" --backend local --threads 4 --writes 20000 --direct
+"$stress" --backend local --threads 4 --writes 20000 --queued --verify list
+"$stress" --backend local --threads 4 --writes 20000 --mix 2:2:1 --keys 500
+etcd="$(etcd_config '{"size": 128, "interval": 0.5}')"
+"$stress" --config "$etcd" --backend etcd --threads 4 --writes 2000 --direct
+"$stress" --config "$etcd" --backend etcd --threads 4 --writes 20000 --queued --verify list
+"$stress" --config "$etcd" --backend etcd --threads 4 --writes 2000 --mix 2:2:1 --keys 100

@@ -660,16 +660,24 @@ fn verify_by_listing(
             Some(classify(&w.values, index, tracked, value)),
         );
     });
-    if let Err(f) = listed {
-        v.errors[f.status as usize] += 1;
-        v.messages.insert(f.status as usize, f.message);
+    // Keys the listing did not return are missing, unless the listing
+    // failed: then they are unchecked, and counted under its status.
+    let failed = listed.err();
+    if let Some(f) = &failed {
+        v.messages.insert(f.status as usize, f.message.clone());
     }
     for (t, w) in worked.iter().enumerate() {
         for (index, &tracked) in w.versions.iter().enumerate() {
             if !seen[t][index] {
                 v.keys += 1;
-                let name = || workload::key(run, t, index as u64).to_string();
-                v.judge(name, tracked, None);
+                match &failed {
+                    Some(f) => v.errors[f.status as usize] += 1,
+                    None => v.judge(
+                        || workload::key(run, t, index as u64).to_string(),
+                        tracked,
+                        None,
+                    ),
+                }
             }
         }
     }

@@ -632,16 +632,24 @@ pub mod engines {
                 };
                 let mut kv = self.client.kv_client();
                 let mut from = start.clone();
+                // Pages of 1000 in ascending order, from just after the last
+                // key seen, within the prefix's range; fewer when a page of
+                // large values is over the client's 4 MiB message limit.
+                let mut page = 1000;
                 loop {
-                    // Pages of 1000 in ascending order, from just after the
-                    // last key seen, within the prefix's range.
                     let options = GetOptions::new()
                         .with_range(prefix_end(&start))
-                        .with_limit(1000);
-                    let reply = self
-                        .runtime
-                        .block_on(kv.get(from.clone(), Some(options)))
-                        .map_err(fail)?;
+                        .with_limit(page);
+                    let reply = match self.runtime.block_on(kv.get(from.clone(), Some(options))) {
+                        Ok(reply) => reply,
+                        Err(etcd_client::Error::GRpcStatus(s))
+                            if s.code() == tonic::Code::OutOfRange && page > 1 =>
+                        {
+                            page = (page / 8).max(1);
+                            continue;
+                        }
+                        Err(e) => return Err(fail(e)),
+                    };
                     for entry in reply.kvs() {
                         visit(
                             &String::from_utf8_lossy(&entry.key()[skip..]),
