@@ -124,13 +124,13 @@ for backend in BACKENDS:
             w(f"| {backend} | {label} | {op} | {num(lib)} | {mbs} | {num(eng)} | {ratio(lib, eng)} | {lat(lib_lat)} |")
 w("")
 
-w("## Peak memory (1,000,000 writes of 100 bytes)")
+w("## Peak memory")
 w("")
 w("Peak RSS is the process's high-water mark (`VmHWM`) once every write was applied (after the "
   "flush, before the read-back), and GNU time's maximum RSS for the whole run, read-back included.")
 w("")
-w("| backend | writes | threads | queue capacity | side | writes/s | peak RSS after the writes | max RSS, whole run | verified |")
-w("|---|---|---:|---:|---|---:|---:|---:|---|")
+w("| backend | writes | value | threads | queue capacity | side | writes/s | peak RSS after the writes | max RSS, whole run | verified |")
+w("|---|---|---:|---:|---:|---|---:|---:|---:|---|")
 for r in (r for r in runs if r["group"] == "memory"):
     op = "queued write + flush" if r["queued"] else "direct write"
     rate, _ = figure(r, op)
@@ -138,7 +138,8 @@ for r in (r for r in runs if r["group"] == "memory"):
     verdict = f"{v.get('ok', 0):,} ok, {v.get('missing', 0)} missing, {v.get('wrong', 0)} wrong"
     side = "library" if r["side"] == "library" else ENGINE[r["backend"]]
     cap = f"{r['capacity']:,}" if r["queued"] else "–"
-    w(f"| {r['backend']} | {'queued' if r['queued'] else 'direct'} | {r['threads']} | {cap} | {side} | "
+    size = {100: "100 B", 4096: "4 KiB", 65536: "64 KiB"}.get(r["value_size"], f"{r['value_size']} B")
+    w(f"| {r['backend']} | {r['ops']:,} {'queued' if r['queued'] else 'direct'} | {size} | {r['threads']} | {cap} | {side} | "
       f"{num(rate)} | {r['peak_rss_after_writes_bytes'] / 1e6:,.0f} MB | {r['max_rss_kib'] * 1024 / 1e6:,.0f} MB | {verdict} |")
 w("")
 
@@ -158,3 +159,53 @@ w("Every run's full JSON summary is in `runs.jsonl`, one line each, with its arg
 
 open(f"{out}/report.md", "w").write("\n".join(lines) + "\n")
 open(f"{out}/threads.dat", "w").write("\n".join(dat) + "\n")
+
+# The README's condensed tables: library / engine ops/s per cell.
+short = []
+s = short.append
+s("Operations per second, library through the C ABI / engine used directly, 100-byte values:")
+s("")
+s("| backend | operation | 1 thread | 2 threads | 4 threads | 8 threads |")
+s("|---|---|---:|---:|---:|---:|")
+for backend in BACKENDS:
+    for op in OPS:
+        cells = []
+        for threads in (1, 2, 4, 8):
+            lib, _ = pick(backend, "library", threads, 100, op)
+            eng, _ = pick(backend, "engine", threads, 100, op)
+            cells.append(f"{num(lib)} / {num(eng)}")
+        s(f"| {backend} ({ENGINE[backend]}) | {op} | " + " | ".join(cells) + " |")
+s("")
+s("By value size, 4 threads, library / engine:")
+s("")
+s("| backend | operation | 100 B | 4 KiB | 64 KiB |")
+s("|---|---|---:|---:|---:|")
+for backend in BACKENDS:
+    for op in OPS:
+        cells = []
+        for size in (100, 4096, 65536):
+            lib, _ = pick(backend, "library", 4, size, op)
+            eng, _ = pick(backend, "engine", 4, size, op)
+            cells.append(f"{num(lib)} / {num(eng)}")
+        s(f"| {backend} | {op} | " + " | ".join(cells) + " |")
+s("")
+s("Peak memory (RSS high-water mark once the writes were applied, before the read-back):")
+s("")
+s("| backend | writes | value | queue capacity | library | engine |")
+s("|---|---|---:|---:|---:|---:|")
+memory = [r for r in runs if r["group"] == "memory"]
+seen = set()
+for r in memory:
+    key = (r["backend"], r["ops"], r["queued"], r["value_size"], r["capacity"], r["threads"])
+    if key in seen:
+        continue
+    seen.add(key)
+    def rss(side):
+        for m in memory:
+            if (m["backend"], m["ops"], m["queued"], m["value_size"], m["capacity"], m["threads"]) == key and m["side"] == side:
+                return f"{m['peak_rss_after_writes_bytes'] / 1e6:,.0f} MB"
+        return "–"
+    size = {100: "100 B", 4096: "4 KiB", 65536: "64 KiB"}.get(r["value_size"], f"{r['value_size']} B")
+    cap = f"{r['capacity']:,}" if r["queued"] else "–"
+    s(f"| {r['backend']} | {r['ops']:,} {'queued' if r['queued'] else 'direct'}, {r['threads']} thread(s) | {size} | {cap} | {rss('library')} | {rss('engine')} |")
+open(f"{out}/summary.md", "w").write("\n".join(short) + "\n")

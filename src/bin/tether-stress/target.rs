@@ -80,8 +80,15 @@ pub trait Target: Sync {
     /// Waits until every queued write is applied and durable.
     fn flush(&self) -> Outcome;
     /// Visits every entry of `bucket` whose key starts with `prefix`,
-    /// with the key without its bucket part.
-    fn list(&self, bucket: &str, prefix: &str, visit: &mut dyn FnMut(&str, &[u8])) -> Outcome;
+    /// with the key without its bucket part, `page` entries per request
+    /// where the target pages.
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page: usize,
+        visit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Outcome;
     fn close(self: Box<Self>) -> Outcome;
 }
 
@@ -240,8 +247,13 @@ impl Target for CAbi {
         check(unsafe { tether_flush(self.db) })
     }
 
-    fn list(&self, bucket: &str, prefix: &str, visit: &mut dyn FnMut(&str, &[u8])) -> Outcome {
-        const PAGE: usize = 1000;
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_size: usize,
+        visit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Outcome {
         let bucket = c_string("--bucket", bucket)?;
         let prefix = c_string("the prefix", prefix)?;
         let mut after: Option<CString> = None;
@@ -256,7 +268,7 @@ impl Target for CAbi {
                     bucket.as_ptr(),
                     prefix.as_ptr(),
                     after.as_ref().map_or(ptr::null(), |a| a.as_ptr()),
-                    PAGE,
+                    page_size,
                     &mut page,
                 ))?;
                 for i in 0..tether_page_len(page) {
@@ -411,7 +423,13 @@ pub mod engines {
                 .map_err(|e| failure(Status::Io, format!("sled: {e}")))
         }
 
-        fn list(&self, bucket: &str, prefix: &str, visit: &mut dyn FnMut(&str, &[u8])) -> Outcome {
+        fn list(
+            &self,
+            bucket: &str,
+            prefix: &str,
+            _page: usize,
+            visit: &mut dyn FnMut(&str, &[u8]),
+        ) -> Outcome {
             let skip = if bucket.is_empty() {
                 0
             } else {
@@ -619,6 +637,7 @@ pub mod engines {
                 &self,
                 bucket: &str,
                 prefix: &str,
+                page: usize,
                 visit: &mut dyn FnMut(&str, &[u8]),
             ) -> Outcome {
                 let skip = if bucket.is_empty() {
@@ -635,7 +654,7 @@ pub mod engines {
                 // Pages of 1000 in ascending order, from just after the last
                 // key seen, within the prefix's range; fewer when a page of
                 // large values is over the client's 4 MiB message limit.
-                let mut page = 1000;
+                let mut page = page as i64;
                 loop {
                     let options = GetOptions::new()
                         .with_range(prefix_end(&start))
