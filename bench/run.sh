@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark report: tether-stress on every backend this build has, the
+# The benchmark report: tether-stress on local and etcd, the
 # library through its C ABI beside the engine under it used directly (sled,
 # etcd-client) on the same workload, in the same run. Writes into
 # bench/results/:
@@ -9,7 +9,7 @@
 #                size; peak memory), the machine and the command
 #   threads.png  throughput by threads, one panel per backend
 #
-#   bench/run.sh            the full report (about 10 minutes on 2 vCPUs)
+#   bench/run.sh            the full report (about 7 minutes on 2 vCPUs)
 #   SECONDS_PER_RUN=1 bench/run.sh   shorter runs, noisier figures
 #
 # It starts its own etcd on free loopback ports (bench/etcd.sh), installs

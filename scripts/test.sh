@@ -45,6 +45,7 @@ step "tether-stress: brief runs on local and on a real etcd, every write read ba
 require python3 "bench/etcd.sh finds free ports with it"
 source bench/etcd.sh
 trap 'rm -f "$committed"; stop_etcd' EXIT
+stress_started=$SECONDS
 start_etcd
 stress=target/release/tether-stress
 "$stress" --backend local --threads 4 --writes 20000 --direct
@@ -54,3 +55,4 @@ etcd="$(etcd_config '{"size": 128, "interval": 0.5}')"
 "$stress" --config "$etcd" --backend etcd --threads 4 --writes 2000 --direct
 "$stress" --config "$etcd" --backend etcd --threads 4 --writes 20000 --queued --verify list
 "$stress" --config "$etcd" --backend etcd --threads 4 --writes 2000 --mix 2:2:1 --keys 100
+echo "tether-stress runs took $((SECONDS - stress_started)) s"

@@ -215,16 +215,18 @@ impl Verified {
     /// Counts what a key's value (or its absence) says.
     fn judge(&mut self, name: impl FnOnce() -> String, tracked: u32, seen: Option<Seen>) {
         let (last, uncertain) = (tracked & VERSION, tracked & UNCERTAIN != 0);
+        if uncertain {
+            self.uncertain += 1;
+        }
         let problem = match seen {
-            _ if uncertain => {
-                self.uncertain += 1;
-                None
-            }
             Some(Seen::Current) => None,
+            // After a call with an unknown outcome, an earlier version or
+            // none is as good as the last; a value of no version is not.
+            Some(Seen::Earlier) | None if uncertain => None,
+            None if last == 0 => None,
             Some(Seen::Earlier) => Some("an earlier version"),
             Some(Seen::Wrong) if last == 0 => Some("a value though no write succeeded"),
             Some(Seen::Wrong) => Some("a wrong value"),
-            None if last == 0 => None,
             None => Some("missing"),
         };
         match problem {
@@ -1320,6 +1322,22 @@ mod tests {
         let summary = exercise(Box::new(Faulty { inner }), &o, 4);
         assert!(summary.bad_reads() > 0);
         assert_eq!(summary.exit_code(), 1);
+    }
+
+    #[test]
+    fn keys_after_a_failed_call_accept_any_version_but_no_garbage() {
+        let mut v = Verified::default();
+        let name = || "k".to_string();
+        v.judge(name, 3 | UNCERTAIN, Some(Seen::Earlier));
+        v.judge(name, 3 | UNCERTAIN, None);
+        v.judge(name, 3 | UNCERTAIN, Some(Seen::Current));
+        v.judge(name, 3 | UNCERTAIN, Some(Seen::Wrong));
+        assert_eq!((v.ok, v.missing, v.wrong, v.uncertain), (3, 0, 1, 4));
+        let mut v = Verified::default();
+        v.judge(name, 3, Some(Seen::Earlier));
+        v.judge(name, 3, None);
+        v.judge(name, 0, None);
+        assert_eq!((v.ok, v.missing, v.wrong), (1, 1, 1));
     }
 
     #[test]
