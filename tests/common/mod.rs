@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a part of them
 
+#[cfg(feature = "dynamodb")]
+pub mod moto;
+
 use std::path::Path;
 
 use tetherdb::{Db, Page};
