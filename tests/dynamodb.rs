@@ -365,7 +365,10 @@ fn items_over_400_kb_are_refused_before_they_are_sent() {
     let largest = vec![b'x'; 400 * 1024 - "key".len() - 1 - "value".len()];
     let err = db.write(None, None, "k", &largest).unwrap_err();
     assert_eq!(err.status(), Status::TooLarge, "{err}");
-    assert!(err.to_string().contains("ValidationException: Item size"), "{err}");
+    assert!(
+        err.to_string().contains("ValidationException: Item size"),
+        "{err}"
+    );
 
     let sent = proxy.state().total();
     let over = vec![b'x'; largest.len() + 1];
@@ -406,6 +409,17 @@ fn a_missing_table_fails_open_unless_create_table_is_set() {
     db.write(None, None, "k", b"v").unwrap();
     let again = Db::open_json(Some(&without)).unwrap();
     assert_eq!(again.read(None, None, "k").unwrap(), b"v");
+}
+
+#[test]
+fn without_a_region_anywhere_open_fails_with_config() {
+    // No request is sent: the region is missing before any.
+    moto::aws_test_environment();
+    let config = moto::config("http://127.0.0.1:9", "NoRegion", "", QUICK)
+        .replace(&format!(r#""region": "{}","#, moto::REGION), "");
+    let err = Db::open_json(Some(&config)).err().unwrap();
+    assert_eq!(err.status(), Status::Config, "{err}");
+    assert!(err.to_string().contains("no AWS region"), "{err}");
 }
 
 #[test]

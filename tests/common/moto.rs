@@ -72,6 +72,8 @@ pub fn aws_test_environment() {
             "/nonexistent/aws/credentials",
         );
         for name in [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
             "AWS_SESSION_TOKEN",
             "AWS_PROFILE",
             "AWS_ENDPOINT_URL",
