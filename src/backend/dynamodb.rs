@@ -111,7 +111,9 @@ impl DynamoDb {
             timeout,
             runtime,
         };
-        db.check_table(config.create_table)?;
+        // Say which table a failure at open is about: it names no key.
+        db.check_table(config.create_table)
+            .map_err(|e| about_table(e, &config.table_name))?;
         Ok(db)
     }
 
@@ -630,6 +632,32 @@ where
         // Timeouts, connections refused or dropped, an answer that could
         // not be read, credentials not (yet) available.
         _ => Error::unavailable(NAME, key, causes(&error)),
+    }
+}
+
+/// `error`, its cause prefixed with the table it is about.
+fn about_table(error: Error, table: &str) -> Error {
+    let prefixed = |cause: String| format!("table {table:?}: {cause}");
+    match error {
+        Error::Unavailable {
+            backend,
+            key,
+            cause,
+        } => Error::Unavailable {
+            backend,
+            key,
+            cause: prefixed(cause),
+        },
+        Error::Io {
+            backend,
+            key,
+            cause,
+        } => Error::Io {
+            backend,
+            key,
+            cause: prefixed(cause),
+        },
+        other => other,
     }
 }
 
