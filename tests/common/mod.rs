@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a part of them
 
 pub mod etcd;
+pub mod listing;
 
 use std::path::Path;
 
