@@ -354,7 +354,9 @@ func TestConcurrentWrites(t *testing.T) {
 	const goroutines, writes = 16, 100
 	var wg sync.WaitGroup
 	for g := range goroutines {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for i := range writes {
 				key := fmt.Sprintf("g%02d-%03d", g, i)
 				opts := []tetherdb.Option{tetherdb.Bucket("c")}
@@ -366,7 +368,7 @@ func TestConcurrentWrites(t *testing.T) {
 					return
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	must(t, db.Flush())
@@ -393,7 +395,9 @@ func TestErrorMessagesPerGoroutine(t *testing.T) {
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for g := range goroutines {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			backend := fmt.Sprintf("nosuch-%02d", g)
 			<-start
 			for range calls {
@@ -403,7 +407,7 @@ func TestErrorMessagesPerGoroutine(t *testing.T) {
 					return
 				}
 			}
-		})
+		}()
 	}
 	close(start)
 	wg.Wait()
