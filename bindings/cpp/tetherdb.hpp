@@ -1,7 +1,7 @@
 // TetherDB for C++17: a header-only wrapper over the C ABI of tetherdb.h.
 //
-// It converts types and errors and nothing else: every call is one C call
-// (plus, for a listing, one copy of the page). Failures throw
+// It converts types and errors and nothing else: every call is one C call,
+// plus a copy of what it returns (a value, a page). Failures throw
 // tetherdb::Error with the C status and the library's message; an absent key
 // is not a failure (read returns std::nullopt, update and remove false).
 //
