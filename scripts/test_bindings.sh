@@ -24,7 +24,11 @@ fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-prefix="$tmp/prefix"
+# A fresh prefix each run, but always at the same path: the Go build cache
+# does not notice when pkg-config's output changes, and would link against
+# the prefix of an earlier run.
+prefix="$ROOT/build/prefix"
+rm -rf "$prefix"
 
 step "installing TetherDB into a throwaway prefix"
 ./scripts/install.sh "$prefix"
