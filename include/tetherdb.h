@@ -22,8 +22,9 @@
  *   - tether_last_error() is per thread: read it on the thread whose call
  *     failed, before that thread's next failing call.
  *   - A tether_page may be read from several threads; free it once.
- *   - A handle runs one worker thread for queued writes (and, with a remote
- *     backend, its runtime's threads); tether_close ends them all. The one
+ *   - A handle runs one worker thread per backend for queued writes (and,
+ *     with a remote backend, a tokio runtime's threads); tether_close ends
+ *     them all. The one
  *     exception is sled's process-wide I/O pool (`sled-io-*` threads), which
  *     sled starts on first use of the `local` backend and never ends: once
  *     the `local` backend has been used, a host must not dlclose() this
@@ -95,7 +96,8 @@ typedef enum tether_status {
    */
   TETHER_CONFLICT = 8,
   /**
-   * Local storage failed.
+   * Storage failed: the local store, or a remote backend refused the
+   * request for a reason none of the other statuses covers.
    */
   TETHER_IO = 9,
   /**
@@ -138,12 +140,15 @@ extern "C" {
  * `out_db`: receives the new handle on success and is left untouched
  * otherwise; close it with `tether_close`.
  *
- * Starts the batch worker unless `queue_batch.autostart` is false.
+ * Starts the batch worker unless `queue_batch.autostart` is false. A
+ * remote backend connects on first use, so a handle opens while its
+ * server is down; calls then return TETHER_UNAVAILABLE until it is back.
  *
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `out_db` is NULL or the
- * JSON is not UTF-8; TETHER_CONFIG when the configuration is invalid or
- * names an unknown key; TETHER_IO when the local store cannot be opened
- * (for instance, another handle holds it); TETHER_INTERNAL.
+ * JSON is not UTF-8; TETHER_CONFIG when the configuration is invalid,
+ * names an unknown key, or names a certificate file that cannot be read;
+ * TETHER_IO when the local store cannot be opened (for instance, another
+ * handle holds it); TETHER_INTERNAL.
  */
 enum tether_status tether_open(const char *config_json, struct tether_db **out_db);
 
@@ -170,11 +175,13 @@ enum tether_status tether_start(struct tether_db *db);
 /**
  * Applies every queued write, then stops the batch worker. Idempotent.
  * Thread-safe. Queued writes fail with TETHER_NOT_RUNNING until
- * `tether_start`.
+ * `tether_start`. A backend unreachable for longer than its timeout gets
+ * no more tries: its queued writes are reported as failed.
  *
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL; or the
  * status of the first queued write that failed since the last
- * flush/stop (the message counts them).
+ * flush/stop (the message counts them), TETHER_UNAVAILABLE for writes an
+ * unreachable backend never took.
  */
 enum tether_status tether_stop(struct tether_db *db);
 
@@ -184,8 +191,10 @@ enum tether_status tether_stop(struct tether_db *db);
  *
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL; or the
  * status of the first queued write that failed since the last
- * flush/stop (the message counts them), or TETHER_IO when the local store
- * cannot be synced.
+ * flush/stop (the message counts them); TETHER_UNAVAILABLE when a backend
+ * has been unreachable for longer than its timeout (the message says how
+ * many queued writes wait for it: they stay queued and are retried);
+ * TETHER_IO when the local store cannot be synced.
  */
 enum tether_status tether_flush(struct tether_db *db);
 
@@ -198,8 +207,10 @@ enum tether_status tether_flush(struct tether_db *db);
  * returns no thread started for this handle is left running.
  *
  * Returns TETHER_OK, or the status of the first queued write that failed
- * since the last flush/stop (the message counts them), or TETHER_IO when
- * the local store cannot be synced.
+ * since the last flush/stop (the message counts them; TETHER_UNAVAILABLE
+ * when a backend stayed unreachable for longer than its timeout and its
+ * writes could not be applied), or TETHER_IO when the local store cannot
+ * be synced.
  */
 enum tether_status tether_close(struct tether_db *db);
 
@@ -217,8 +228,11 @@ enum tether_status tether_close(struct tether_db *db);
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT for a NULL `db` or `key`, an
  * empty key, bad UTF-8, `:` in the bucket, NULL `value` with a length, or an
  * unknown flag; TETHER_UNKNOWN_BACKEND; TETHER_NOT_RUNNING for a queued
- * write while the worker is stopped; TETHER_TOO_LARGE; TETHER_UNAVAILABLE;
- * TETHER_IO; TETHER_INTERNAL.
+ * write while the worker is stopped; TETHER_TOO_LARGE (a queued write is
+ * refused before it is queued); TETHER_UNAVAILABLE when the backend is
+ * unreachable or does not answer within its timeout (for a queued write:
+ * when the queue is full and the backend has been unreachable for longer
+ * than its timeout); TETHER_IO; TETHER_INTERNAL.
  */
 enum tether_status tether_write(struct tether_db *db,
                                 const char *backend,

@@ -50,3 +50,5 @@ step "C quickstart example"
 
 step "README examples are the files CI runs"
 ./scripts/check_readme.sh
+
+./scripts/test_bindings.sh

@@ -24,7 +24,8 @@ pub enum Status {
     NotRunning = 7,
     /// A condition on the stored value failed.
     Conflict = 8,
-    /// Local storage failed.
+    /// Storage failed: the local store, or a remote backend refused the
+    /// request for a reason none of the other statuses covers.
     Io = 9,
     /// A bug, including a panic caught at the boundary.
     Internal = 10,
@@ -147,6 +148,17 @@ impl Error {
             Error::Io { .. } => Status::Io,
             Error::Internal(_) => Status::Internal,
             Error::QueuedWritesFailed { first, .. } => first.status(),
+        }
+    }
+
+    /// What went wrong, without the backend and key the message names.
+    pub(crate) fn cause(&self) -> String {
+        match self {
+            Error::Unavailable { cause, .. }
+            | Error::TooLarge { cause, .. }
+            | Error::Conflict { cause, .. }
+            | Error::Io { cause, .. } => cause.clone(),
+            other => other.to_string(),
         }
     }
 

@@ -132,6 +132,9 @@ impl Queue {
         }
         let mut started = Vec::with_capacity(self.backends.len());
         for (backend, lane) in self.backends.iter().zip(&self.lanes) {
+            // An outage a stop gave up on is news no longer: the new worker
+            // finds out for itself.
+            *lane.outage() = None;
             let (sender, receiver) = bounded(self.settings.capacity);
             let batcher = Batcher {
                 size: self.settings.size,
@@ -267,8 +270,9 @@ impl Queue {
                 "",
                 format!(
                     "{} queued write(s) not applied yet; they stay queued and are retried \
-                     (last error: {error})",
-                    lane.pending.load(Ordering::Relaxed)
+                     (last error: {})",
+                    lane.pending.load(Ordering::Relaxed),
+                    error.cause()
                 ),
             )),
         }
@@ -496,9 +500,12 @@ mod tests {
     /// A backend that records batches, and fails (or panics on) those
     /// holding a key starting with "fail" (or "panic"): faults sled cannot
     /// be made to produce on demand.
+    /// While `down`, it is unreachable; it takes at most 3 writes a batch.
     #[derive(Default)]
     struct Faulty {
         applied: Mutex<Vec<String>>,
+        down: AtomicBool,
+        tries: AtomicU64,
     }
 
     impl Backend for Faulty {
@@ -521,6 +528,11 @@ mod tests {
             unreachable!()
         }
         fn write_batch(&self, writes: &[Write]) -> Result<()> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            assert!(writes.len() <= 3, "over the batch limit");
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Error::unavailable("faulty", "", "injected outage"));
+            }
             if writes.iter().any(|w| w.key.starts_with("panic")) {
                 panic!("injected panic");
             }
@@ -533,6 +545,15 @@ mod tests {
         }
         fn flush(&self) -> Result<()> {
             Ok(())
+        }
+        fn batch_limit(&self) -> BatchLimit {
+            BatchLimit {
+                writes: 3,
+                ..BatchLimit::NONE
+            }
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_millis(100)
         }
     }
 
@@ -589,5 +610,91 @@ mod tests {
         let err = queue.flush().unwrap_err();
         assert_eq!(err.status(), Status::Internal);
         assert_eq!(*faulty.applied.lock().unwrap(), ["after"]);
+    }
+
+    #[test]
+    fn an_unreachable_backend_is_retried_until_it_answers() {
+        let (queue, faulty) = queue(10);
+        faulty.down.store(true, Ordering::SeqCst);
+        for i in 0..10 {
+            push(&queue, &format!("k{i}"));
+        }
+        let err = queue.flush().unwrap_err();
+        assert_eq!(err.status(), Status::Unavailable);
+        assert_eq!(
+            err.to_string(),
+            "faulty: unavailable: 10 queued write(s) not applied yet; they stay queued and \
+             are retried (last error: injected outage)"
+        );
+        assert!(faulty.tries.load(Ordering::SeqCst) > 1, "no retry");
+        faulty.down.store(false, Ordering::SeqCst);
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while queue.flush().is_err() {
+            assert!(Instant::now() < give_up);
+        }
+        let applied = faulty.applied.lock().unwrap().clone();
+        let expected: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+        assert_eq!(applied, expected, "each write once, in order");
+    }
+
+    #[test]
+    fn stop_gives_up_on_an_unreachable_backend_and_reports_every_write() {
+        let (queue, faulty) = queue(4);
+        faulty.down.store(true, Ordering::SeqCst);
+        for i in 0..10 {
+            push(&queue, &format!("k{i}"));
+        }
+        let err = queue.stop().unwrap_err();
+        assert_eq!(err.status(), Status::Unavailable);
+        assert!(
+            err.to_string().starts_with("10 queued write(s) failed"),
+            "{err}"
+        );
+        assert!(faulty.applied.lock().unwrap().is_empty());
+
+        faulty.down.store(false, Ordering::SeqCst);
+        queue.start().unwrap();
+        push(&queue, "after");
+        queue.flush().unwrap();
+        assert_eq!(*faulty.applied.lock().unwrap(), ["after"]);
+    }
+
+    #[test]
+    fn duplicate_keys_collapse_to_the_last_write_in_order() {
+        let write = |key: &str, value: &str| Write {
+            key: key.into(),
+            value: value.into(),
+        };
+        let writes = vec![
+            write("a", "1"),
+            write("b", "1"),
+            write("a", "2"),
+            write("c", "1"),
+        ];
+        let kept = last_write_per_key(writes);
+        assert_eq!(kept, [write("b", "1"), write("a", "2"), write("c", "1")]);
+    }
+
+    #[test]
+    fn pieces_keep_to_the_batch_limit() {
+        let writes: Vec<Write> = (0..10)
+            .map(|i| Write {
+                key: format!("k{i}"),
+                value: vec![0; 98],
+            })
+            .collect();
+        let limit = |writes, bytes| BatchLimit {
+            writes,
+            bytes,
+            overhead: 0,
+        };
+        assert_eq!(piece_len(&writes, BatchLimit::NONE), 10);
+        assert_eq!(piece_len(&writes, limit(3, usize::MAX)), 3);
+        assert_eq!(piece_len(&writes, limit(10, 450)), 4);
+        assert_eq!(
+            piece_len(&writes, limit(10, 50)),
+            1,
+            "one write always goes"
+        );
     }
 }

@@ -21,14 +21,26 @@ fn threads() -> BTreeMap<u32, String> {
 #[test]
 fn close_leaves_no_thread_but_sleds_io_pool() {
     let dir = tempfile::tempdir().unwrap();
+    // With etcd, the handle has a tokio runtime and a worker per backend.
+    let etcd = common::etcd::Etcd::start();
+    let mut json = common::config(dir.path(), r#"{"size": 10, "interval": 0.01}"#);
+    if let Some(etcd) = &etcd {
+        json = json.replacen('{', &format!(r#"{{"etcd": {}, "#, etcd.section("")), 1);
+    }
+    let backends: &[&str] = match etcd {
+        Some(_) => &["local", "etcd"],
+        None => &["local"],
+    };
     let before = threads();
     for _ in 0..3 {
-        let db = common::open(dir.path(), r#"{"size": 10, "interval": 0.01}"#);
-        for i in 0..1_000 {
-            db.write_queued(None, Some("t"), &format!("k{i}"), b"v")
-                .unwrap();
+        let db = tetherdb::Db::open_json(Some(&json)).unwrap();
+        for backend in backends {
+            for i in 0..1_000 {
+                db.write_queued(Some(backend), Some("t"), &format!("k{i}"), b"v")
+                    .unwrap();
+            }
+            db.write(Some(backend), None, "direct", b"v").unwrap();
         }
-        db.write(None, None, "direct", b"v").unwrap();
         db.flush().unwrap();
         db.close().unwrap();
     }

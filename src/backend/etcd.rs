@@ -28,6 +28,9 @@ const NAME: &str = "etcd";
 /// accounting (the raft request's header and framing), with room to spare.
 const REQUEST_OVERHEAD: usize = 512;
 
+/// How often an idle-looking connection with calls in flight is pinged.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Responses can carry a page of large values; tonic's 4 MiB default would
 /// turn such a listing into an error.
 const MAX_RESPONSE_BYTES: usize = 1 << 30;
@@ -47,9 +50,12 @@ impl Etcd {
         let mut options = ConnectOptions::new()
             .with_timeout(timeout)
             .with_connect_timeout(timeout)
-            // Finds a dead connection (a server gone without a word) in
-            // about a timeout, rather than at the next failed request.
-            .with_keep_alive(timeout, timeout);
+            // Finds a dead connection (a server gone without a word) so that
+            // later calls connect afresh. etcd answers pings more often than
+            // every 5 s, or any ping without a call in flight, by closing
+            // the connection: hence 10 s, and only while calls are pending.
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, timeout)
+            .with_keep_alive_while_idle(false);
         if config.use_ssl {
             options = options.with_tls(tls_options(config)?);
         }
@@ -258,26 +264,46 @@ fn read_pem(path: &Path, setting: &str) -> Result<Vec<u8>> {
 /// its limits is `TooLarge`.
 fn failure(key: &str, error: etcd_client::Error) -> Error {
     use etcd_client::Error as E;
+    let cause = causes(&error);
     match &error {
         E::GRpcStatus(status) => match status.code() {
             Code::Unavailable
             | Code::DeadlineExceeded
             | Code::Cancelled
             | Code::Aborted
-            | Code::Unknown => Error::unavailable(NAME, key, status.message()),
+            | Code::Unknown => Error::unavailable(NAME, key, cause),
             Code::InvalidArgument if status.message().contains("too large") => {
-                Error::too_large(NAME, key, status.message())
+                Error::too_large(NAME, key, cause)
             }
-            Code::ResourceExhausted | Code::OutOfRange => {
-                Error::too_large(NAME, key, status.message())
-            }
-            _ => Error::io(NAME, key, status.message()),
+            Code::ResourceExhausted | Code::OutOfRange => Error::too_large(NAME, key, cause),
+            _ => Error::io(NAME, key, cause),
         },
         E::TransportError(_) | E::IoError(_) | E::EndpointError(_) => {
-            Error::unavailable(NAME, key, error)
+            Error::unavailable(NAME, key, cause)
         }
-        _ => Error::io(NAME, key, error),
+        _ => Error::io(NAME, key, cause),
     }
+}
+
+/// The message of a gRPC status or error with the errors behind it:
+/// "tcp connect error: Connection refused (os error 111)".
+fn causes(error: &etcd_client::Error) -> String {
+    let (mut text, mut source) = match error {
+        etcd_client::Error::GRpcStatus(status) => (
+            status.message().to_owned(),
+            std::error::Error::source(status),
+        ),
+        etcd_client::Error::TransportError(e) => (e.to_string(), std::error::Error::source(e)),
+        other => (other.to_string(), std::error::Error::source(other)),
+    };
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        source = inner.source();
+    }
+    text
 }
 
 /// The first key after every key starting with `prefix`: etcd's range end

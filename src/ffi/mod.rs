@@ -57,12 +57,15 @@ impl From<Page> for TetherPage {
 /// `out_db`: receives the new handle on success and is left untouched
 /// otherwise; close it with `tether_close`.
 ///
-/// Starts the batch worker unless `queue_batch.autostart` is false.
+/// Starts the batch worker unless `queue_batch.autostart` is false. A
+/// remote backend connects on first use, so a handle opens while its
+/// server is down; calls then return TETHER_UNAVAILABLE until it is back.
 ///
 /// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `out_db` is NULL or the
-/// JSON is not UTF-8; TETHER_CONFIG when the configuration is invalid or
-/// names an unknown key; TETHER_IO when the local store cannot be opened
-/// (for instance, another handle holds it); TETHER_INTERNAL.
+/// JSON is not UTF-8; TETHER_CONFIG when the configuration is invalid,
+/// names an unknown key, or names a certificate file that cannot be read;
+/// TETHER_IO when the local store cannot be opened (for instance, another
+/// handle holds it); TETHER_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn tether_open(
     config_json: *const c_char,
@@ -110,11 +113,13 @@ pub unsafe extern "C" fn tether_start(db: *mut TetherDb) -> Status {
 
 /// Applies every queued write, then stops the batch worker. Idempotent.
 /// Thread-safe. Queued writes fail with TETHER_NOT_RUNNING until
-/// `tether_start`.
+/// `tether_start`. A backend unreachable for longer than its timeout gets
+/// no more tries: its queued writes are reported as failed.
 ///
 /// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL; or the
 /// status of the first queued write that failed since the last
-/// flush/stop (the message counts them).
+/// flush/stop (the message counts them), TETHER_UNAVAILABLE for writes an
+/// unreachable backend never took.
 #[no_mangle]
 pub unsafe extern "C" fn tether_stop(db: *mut TetherDb) -> Status {
     guard("tether_stop", || db_ref(db)?.stop())
@@ -125,8 +130,10 @@ pub unsafe extern "C" fn tether_stop(db: *mut TetherDb) -> Status {
 ///
 /// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL; or the
 /// status of the first queued write that failed since the last
-/// flush/stop (the message counts them), or TETHER_IO when the local store
-/// cannot be synced.
+/// flush/stop (the message counts them); TETHER_UNAVAILABLE when a backend
+/// has been unreachable for longer than its timeout (the message says how
+/// many queued writes wait for it: they stay queued and are retried);
+/// TETHER_IO when the local store cannot be synced.
 #[no_mangle]
 pub unsafe extern "C" fn tether_flush(db: *mut TetherDb) -> Status {
     guard("tether_flush", || db_ref(db)?.flush())
@@ -140,8 +147,10 @@ pub unsafe extern "C" fn tether_flush(db: *mut TetherDb) -> Status {
 /// returns no thread started for this handle is left running.
 ///
 /// Returns TETHER_OK, or the status of the first queued write that failed
-/// since the last flush/stop (the message counts them), or TETHER_IO when
-/// the local store cannot be synced.
+/// since the last flush/stop (the message counts them; TETHER_UNAVAILABLE
+/// when a backend stayed unreachable for longer than its timeout and its
+/// writes could not be applied), or TETHER_IO when the local store cannot
+/// be synced.
 #[no_mangle]
 pub unsafe extern "C" fn tether_close(db: *mut TetherDb) -> Status {
     guard("tether_close", || {
@@ -165,8 +174,11 @@ pub unsafe extern "C" fn tether_close(db: *mut TetherDb) -> Status {
 /// Returns TETHER_OK; TETHER_INVALID_ARGUMENT for a NULL `db` or `key`, an
 /// empty key, bad UTF-8, `:` in the bucket, NULL `value` with a length, or an
 /// unknown flag; TETHER_UNKNOWN_BACKEND; TETHER_NOT_RUNNING for a queued
-/// write while the worker is stopped; TETHER_TOO_LARGE; TETHER_UNAVAILABLE;
-/// TETHER_IO; TETHER_INTERNAL.
+/// write while the worker is stopped; TETHER_TOO_LARGE (a queued write is
+/// refused before it is queued); TETHER_UNAVAILABLE when the backend is
+/// unreachable or does not answer within its timeout (for a queued write:
+/// when the queue is full and the backend has been unreachable for longer
+/// than its timeout); TETHER_IO; TETHER_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn tether_write(
     db: *mut TetherDb,

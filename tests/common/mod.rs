@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a part of them
 
+pub mod etcd;
+pub mod listing;
 #[cfg(feature = "dynamodb")]
 pub mod moto;
 

@@ -1,0 +1,257 @@
+//! A real etcd for the tests: started on free loopback ports with its data
+//! in a temporary directory, stopped when dropped. Plain, or with mutual
+//! TLS and certificates made for the occasion.
+
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub struct Etcd {
+    child: Option<Child>,
+    dir: TempDir,
+    client_port: u16,
+    peer_port: u16,
+    tls: Option<TlsFiles>,
+    flags: Vec<String>,
+}
+
+/// The certificates of a TLS etcd, as PEM files in its directory.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Etcd {
+    /// A plain etcd; `None` when the binary is missing outside CI (in CI,
+    /// where the test script installs it, a missing binary fails the test).
+    pub fn start() -> Option<Etcd> {
+        Etcd::launch(false, &[])
+    }
+
+    /// An etcd that demands TLS and a client certificate signed by its CA.
+    pub fn start_tls() -> Option<Etcd> {
+        Etcd::launch(true, &[])
+    }
+
+    /// A plain etcd with more command-line flags (`--max-txn-ops`, say).
+    pub fn start_with(flags: &[&str]) -> Option<Etcd> {
+        Etcd::launch(false, flags)
+    }
+
+    fn launch(tls: bool, flags: &[&str]) -> Option<Etcd> {
+        if !binary_present("etcd") || !binary_present("etcdctl") {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "etcd or etcdctl is missing: install the Debian packages etcd-server and etcd-client"
+            );
+            eprintln!("skipped: etcd or etcdctl is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls.then(|| TlsFiles::create(dir.path()));
+        let mut etcd = Etcd {
+            child: None,
+            dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+            tls,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+        };
+        etcd.resume();
+        Some(etcd)
+    }
+
+    /// `127.0.0.1:PORT`, where clients connect.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The `etcd` section of a configuration for this server, with
+    /// `extra` settings (`"timeout": 1`, say) added.
+    pub fn section(&self, extra: &str) -> String {
+        let mut section = format!(r#""endpoints": ["{}"]"#, self.endpoint());
+        if let Some(tls) = &self.tls {
+            section += &format!(
+                r#", "use_ssl": true, "ca_cert_file": {:?}, "cert_file": {:?}, "key_file": {:?}"#,
+                tls.ca, tls.client_cert, tls.client_key
+            );
+        }
+        if !extra.is_empty() {
+            section += ", ";
+            section += extra;
+        }
+        format!("{{{section}}}")
+    }
+
+    /// A configuration with this etcd as the only backend.
+    pub fn config(&self, queue_batch: &str, extra: &str) -> String {
+        format!(
+            r#"{{"logging": "none", "queue_batch": {queue_batch}, "etcd": {}}}"#,
+            self.section(extra)
+        )
+    }
+
+    /// Stops the server (the data stays), as an outage would.
+    pub fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same ports and data, and waits until
+    /// it answers.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "etcd runs already");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://{}", self.endpoint());
+        let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut command = Command::new("etcd");
+        command
+            .args(["--name", "test", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("test={peer_url}")])
+            .args(["--logger", "zap", "--log-level", "error"])
+            .args(&self.flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        self.child = Some(command.spawn().expect("cannot start etcd"));
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while !self.etcdctl(&["endpoint", "health"]).status.success() {
+            assert!(Instant::now() < give_up, "etcd did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs etcdctl (API v3) against this server.
+    pub fn etcdctl<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut command = Command::new("etcdctl");
+        command
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={scheme}://{}", self.endpoint()))
+            .arg("--command-timeout=10s");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.client_cert)
+                .arg("--key")
+                .arg(&tls.client_key);
+        }
+        command.args(args).output().expect("cannot run etcdctl")
+    }
+
+    /// The value etcdctl prints for `key`, or `None`.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let output = self.etcdctl(&["get", "--print-value-only", key]);
+        assert!(output.status.success(), "{output:?}");
+        let mut value = output.stdout;
+        // etcdctl ends the value with a newline; nothing means no key.
+        match value.pop() {
+            Some(b'\n') => Some(value),
+            _ => None,
+        }
+    }
+
+    /// How many keys start with `prefix`, as etcd counts them.
+    pub fn count(&self, prefix: &str) -> usize {
+        // A range's count is that of every key in it, whatever the limit.
+        let output = self.etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "--limit=1",
+            "-w",
+            "json",
+            prefix,
+        ]);
+        assert!(output.status.success(), "{output:?}");
+        let reply: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        reply["count"].as_u64().unwrap_or(0) as usize
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}
+
+impl TlsFiles {
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate,
+    /// written into `dir`.
+    fn create(dir: &Path) -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let signed = |names: Vec<String>| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(names)
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = signed(vec!["127.0.0.1".into(), "localhost".into()]);
+        let (client_cert, client_key) = signed(vec!["client".into()]);
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        TlsFiles {
+            ca: write("ca.pem", &ca.pem()),
+            server_cert: write("server.pem", &server_cert),
+            server_key: write("server-key.pem", &server_key),
+            client_cert: write("client.pem", &client_cert),
+            client_key: write("client-key.pem", &client_key),
+        }
+    }
+}
+
+fn binary_present(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

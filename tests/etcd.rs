@@ -1,0 +1,530 @@
+//! design.md §2–§4 on a real etcd (plain and mutual TLS), its batch limits,
+//! outages, and what etcdctl sees: the data the Python TetherDB shares.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+use common::etcd::Etcd;
+use common::{count, listing};
+use tetherdb::{Db, Error, Status};
+
+const QUICK: &str = r#"{"size": 10, "interval": 0.05}"#;
+
+/// A server and a handle on it; `None` when etcd is not installed outside CI.
+fn setup(queue_batch: &str, extra: &str) -> Option<(Etcd, Db)> {
+    let etcd = Etcd::start()?;
+    let db = Db::open_json(Some(&etcd.config(queue_batch, extra))).unwrap();
+    Some((etcd, db))
+}
+
+/// The single-key semantics, the same as on `local`.
+fn single_key_calls(db: &Db) {
+    db.write(None, Some("b"), "k", b"one").unwrap();
+    db.write(None, Some("b"), "k", b"two\0with nul").unwrap();
+    assert_eq!(db.read(None, Some("b"), "k").unwrap(), b"two\0with nul");
+    assert_eq!(
+        db.read(Some("etcd"), None, "b:k").unwrap(),
+        b"two\0with nul"
+    );
+    db.write(None, None, "empty", b"").unwrap();
+    assert_eq!(db.read(None, None, "empty").unwrap(), b"");
+
+    let absent = db.read(None, Some("b"), "absent").unwrap_err();
+    assert_eq!(absent.to_string(), "etcd: key \"b:absent\" not found");
+
+    let err = db.update(None, Some("b"), "new", b"x").unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(
+        db.read(None, Some("b"), "new").unwrap_err().status(),
+        Status::NotFound,
+        "update created the key"
+    );
+    db.update(None, Some("b"), "k", b"three").unwrap();
+    assert_eq!(db.read(None, Some("b"), "k").unwrap(), b"three");
+
+    db.delete(None, Some("b"), "k").unwrap();
+    assert_eq!(
+        db.delete(None, Some("b"), "k").unwrap_err().status(),
+        Status::NotFound
+    );
+    assert_eq!(
+        db.read(None, Some("b"), "k").unwrap_err().status(),
+        Status::NotFound
+    );
+
+    let invalid = db.write(None, Some("a:b"), "k", b"v").unwrap_err();
+    assert_eq!(invalid.status(), Status::InvalidArgument);
+    assert_eq!(
+        db.write(None, None, "", b"v").unwrap_err().status(),
+        Status::InvalidArgument
+    );
+}
+
+#[test]
+fn single_key_calls_keep_the_contract() {
+    let Some((_etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    single_key_calls(&db);
+}
+
+#[test]
+fn single_key_calls_keep_the_contract_over_mutual_tls() {
+    let Some(etcd) = Etcd::start_tls() else {
+        return;
+    };
+    let db = Db::open_json(Some(&etcd.config(QUICK, ""))).unwrap();
+    single_key_calls(&db);
+    db.write_queued(None, Some("q"), "k", b"queued").unwrap();
+    db.flush().unwrap();
+    assert_eq!(etcd.get("q:k").unwrap(), b"queued");
+    assert_eq!(count(&db, "q"), 1);
+
+    // Without a client certificate the server refuses the connection.
+    let tls = etcd.tls().unwrap();
+    let anonymous = format!(
+        r#"{{"logging": "none", "etcd": {{"endpoints": ["{}"], "use_ssl": true, "ca_cert_file": {:?}, "timeout": 1}}}}"#,
+        etcd.endpoint(),
+        tls.ca
+    );
+    let db = Db::open_json(Some(&anonymous)).unwrap();
+    let refused = db.read(None, Some("q"), "k").unwrap_err();
+    assert_eq!(refused.status(), Status::Unavailable, "{refused}");
+}
+
+#[test]
+fn certificate_files_that_cannot_be_read_are_config_errors_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (setting, file) in [("ca_cert_file", &missing), ("ca_cert_file", &not_pem)] {
+        let json = format!(r#"{{"etcd": {{"use_ssl": true, {setting:?}: {file:?}}}}}"#);
+        let err = Db::open_json(Some(&json)).err().unwrap();
+        assert_eq!(err.status(), Status::Config, "{err}");
+        assert!(
+            err.to_string().contains(file.to_str().unwrap()),
+            "{err} does not name the file"
+        );
+    }
+    let json = format!(
+        r#"{{"etcd": {{"use_ssl": true, "cert_file": {missing:?}, "key_file": {not_pem:?}}}}}"#
+    );
+    let err = Db::open_json(Some(&json)).err().unwrap();
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+    let json = format!(r#"{{"etcd": {{"use_ssl": true, "cert_file": {missing:?}}}}}"#);
+    let err = Db::open_json(Some(&json)).err().unwrap();
+    assert_eq!(err.status(), Status::Config);
+}
+
+#[test]
+fn listings_keep_the_contract() {
+    let Some((_etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    // First: it lists every key of the server.
+    listing::buckets_never_list_longer_buckets(&db);
+    listing::pages_of_seven(&db);
+    listing::prefix_and_start_after(&db);
+}
+
+#[test]
+fn keys_a_c_string_cannot_carry_are_skipped() {
+    let Some((etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    for key in ["a1", "a2", "a3", "b1"] {
+        db.write(None, Some("x"), key, key.as_bytes()).unwrap();
+    }
+    // Keys another program stored that a C string cannot carry are
+    // skipped, and a page is still full when more keys remain.
+    for key in [&b"x:a2\xffhidden"[..], b"x:a2\xffmore"] {
+        let put = etcd.etcdctl(&[OsStr::new("put"), OsStr::from_bytes(key), OsStr::new("v")]);
+        assert!(put.status.success(), "{put:?}");
+    }
+    let page = db.list(None, Some("x"), None, None, 3).unwrap();
+    let listed: Vec<&str> = page.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(listed, ["a1", "a2", "a3"]);
+    assert_eq!(page.next.as_deref(), Some("a3"));
+    let rest = db.list(None, Some("x"), None, Some("a3"), 3).unwrap();
+    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.next, None);
+}
+
+#[test]
+fn queued_writes_go_out_in_transactions_and_stop_applies_them_all() {
+    // Batches of 1000 are split into transactions of at most 128 puts
+    // (etcd refuses more), and two writes to one key in a batch collapse
+    // to the last (etcd refuses a transaction that touches a key twice).
+    let Some((etcd, db)) = setup(r#"{"size": 1000, "interval": 3600}"#, "") else {
+        return;
+    };
+    for i in 0..1_000 {
+        db.write_queued(
+            None,
+            Some("dup"),
+            &format!("k{}", i % 300),
+            format!("{i}").as_bytes(),
+        )
+        .unwrap();
+    }
+    db.flush().unwrap();
+    assert_eq!(etcd.count("dup:"), 300);
+    assert_eq!(
+        db.read(None, Some("dup"), "k0").unwrap(),
+        b"900",
+        "the last write wins"
+    );
+    assert_eq!(db.read(None, Some("dup"), "k299").unwrap(), b"899");
+
+    for i in 0..20_000 {
+        db.write_queued(None, Some("drain"), &format!("a{i:05}"), b"v")
+            .unwrap();
+    }
+    db.stop().unwrap();
+    assert_eq!(etcd.count("drain:"), 20_000);
+    assert_eq!(count(&db, "drain"), 20_000);
+    assert_eq!(
+        db.write_queued(None, None, "k", b"v").unwrap_err().status(),
+        Status::NotRunning
+    );
+    db.start().unwrap();
+    for i in 0..5_000 {
+        db.write_queued(None, Some("drain"), &format!("b{i:05}"), b"v")
+            .unwrap();
+    }
+    db.close().unwrap();
+    assert_eq!(etcd.count("drain:"), 25_000);
+}
+
+#[test]
+fn a_smaller_transaction_limit_is_kept() {
+    let Some(etcd) = Etcd::start_with(&["--max-txn-ops", "7"]) else {
+        return;
+    };
+    let config = etcd.config(r#"{"size": 100, "interval": 3600}"#, r#""max_txn_ops": 7"#);
+    let db = Db::open_json(Some(&config)).unwrap();
+    for i in 0..100 {
+        db.write_queued(None, Some("t"), &format!("k{i}"), b"v")
+            .unwrap();
+    }
+    db.flush().unwrap();
+    assert_eq!(etcd.count("t:"), 100);
+}
+
+#[test]
+fn a_trickle_is_sent_once_its_oldest_write_has_waited_the_interval() {
+    let Some((_etcd, db)) = setup(r#"{"size": 1000, "interval": 0.05}"#, "") else {
+        return;
+    };
+    db.write_queued(None, Some("q"), "lonely", b"v").unwrap();
+    // No flush: the interval alone must send it.
+    wait_until(|| db.read(None, Some("q"), "lonely").is_ok());
+}
+
+#[test]
+fn eight_threads_write_at_once() {
+    let Some((etcd, db)) = setup(r#"{"size": 128, "interval": 0.05}"#, "") else {
+        return;
+    };
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let db = &db;
+            s.spawn(move || {
+                for i in 0..500 {
+                    let key = format!("{t}-{i:03}");
+                    let value = format!("value {t} {i}");
+                    if i % 2 == 0 {
+                        db.write(None, Some("threads"), &key, value.as_bytes())
+                            .unwrap();
+                    } else {
+                        db.write_queued(None, Some("threads"), &key, value.as_bytes())
+                            .unwrap();
+                    }
+                }
+            });
+        }
+    });
+    db.flush().unwrap();
+    assert_eq!(etcd.count("threads:"), 4_000);
+    assert_eq!(etcd.get("threads:7-499").unwrap(), b"value 7 499");
+}
+
+#[test]
+fn values_over_the_request_limit_are_refused_before_sending() {
+    let Some((etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    let limit = 1536 * 1024;
+    let err = db
+        .write(None, Some("big"), "k", &vec![7; limit])
+        .unwrap_err();
+    assert_eq!(err.status(), Status::TooLarge, "{err}");
+    assert!(err.to_string().contains("etcd: key \"big:k\""), "{err}");
+    let queued = db
+        .write_queued(None, Some("big"), "q", &vec![7; limit])
+        .unwrap_err();
+    assert_eq!(queued.status(), Status::TooLarge);
+    assert_eq!(etcd.count("big:"), 0);
+
+    // Just under the limit goes through, directly and in a batch of its own.
+    let under = vec![7; limit - 1024];
+    db.write(None, Some("big"), "k", &under).unwrap();
+    db.write_queued(None, Some("big"), "q1", &under).unwrap();
+    db.write_queued(None, Some("big"), "q2", &under).unwrap();
+    db.flush().unwrap();
+    assert_eq!(db.read(None, Some("big"), "q2").unwrap().len(), under.len());
+    // A listing of values together far over tonic's default 4 MiB reply.
+    assert_eq!(count(&db, "big"), 3);
+}
+
+#[test]
+fn etcdctl_and_the_library_see_the_same_data() {
+    let Some((etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    db.write(None, Some("b"), "k", b"{\"hello\": \"world\"}")
+        .unwrap();
+    assert_eq!(etcd.get("b:k").unwrap(), b"{\"hello\": \"world\"}");
+
+    let put = etcd.etcdctl(&["put", "b:from-etcdctl", "written by etcdctl"]);
+    assert!(put.status.success(), "{put:?}");
+    assert_eq!(
+        db.read(None, Some("b"), "from-etcdctl").unwrap(),
+        b"written by etcdctl"
+    );
+    let page = db.list(None, Some("b"), None, None, 10).unwrap();
+    let keys: Vec<&str> = page.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["from-etcdctl", "k"]);
+}
+
+#[test]
+fn an_outage_delays_queued_writes_but_loses_none() {
+    let Some((mut etcd, db)) = setup(r#"{"size": 100, "interval": 0.05}"#, r#""timeout": 1"#)
+    else {
+        return;
+    };
+    db.write(None, Some("o"), "before", b"v").unwrap();
+    etcd.pause();
+
+    // Direct calls fail, and say the call may be retried; they do not hang.
+    let started = Instant::now();
+    for result in [
+        db.write(None, Some("o"), "during", b"v"),
+        db.read(None, Some("o"), "before").map(drop),
+        db.list(None, Some("o"), None, None, 10).map(drop),
+    ] {
+        let err = result.unwrap_err();
+        assert_eq!(err.status(), Status::Unavailable, "{err}");
+        assert!(err.to_string().starts_with("etcd: "), "{err}");
+    }
+    eprintln!(
+        "three calls failed in {:?} with a 1 s timeout",
+        started.elapsed()
+    );
+
+    // Queued writes wait; a flush reports them pending, and keeps them.
+    for i in 0..5_000 {
+        db.write_queued(None, Some("o"), &format!("q{i:04}"), b"v")
+            .unwrap();
+    }
+    let err = db.flush().unwrap_err();
+    assert_eq!(err.status(), Status::Unavailable, "{err}");
+    assert!(
+        err.to_string()
+            .contains("5000 queued write(s) not applied yet"),
+        "{err}"
+    );
+    eprintln!("flush during the outage: {err}");
+
+    etcd.resume();
+    wait_until(|| db.flush().is_ok());
+    assert_eq!(etcd.count("o:q"), 5_000);
+    // The same handle works again without reopening.
+    db.write(None, Some("o"), "after", b"v").unwrap();
+    assert_eq!(db.read(None, Some("o"), "before").unwrap(), b"v");
+    db.close().unwrap();
+}
+
+#[test]
+fn closing_during_an_outage_reports_what_was_not_applied() {
+    let Some((mut etcd, db)) = setup(r#"{"size": 100, "interval": 3600}"#, r#""timeout": 0.5"#)
+    else {
+        return;
+    };
+    etcd.pause();
+    for i in 0..1_000 {
+        db.write_queued(None, Some("c"), &format!("k{i}"), b"v")
+            .unwrap();
+    }
+    let err = db.close().unwrap_err();
+    assert_eq!(err.status(), Status::Unavailable, "{err}");
+    assert!(
+        err.to_string().starts_with("1000 queued write(s) failed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_handle_opens_while_etcd_is_down() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    etcd.pause();
+    let db = Db::open_json(Some(&etcd.config(QUICK, r#""timeout": 0.5"#))).unwrap();
+    assert_eq!(
+        db.read(None, None, "k").unwrap_err().status(),
+        Status::Unavailable
+    );
+    etcd.resume();
+    wait_until(|| db.write(None, None, "k", b"v").is_ok());
+    assert_eq!(etcd.get("k").unwrap(), b"v");
+}
+
+#[test]
+fn every_c_entry_point_works_on_etcd() {
+    use std::ffi::{CStr, CString};
+    use std::ptr;
+    use tetherdb::ffi::*;
+
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let c = |s: &str| CString::new(s).unwrap();
+    let last_error = || {
+        unsafe { CStr::from_ptr(tether_last_error()) }
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let config = c(&etcd.config(r#"{"autostart": false}"#, ""));
+    let (etcd_name, bucket) = (c("etcd"), c("c"));
+    let mut db = ptr::null_mut();
+    unsafe {
+        assert_eq!(tether_open(config.as_ptr(), &mut db), Status::Ok);
+        assert_eq!(tether_start(db), Status::Ok);
+        for (i, key) in ["k1", "k2", "k3"].iter().enumerate() {
+            let flags = if i == 2 { TETHER_QUEUE } else { 0 };
+            let key = c(key);
+            let status = tether_write(
+                db,
+                etcd_name.as_ptr(),
+                bucket.as_ptr(),
+                key.as_ptr(),
+                b"v".as_ptr(),
+                1,
+                flags,
+            );
+            assert_eq!(status, Status::Ok, "{}", last_error());
+        }
+        assert_eq!(tether_flush(db), Status::Ok);
+
+        let absent = c("absent");
+        let status = tether_update(
+            db,
+            ptr::null(),
+            bucket.as_ptr(),
+            absent.as_ptr(),
+            b"x".as_ptr(),
+            1,
+        );
+        assert_eq!(status, Status::NotFound);
+        assert_eq!(
+            last_error(),
+            "tether_update: etcd: key \"c:absent\" not found"
+        );
+        let k1 = c("k1");
+        assert_eq!(
+            tether_update(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                k1.as_ptr(),
+                b"new".as_ptr(),
+                3
+            ),
+            Status::Ok
+        );
+        let (mut value, mut len) = (ptr::null_mut(), 0);
+        assert_eq!(
+            tether_read(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                k1.as_ptr(),
+                &mut value,
+                &mut len
+            ),
+            Status::Ok
+        );
+        assert_eq!(std::slice::from_raw_parts(value, len), b"new");
+        tether_free(value, len);
+        assert_eq!(
+            tether_delete(db, ptr::null(), bucket.as_ptr(), k1.as_ptr()),
+            Status::Ok
+        );
+        assert_eq!(
+            tether_delete(db, ptr::null(), bucket.as_ptr(), k1.as_ptr()),
+            Status::NotFound
+        );
+
+        let mut page = ptr::null_mut();
+        assert_eq!(
+            tether_list(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                1,
+                &mut page
+            ),
+            Status::Ok
+        );
+        assert_eq!(tether_page_len(page), 1);
+        assert_eq!(
+            CStr::from_ptr(tether_page_key(page, 0)).to_str().unwrap(),
+            "k2"
+        );
+        assert_eq!(
+            CStr::from_ptr(tether_page_next(page)).to_str().unwrap(),
+            "k2"
+        );
+        let mut next = ptr::null_mut();
+        assert_eq!(
+            tether_list(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                ptr::null(),
+                tether_page_next(page),
+                1,
+                &mut next
+            ),
+            Status::Ok
+        );
+        assert_eq!(
+            CStr::from_ptr(tether_page_key(next, 0)).to_str().unwrap(),
+            "k3"
+        );
+        assert!(tether_page_next(next).is_null());
+        tether_page_free(page);
+        tether_page_free(next);
+
+        assert_eq!(tether_stop(db), Status::Ok);
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+/// Polls `done` until it holds. Not a timing assertion: the bound only
+/// keeps a broken build from hanging CI.
+fn wait_until(done: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < give_up, "gave up waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
