@@ -70,11 +70,14 @@ Error error_of(F&& call) {
   return Error(TETHER_OK, "");
 }
 
-// The etcd of the tests, "127.0.0.1:PORT", or nullptr.
-const char* etcd_endpoint() {
-  const char* endpoint = std::getenv("TETHERDB_TEST_ETCD");
-  return endpoint != nullptr && *endpoint != '\0' ? endpoint : nullptr;
+// An environment variable's value, or nullptr when it is unset or empty.
+const char* env(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : nullptr;
 }
+
+// The etcd of the tests, "127.0.0.1:PORT", or nullptr.
+const char* etcd_endpoint() { return env("TETHERDB_TEST_ETCD"); }
 
 // The core tests, once per backend: the backend is the handle's only one
 // (so calls that name none go to it), and `bucket_` is this test's own.
@@ -84,7 +87,7 @@ class BackendTest : public DbTest, public ::testing::WithParamInterface<std::str
     DbTest::SetUp();
     if (HasFatalFailure()) return;
     if (GetParam() == "etcd" && etcd_endpoint() == nullptr) {
-      if (std::getenv("CI") != nullptr) {
+      if (env("CI") != nullptr) {
         GTEST_FAIL() << "CI is set but TETHERDB_TEST_ETCD is not: run the tests with "
                         "scripts/test_bindings.sh, which starts etcd";
       }
