@@ -2,12 +2,17 @@
 # Installs what the binding tests need (only what is missing) and runs them:
 # C++ (GoogleTest under ASan), Go (vet, -race, -asan leak check), Python
 # (pytest, on the package as pip installs it), then each example. The
+# suites' core tests run on `local` and on a real etcd, which this script
+# starts on free loopback ports and passes to them as TETHERDB_TEST_ETCD
+# (127.0.0.1:PORT); with CI set, a suite without it fails. The
 # library is installed into a throwaway prefix first, and the examples and
 # the Go binding build against that prefix, as users' programs would, which
 # also tests find_package(tetherdb) and pkg-config.
 source "$(dirname "$0")/common.sh"
 
-ensure_packages g++ cmake make pkg-config libgtest-dev
+# etcd-server and etcd-client: the etcd the suites' etcd tests use, and the
+# etcdctl that tells when it is up.
+ensure_packages g++ cmake make pkg-config libgtest-dev etcd-server etcd-client
 
 # Go: Debian's golang-go (1.19 on bookworm) predates range-over-func, and
 # the leak check needs Go >= 1.25. Without one, fetch the official toolchain
@@ -38,7 +43,55 @@ if ! command -v python3 >/dev/null; then
 fi
 
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+etcd_pid=""
+cleanup() {
+  if [ -n "$etcd_pid" ]; then
+    kill "$etcd_pid" 2>/dev/null || true
+    wait "$etcd_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+# A signal runs the EXIT trap too, rather than leaving etcd running.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# One etcd for every suite, on loopback only, with its data in $tmp: started
+# now, so that it comes up while the C++ tests build. The tests share it, each
+# in buckets of its own.
+step "starting etcd on loopback"
+read -r etcd_client_port etcd_peer_port < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+')
+if [ -z "${etcd_peer_port:-}" ]; then
+  echo "error: found no free loopback ports for etcd" >&2
+  exit 1
+fi
+etcd_endpoint="127.0.0.1:$etcd_client_port"
+etcd --name bindings --data-dir "$tmp/etcd" \
+  --listen-client-urls "http://$etcd_endpoint" --advertise-client-urls "http://$etcd_endpoint" \
+  --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+  --initial-cluster "bindings=http://127.0.0.1:$etcd_peer_port" \
+  --logger zap --log-level error >"$tmp/etcd.log" 2>&1 &
+etcd_pid=$!
+# Waits until etcd answers (at most 60 s); fails if it died.
+wait_for_etcd() {
+  local give_up=$((SECONDS + 60))
+  until ETCDCTL_API=3 etcdctl --endpoints="http://$etcd_endpoint" --command-timeout=2s \
+    endpoint health >/dev/null 2>&1; do
+    if ! kill -0 "$etcd_pid" 2>/dev/null || [ "$SECONDS" -ge "$give_up" ]; then
+      echo "error: etcd did not become healthy on $etcd_endpoint; its log:" >&2
+      cat "$tmp/etcd.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
 # A fresh prefix each run, but always at the same path: the Go build cache
 # does not notice when pkg-config's output changes, and would link against
 # the prefix of an earlier run.
@@ -65,6 +118,9 @@ run_example() {
 step "C++ tests (GoogleTest, ASan + UBSan + LeakSanitizer)"
 cmake -S bindings/cpp -B build/cpp -DTETHERDB_LIB_DIR="$ROOT/target/release" >/dev/null
 cmake --build build/cpp -j 2
+wait_for_etcd
+export TETHERDB_TEST_ETCD="$etcd_endpoint"
+echo "etcd for the tests: $TETHERDB_TEST_ETCD"
 ctest --test-dir build/cpp --output-on-failure
 
 step "C++ example, built with find_package(tetherdb)"

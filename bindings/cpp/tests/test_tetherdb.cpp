@@ -1,10 +1,15 @@
-// Tests of tetherdb.hpp on the embedded `local` backend, each in a fresh
-// store under a temporary directory. Built with ASan + UBSan: a buffer or
-// page the wrapper fails to free fails the run at exit.
+// Tests of tetherdb.hpp. The core ones (BackendTest) run on the embedded
+// `local` backend, in a fresh store under a temporary directory, and on the
+// etcd named by TETHERDB_TEST_ETCD (127.0.0.1:PORT, which
+// scripts/test_bindings.sh starts), each in buckets of its own since that
+// etcd is shared; the others on `local` only. Built with ASan + UBSan: a
+// buffer or page the wrapper fails to free fails the run at exit.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cctype>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -65,37 +70,236 @@ Error error_of(F&& call) {
   return Error(TETHER_OK, "");
 }
 
-TEST_F(DbTest, WriteReadUpdateRemove) {
-  Db db = Db::open(config());
-  db.write("k", "v1");
-  EXPECT_EQ(db.read("k"), "v1");
-  EXPECT_TRUE(db.update("k", "v2"));
-  EXPECT_EQ(db.read("k"), "v2");
-  EXPECT_TRUE(db.remove("k"));
-  EXPECT_EQ(db.read("k"), std::nullopt);
-  EXPECT_FALSE(db.remove("k"));
-  EXPECT_FALSE(db.update("k", "v3"));
-  EXPECT_EQ(db.read("k"), std::nullopt) << "update must not create the key";
+// An environment variable's value, or nullptr when it is unset or empty.
+const char* env(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : nullptr;
+}
+
+// The etcd of the tests, "127.0.0.1:PORT", or nullptr.
+const char* etcd_endpoint() { return env("TETHERDB_TEST_ETCD"); }
+
+// The core tests, once per backend: the backend is the handle's only one
+// (so calls that name none go to it), and `bucket_` is this test's own.
+class BackendTest : public DbTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    DbTest::SetUp();
+    if (HasFatalFailure()) return;
+    if (GetParam() == "etcd" && etcd_endpoint() == nullptr) {
+      if (env("CI") != nullptr) {
+        GTEST_FAIL() << "CI is set but TETHERDB_TEST_ETCD is not: run the tests with "
+                        "scripts/test_bindings.sh, which starts etcd";
+      }
+      GTEST_SKIP() << "no etcd: set TETHERDB_TEST_ETCD=127.0.0.1:PORT, or run "
+                      "scripts/test_bindings.sh, which starts one";
+    }
+    bucket_ = "cpp-" + tetherdb::uuid4();
+  }
+
+  // A config whose only backend is this test's; extra JSON members go after it.
+  std::string backend_config(const std::string& extra = "") const {
+    if (GetParam() == "local") return config(extra);
+    std::string json = R"({"logging": "none", "etcd": {"endpoints": [")" +
+                       std::string(etcd_endpoint()) + "\"]}";
+    if (!extra.empty()) json += ", " + extra;
+    return json + "}";
+  }
+
+  std::string bucket_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values("local", "etcd"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST_P(BackendTest, WriteReadUpdateRemove) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
+  db.write("k", "v1", in);
+  EXPECT_EQ(db.read("k", in), "v1");
+  db.write("k", "v1b", in);  // a write overwrites
+  EXPECT_EQ(db.read("k", in), "v1b");
+  EXPECT_TRUE(db.update("k", "v2", in));
+  EXPECT_EQ(db.read("k", in), "v2");
+  EXPECT_TRUE(db.remove("k", in));
+  EXPECT_EQ(db.read("k", in), std::nullopt);
+  EXPECT_FALSE(db.remove("k", in)) << "a second remove finds nothing";
+  EXPECT_FALSE(db.update("k", "v3", in));
+  EXPECT_EQ(db.read("k", in), std::nullopt) << "update must not create the key";
+  EXPECT_FALSE(db.update("never", "v", in));
+  EXPECT_TRUE(db.list({.bucket = bucket_}).entries.empty()) << "update must not create a key";
   db.close();
 }
 
-TEST_F(DbTest, ValuesAreBytes) {
-  Db db = Db::open(config());
+TEST_P(BackendTest, ValuesAreBytes) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
   const std::string binary("a\0b\xff", 4);
-  db.write("binary", binary);
-  EXPECT_EQ(db.read("binary"), binary);
-  db.write("empty", "");
-  EXPECT_EQ(db.read("empty"), std::string());
+  db.write("binary", binary, in);
+  EXPECT_EQ(db.read("binary", in), binary);
+  db.write("empty", "", in);
+  EXPECT_EQ(db.read("empty", in), std::string());
 }
 
-TEST_F(DbTest, BucketsSeparateKeys) {
-  Db db = Db::open(config());
-  db.write("k", "in logs", {.bucket = "logs"});
-  db.write("k", "no bucket");
-  EXPECT_EQ(db.read("k", {.bucket = "logs"}), "in logs");
-  EXPECT_EQ(db.read("k"), "no bucket");
+TEST_P(BackendTest, BucketsSeparateKeys) {
+  Db db = Db::open(backend_config());
+  const std::string logs = bucket_, logs_x = bucket_ + "X";  // one the prefix of the other
+  db.write("k", "in logs", {.bucket = logs});
+  db.write("k", "in logsX", {.bucket = logs_x});
+  EXPECT_EQ(db.read("k", {.bucket = logs}), "in logs");
+  EXPECT_EQ(db.read("k", {.bucket = logs_x}), "in logsX");
   // The stored key is bucket:key, the Python TetherDB's scheme.
-  EXPECT_EQ(db.read("logs:k"), "in logs");
+  EXPECT_EQ(db.read(logs + ":k"), "in logs");
+  // A bucket's listing holds its keys only, not those of a bucket its name prefixes.
+  tetherdb::Page page = db.list({.bucket = logs});
+  ASSERT_EQ(page.entries.size(), 1u);
+  EXPECT_EQ(page.entries[0], std::make_pair(std::string("k"), std::string("in logs")));
+  EXPECT_FALSE(page.next.has_value());
+  EXPECT_EQ(db.list({.bucket = logs_x}).entries.size(), 1u);
+}
+
+TEST_P(BackendTest, ListPagesInKeyOrder) {
+  Db db = Db::open(backend_config());
+  const std::string b = bucket_;
+  for (int i = 0; i < 7; ++i) db.write("k" + std::to_string(i), "v" + std::to_string(i), {.bucket = b});
+  db.write("other", "x", {.bucket = b + "X"});  // another bucket, never listed
+
+  tetherdb::Page first = db.list({.bucket = b, .page_size = 3});
+  ASSERT_EQ(first.entries.size(), 3u);
+  EXPECT_EQ(first.entries[0], std::make_pair(std::string("k0"), std::string("v0")));
+  EXPECT_EQ(first.next, "k2");
+
+  std::vector<std::string> keys;
+  std::vector<std::size_t> sizes;
+  for (const tetherdb::Page& page : db.pages({.bucket = b, .page_size = 3})) {
+    sizes.push_back(page.entries.size());
+    for (const auto& [key, value] : page.entries) keys.push_back(key);
+  }
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{3, 3, 1}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"k0", "k1", "k2", "k3", "k4", "k5", "k6"}));
+
+  // The next marker is absent exactly on the last page, also when that page is full.
+  tetherdb::Page all = db.list({.bucket = b, .page_size = 7});
+  EXPECT_EQ(all.entries.size(), 7u);
+  EXPECT_FALSE(all.next.has_value());
+  tetherdb::Page six = db.list({.bucket = b, .page_size = 6});
+  EXPECT_EQ(six.next, "k5");
+  tetherdb::Page rest = db.list({.bucket = b, .page_size = 6}, six.next);
+  ASSERT_EQ(rest.entries.size(), 1u);
+  EXPECT_EQ(rest.entries[0].first, "k6");
+  EXPECT_FALSE(rest.next.has_value());
+  sizes.clear();
+  for (const auto& page : db.pages({.bucket = b, .page_size = 7})) sizes.push_back(page.entries.size());
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{7})) << "no empty page after a full last one";
+
+  tetherdb::Page prefixed = db.list({.bucket = b, .prefix = "k5"});
+  ASSERT_EQ(prefixed.entries.size(), 1u);
+  EXPECT_EQ(prefixed.entries[0].second, "v5");
+  EXPECT_FALSE(prefixed.next.has_value());
+}
+
+TEST_P(BackendTest, EmptyListingHasNoPage) {
+  Db db = Db::open(backend_config());
+  EXPECT_TRUE(db.list({.bucket = bucket_}).entries.empty());
+  EXPECT_FALSE(db.list({.bucket = bucket_}).next.has_value());
+  int pages = 0;
+  for (const auto& page : db.pages({.bucket = bucket_})) pages += page.entries.empty() ? 100 : 1;
+  EXPECT_EQ(pages, 0);
+}
+
+TEST_P(BackendTest, QueuedWritesAndWorker) {
+  Db db = Db::open(backend_config(R"("queue_batch": {"autostart": false, "interval": 60})"));
+  const tetherdb::Options in{.bucket = bucket_}, queued{.bucket = bucket_, .queue = true};
+  Error stopped = error_of([&] { db.write("q", "v", queued); });
+  EXPECT_EQ(stopped.status(), TETHER_NOT_RUNNING);
+
+  db.start();
+  db.start();  // idempotent
+  db.write("q", "v", queued);
+  db.flush();  // does not wait for the 60 s interval
+  EXPECT_EQ(db.read("q", in), "v");
+
+  db.write("q2", "v2", queued);
+  db.stop();  // applies what is queued
+  db.stop();
+  EXPECT_EQ(db.read("q2", in), "v2");
+  EXPECT_EQ(error_of([&] { db.write("q3", "v", queued); }).status(), TETHER_NOT_RUNNING);
+  EXPECT_EQ(db.read("q3", in), std::nullopt);
+}
+
+TEST_P(BackendTest, CloseAppliesQueuedWrites) {
+  {
+    Db db = Db::open(backend_config(R"("queue_batch": {"interval": 60})"));
+    db.write("q", "v", {.bucket = bucket_, .queue = true});
+  }  // the destructor closes: applies the write (and releases sled's lock)
+  Db db = Db::open(backend_config());
+  EXPECT_EQ(db.read("q", {.bucket = bucket_}), "v");
+  db.close();
+  // A closed (empty) Db fails cleanly instead of touching freed memory.
+  EXPECT_EQ(error_of([&] { db.read("q"); }).status(), TETHER_INVALID_ARGUMENT);
+  db.close();  // closing an empty Db is a no-op
+}
+
+TEST_P(BackendTest, TetherWritesAndReturnsTheResult) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options logs{.bucket = bucket_};
+  auto log = tetherdb::tether(db, logs, [](int n) {
+    return std::pair<std::string, std::string>("entry", "n=" + std::to_string(n));
+  });
+  auto [key, value] = log(7);
+  EXPECT_EQ(key, "entry");
+  EXPECT_EQ(value, "n=7");
+  EXPECT_EQ(db.read("entry", logs), "n=7");
+
+  // An empty key gets a fresh UUID v4, returned to the caller.
+  struct Record {
+    std::string key;
+    std::string value;
+  };
+  auto anonymous = tetherdb::tether(db, logs, [] { return Record{"", "anon"}; });
+  Record r1 = anonymous();
+  Record r2 = anonymous();
+  EXPECT_TRUE(is_uuid4(r1.key)) << r1.key;
+  EXPECT_NE(r1.key, r2.key);
+  EXPECT_EQ(db.read(r1.key, logs), "anon");
+  EXPECT_EQ(db.read(r2.key, logs), "anon");
+}
+
+TEST_P(BackendTest, TetherQueues) {
+  Db db = Db::open(backend_config(R"("queue_batch": {"interval": 60})"));
+  auto queued = tetherdb::tether(db, {.bucket = bucket_, .queue = true},
+                                 [] { return std::tuple<std::string, std::string>("k", "v"); });
+  queued();
+  db.flush();
+  EXPECT_EQ(db.read("k", {.bucket = bucket_}), "v");
+
+  db.stop();
+  EXPECT_EQ(error_of([&] { queued(); }).status(), TETHER_NOT_RUNNING);
+}
+
+// Nothing listens on port 1: the call fails at once, with TETHER_UNAVAILABLE
+// (a handle opens while its server is down; it connects on first use).
+TEST_F(DbTest, UnreachableEtcdIsUnavailable) {
+  Db db = Db::open(R"({"logging": "none", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1}})");
+  auto started = std::chrono::steady_clock::now();
+  Error write = error_of([&] { db.write("k", "v", {.backend = "etcd"}); });
+  EXPECT_EQ(write.status(), TETHER_UNAVAILABLE) << write.what();
+  EXPECT_NE(std::string(write.what()).find("etcd"), std::string::npos) << write.what();
+  Error read = error_of([&] { db.read("k"); });  // not std::nullopt: nothing is known
+  EXPECT_EQ(read.status(), TETHER_UNAVAILABLE) << read.what();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  db.close();
+}
+
+// A backend the configuration has no section for is unknown, as is one it
+// never heard of.
+TEST_F(DbTest, BackendNotConfiguredIsUnknown) {
+  Db db = Db::open(config());
+  for (const std::string backend : {"etcd", "nosuch"}) {
+    Error e = error_of([&] { db.write("k", "v", {.backend = backend}); });
+    EXPECT_EQ(e.status(), TETHER_UNKNOWN_BACKEND) << e.what();
+    EXPECT_NE(std::string(e.what()).find(backend), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(DbTest, ErrorsCarryStatusAndMessage) {
@@ -133,71 +337,6 @@ TEST_F(DbTest, OpenFile) {
   EXPECT_EQ(db.read("k"), "v");
 }
 
-TEST_F(DbTest, ListPagesInKeyOrder) {
-  Db db = Db::open(config());
-  for (int i = 0; i < 7; ++i) db.write("k" + std::to_string(i), "v" + std::to_string(i), {.bucket = "b"});
-  db.write("other", "x", {.bucket = "bX"});  // another bucket, never listed
-
-  tetherdb::Page first = db.list({.bucket = "b", .page_size = 3});
-  ASSERT_EQ(first.entries.size(), 3u);
-  EXPECT_EQ(first.entries[0], std::make_pair(std::string("k0"), std::string("v0")));
-  ASSERT_TRUE(first.next.has_value());
-
-  std::vector<std::string> keys;
-  std::vector<std::size_t> sizes;
-  for (const tetherdb::Page& page : db.pages({.bucket = "b", .page_size = 3})) {
-    sizes.push_back(page.entries.size());
-    for (const auto& [key, value] : page.entries) keys.push_back(key);
-  }
-  EXPECT_EQ(sizes, (std::vector<std::size_t>{3, 3, 1}));
-  EXPECT_EQ(keys, (std::vector<std::string>{"k0", "k1", "k2", "k3", "k4", "k5", "k6"}));
-
-  tetherdb::Page prefixed = db.list({.bucket = "b", .prefix = "k5"});
-  ASSERT_EQ(prefixed.entries.size(), 1u);
-  EXPECT_EQ(prefixed.entries[0].second, "v5");
-  EXPECT_FALSE(prefixed.next.has_value());
-}
-
-TEST_F(DbTest, EmptyListingHasNoPage) {
-  Db db = Db::open(config());
-  EXPECT_TRUE(db.list({.bucket = "none"}).entries.empty());
-  int pages = 0;
-  for (const auto& page : db.pages({.bucket = "none"})) pages += page.entries.empty() ? 100 : 1;
-  EXPECT_EQ(pages, 0);
-}
-
-TEST_F(DbTest, QueuedWritesAndWorker) {
-  Db db = Db::open(config(R"("queue_batch": {"autostart": false, "interval": 60})"));
-  Error stopped = error_of([&] { db.write("q", "v", {.queue = true}); });
-  EXPECT_EQ(stopped.status(), TETHER_NOT_RUNNING);
-
-  db.start();
-  db.start();  // idempotent
-  db.write("q", "v", {.queue = true});
-  db.flush();  // does not wait for the 60 s interval
-  EXPECT_EQ(db.read("q"), "v");
-
-  db.write("q2", "v2", {.queue = true});
-  db.stop();  // applies what is queued
-  db.stop();
-  EXPECT_EQ(db.read("q2"), "v2");
-  EXPECT_EQ(error_of([&] { db.write("q3", "v", {.queue = true}); }).status(),
-            TETHER_NOT_RUNNING);
-}
-
-TEST_F(DbTest, CloseAppliesQueuedWritesAndReleasesTheStore) {
-  {
-    Db db = Db::open(config(R"("queue_batch": {"interval": 60})"));
-    db.write("q", "v", {.queue = true});
-  }  // the destructor closes: applies the write and releases sled's lock
-  Db db = Db::open(config());
-  EXPECT_EQ(db.read("q"), "v");
-  db.close();
-  // A closed (empty) Db fails cleanly instead of touching freed memory.
-  EXPECT_EQ(error_of([&] { db.read("q"); }).status(), TETHER_INVALID_ARGUMENT);
-  db.close();  // closing an empty Db is a no-op
-}
-
 TEST_F(DbTest, MoveTransfersTheHandle) {
   Db a = Db::open(config());
   a.write("k", "v");
@@ -207,40 +346,6 @@ TEST_F(DbTest, MoveTransfersTheHandle) {
   Db c = Db::open(config("", "other"));
   c = std::move(b);  // closes c's own store first
   EXPECT_EQ(c.read("k"), "v");
-}
-
-TEST_F(DbTest, TetherWritesAndReturnsTheResult) {
-  Db db = Db::open(config());
-  auto log = tetherdb::tether(db, {.bucket = "logs"}, [](int n) {
-    return std::pair<std::string, std::string>("entry", "n=" + std::to_string(n));
-  });
-  auto [key, value] = log(7);
-  EXPECT_EQ(key, "entry");
-  EXPECT_EQ(value, "n=7");
-  EXPECT_EQ(db.read("entry", {.bucket = "logs"}), "n=7");
-
-  // An empty key gets a fresh UUID v4, returned to the caller.
-  struct Record {
-    std::string key;
-    std::string value;
-  };
-  auto anonymous = tetherdb::tether(db, {.bucket = "logs"}, [] { return Record{"", "anon"}; });
-  Record r1 = anonymous();
-  Record r2 = anonymous();
-  EXPECT_TRUE(is_uuid4(r1.key)) << r1.key;
-  EXPECT_NE(r1.key, r2.key);
-  EXPECT_EQ(db.read(r1.key, {.bucket = "logs"}), "anon");
-}
-
-TEST_F(DbTest, TetherQueues) {
-  Db db = Db::open(config(R"("queue_batch": {"interval": 60})"));
-  auto queued = tetherdb::tether(db, {.queue = true}, [] { return std::tuple<std::string, std::string>("k", "v"); });
-  queued();
-  db.flush();
-  EXPECT_EQ(db.read("k"), "v");
-
-  db.stop();
-  EXPECT_EQ(error_of([&] { queued(); }).status(), TETHER_NOT_RUNNING);
 }
 
 TEST_F(DbTest, ThreadsShareAHandleAndKeepTheirOwnErrors) {

@@ -1,5 +1,7 @@
-"""Tests of the Python binding on the embedded local backend: the Python
-TetherDB's API and semantics, and what this binding adds."""
+"""Tests of the Python binding: the Python TetherDB's API and semantics, and
+what this binding adds. The core tests (the `bdb`, `backend` and `bucket`
+fixtures of conftest.py) run on the embedded local backend and on the etcd
+of TETHERDB_TEST_ETCD, each in a bucket of its own; the others on local."""
 
 import ctypes
 import json
@@ -9,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -17,11 +20,14 @@ import tetherdb
 from tetherdb import DB, Status
 
 
-def raw(db, key, bucket=""):
+def raw(db, key, bucket="", backend="local"):
     """The stored bytes, through the C API, to see how a value was encoded."""
     value, length = ctypes.c_void_p(), ctypes.c_size_t()
     lib = tetherdb._lib
-    assert lib.tether_read(db._handle, None, bucket.encode(), key.encode(), ctypes.byref(value), ctypes.byref(length)) == 0
+    status = lib.tether_read(
+        db._handle, backend.encode(), bucket.encode(), key.encode(), ctypes.byref(value), ctypes.byref(length)
+    )
+    assert status == 0
     try:
         return ctypes.string_at(value, length.value)
     finally:
@@ -81,27 +87,29 @@ def test_a_new_db_does_not_start_the_worker(db):
     assert "tether_write" in info.value.message
 
 
-def test_start_and_stop_are_idempotent_and_stop_applies_queued_writes(config):
-    config["queue_batch"] = {"interval": 60}  # only stop() can apply the write in time
-    db = DB(config=config)
+def test_start_and_stop_are_idempotent_and_stop_applies_queued_writes(backend_config, backend, bucket):
+    backend_config["queue_batch"] = {"interval": 60}  # only stop() can apply the write in time
+    db = DB(config=backend_config)
     db.start()
     db.start()
-    db.write_message("k", {"n": 1}, queue=True)
+    db.write_message("k", {"n": 1}, bucket, backend, queue=True)
     db.stop()
-    assert db.read_message("k") == {"n": 1}
+    assert db.read_message("k", bucket, backend) == {"n": 1}
     db.stop()
     with pytest.raises(RuntimeError):
-        db.write_message("k", "v", queue=True)
+        db.write_message("k", "v", bucket, backend, queue=True)
     db.close()
 
 
-def test_flush_applies_queued_writes(config):
-    config["queue_batch"] = {"interval": 60}
-    db = DB(config=config)
+def test_flush_applies_queued_writes(backend_config, backend, bucket):
+    backend_config["queue_batch"] = {"interval": 60}
+    db = DB(config=backend_config)
+    with pytest.raises(RuntimeError):
+        db.write_message("k", "v", bucket, backend, queue=True)  # not started
     db.start()
-    db.write_message("k", "v", queue=True)
+    db.write_message("k", "v", bucket, backend, queue=True)
     db.flush()
-    assert db.read_message("k") == "v"
+    assert db.read_message("k", bucket, backend) == "v"
     db.close()
 
 
@@ -115,13 +123,13 @@ def test_a_config_that_sets_autostart_starts_the_worker(config):
     db.close()
 
 
-def test_context_manager_starts_and_stops_the_worker(config):
-    config["queue_batch"] = {"interval": 60}
-    with DB(config=config) as db:
-        db.write_message("k", "v", queue=True)
-    assert db.read_message("k") == "v"  # stop() applied it
+def test_context_manager_starts_and_stops_the_worker(backend_config, backend, bucket):
+    backend_config["queue_batch"] = {"interval": 60}
+    with DB(config=backend_config) as db:
+        db.write_message("k", "v", bucket, backend, queue=True)
+    assert db.read_message("k", bucket, backend) == "v"  # stop() applied it
     with pytest.raises(RuntimeError):
-        db.write_message("k2", "v", queue=True)
+        db.write_message("k2", "v", bucket, backend, queue=True)
     db.close()
 
 
@@ -158,23 +166,25 @@ def test_other_failures_carry_their_status(db, config):
 # --- values -----------------------------------------------------------------
 
 
-def test_dict_values_are_stored_as_json_and_str_as_they_are(db):
-    db.write_message("d", {"name": "Alice", "n": 1})
-    db.write_message("s", "plain text")
-    db.write_message("j", '{"a": 1}')
-    assert raw(db, "d") == json.dumps({"name": "Alice", "n": 1}).encode()
-    assert raw(db, "s") == b"plain text"
-    assert db.read_message("d") == {"name": "Alice", "n": 1}
-    assert db.read_message("s") == "plain text"
-    assert db.read_message("j") == {"a": 1}  # JSON text reads back decoded
+def test_dict_values_are_stored_as_json_and_str_as_they_are(bdb, backend, bucket):
+    bdb.write_message("d", {"name": "Alice", "n": 1}, bucket, backend)
+    bdb.write_message("s", "plain text", bucket, backend)
+    bdb.write_message("j", '{"a": 1}', bucket, backend)
+    assert raw(bdb, "d", bucket, backend) == json.dumps({"name": "Alice", "n": 1}).encode()
+    assert raw(bdb, "s", bucket, backend) == b"plain text"
+    assert bdb.read_message("d", bucket, backend) == {"name": "Alice", "n": 1}
+    assert bdb.read_message("s", bucket, backend) == "plain text"
+    assert bdb.read_message("j", bucket, backend) == {"a": 1}  # JSON text reads back decoded
+    bdb.write_message("s", {"now": "a dict"}, bucket, backend)  # a write overwrites
+    assert bdb.read_message("s", bucket, backend) == {"now": "a dict"}
 
 
-def test_bytes_values_round_trip(db):
-    db.write_message("b", b"\x00\xff\x01")
-    assert raw(db, "b") == b"\x00\xff\x01"
-    assert db.read_message("b") == b"\x00\xff\x01"
-    db.write_message("empty", "")
-    assert db.read_message("empty") == ""
+def test_bytes_values_round_trip(bdb, backend, bucket):
+    bdb.write_message("b", b"\x00\xff\x01", bucket, backend)
+    assert raw(bdb, "b", bucket, backend) == b"\x00\xff\x01"
+    assert bdb.read_message("b", bucket, backend) == b"\x00\xff\x01"
+    bdb.write_message("empty", "", bucket, backend)
+    assert bdb.read_message("empty", bucket, backend) == ""
 
 
 def test_other_value_types_are_a_type_error(db):
@@ -182,31 +192,36 @@ def test_other_value_types_are_a_type_error(db):
         db.write_message("k", 123)
 
 
-def test_read_of_an_absent_key_is_none(db):
-    assert db.read_message("absent") is None
+def test_read_of_an_absent_key_is_none(bdb, backend, bucket):
+    assert bdb.read_message("absent", bucket, backend) is None
 
 
-def test_buckets(db):
-    db.write_message("k", "in logs", bucket="logs")
-    db.write_message("k", "no bucket")
-    assert db.read_message("k", bucket="logs") == "in logs"
-    assert db.read_message("logs:k") == "in logs"  # the Python TetherDB's key scheme
-    assert db.read_message("k") == "no bucket"
+def test_buckets(bdb, backend, bucket):
+    logs, logs_x = bucket, bucket + "X"  # one the prefix of the other
+    bdb.write_message("k", "in logs", bucket=logs, backend=backend)
+    bdb.write_message("k", "in logsX", bucket=logs_x, backend=backend)
+    assert bdb.read_message("k", bucket=logs, backend=backend) == "in logs"
+    assert bdb.read_message("k", bucket=logs_x, backend=backend) == "in logsX"
+    # The Python TetherDB's key scheme: bucket:key.
+    assert bdb.read_message(f"{logs}:k", backend=backend) == "in logs"
+    # A bucket's listing holds its keys only, not those of a bucket its name prefixes.
+    assert bdb.list_messages(bucket=logs, backend=backend) == {"messages": ["in logs"], "next_marker": None}
 
 
-def test_update_message(db):
-    assert db.update_message("k", "v") is False
-    assert db.read_message("k") is None
-    db.write_message("k", "v")
-    assert db.update_message("k", {"v": 2}) is True
-    assert db.read_message("k") == {"v": 2}
+def test_update_message(bdb, backend, bucket):
+    assert bdb.update_message("k", "v", bucket, backend) is False
+    assert bdb.read_message("k", bucket, backend) is None  # update created nothing
+    assert bdb.list_messages(bucket=bucket, backend=backend) == {"messages": [], "next_marker": None}
+    bdb.write_message("k", "v", bucket, backend)
+    assert bdb.update_message("k", {"v": 2}, bucket, backend) is True
+    assert bdb.read_message("k", bucket, backend) == {"v": 2}
 
 
-def test_delete_message(db):
-    db.write_message("k", "v")
-    assert db.delete_message("k") is True
-    assert db.delete_message("k") is False
-    assert db.read_message("k") is None
+def test_delete_message(bdb, backend, bucket):
+    bdb.write_message("k", "v", bucket, backend)
+    assert bdb.delete_message("k", bucket, backend) is True
+    assert bdb.delete_message("k", bucket, backend) is False
+    assert bdb.read_message("k", bucket, backend) is None
 
 
 def test_invalid_arguments_are_value_errors(db):
@@ -224,26 +239,33 @@ def test_invalid_arguments_are_value_errors(db):
 # --- listing ----------------------------------------------------------------
 
 
-def test_list_messages_pages(db):
+def test_list_messages_pages(bdb, backend, bucket):
     for i in range(5):
-        db.write_message(f"k{i}", {"i": i} if i % 2 else f"v{i}", bucket="b")
-    db.write_message("other", "x", bucket="bX")  # another bucket: never listed
+        bdb.write_message(f"k{i}", {"i": i} if i % 2 else f"v{i}", bucket, backend)
+    bdb.write_message("other", "x", bucket + "X", backend)  # another bucket: never listed
 
-    first = db.list_messages(page_size=2, bucket="b")
+    first = bdb.list_messages(page_size=2, bucket=bucket, backend=backend)
     assert first == {"messages": ["v0", json.dumps({"i": 1})], "next_marker": "k1"}
-    second = db.list_messages(page_size=2, start_after=first["next_marker"], bucket="b")
+    second = bdb.list_messages(page_size=2, start_after=first["next_marker"], bucket=bucket, backend=backend)
     assert second == {"messages": ["v2", json.dumps({"i": 3})], "next_marker": "k3"}
-    last = db.list_messages(page_size=2, start_after="k3", bucket="b")
+    last = bdb.list_messages(page_size=2, start_after="k3", bucket=bucket, backend=backend)
     assert last == {"messages": ["v4"], "next_marker": None}
+    # None exactly on the last page, also when that page is full.
+    full = bdb.list_messages(page_size=5, bucket=bucket, backend=backend)
+    assert len(full["messages"]) == 5 and full["next_marker"] is None
+    four = bdb.list_messages(page_size=4, bucket=bucket, backend=backend)
+    assert four["next_marker"] == "k3"
+    rest = bdb.list_messages(page_size=4, start_after="k3", bucket=bucket, backend=backend)
+    assert rest == {"messages": ["v4"], "next_marker": None}
 
 
-def test_list_messages_defaults(db):
+def test_list_messages_defaults(bdb, backend, bucket):
     for i in range(12):
-        db.write_message(f"k{i:02d}", "v")
-    page = db.list_messages()
+        bdb.write_message(f"k{i:02d}", "v", bucket, backend)
+    page = bdb.list_messages(bucket=bucket, backend=backend)
     assert len(page["messages"]) == 10
     assert page["next_marker"] == "k09"
-    assert db.list_messages(bucket="empty") == {"messages": [], "next_marker": None}
+    assert bdb.list_messages(bucket=bucket + "-empty", backend=backend) == {"messages": [], "next_marker": None}
 
 
 # --- backends -----------------------------------------------------------------
@@ -264,33 +286,49 @@ def test_an_unknown_backend_is_a_value_error(db):
         assert info.value.status == Status.UNKNOWN_BACKEND
 
 
-def test_backend_names_reach_the_library(config):
-    # Whether or not this build has the etcd backend, the library itself
-    # answers for it (unknown backend, or unreachable: nothing listens on
-    # port 1): the binding does not filter backend names.
-    config["etcd"] = {"endpoints": ["127.0.0.1:1"], "timeout": 1}
-    db = DB(config=config)
-    with pytest.raises(tetherdb.TetherError) as info:
-        db.write_message("k", "v", backend="etcd")
+def test_an_unreachable_etcd_is_unavailable():
+    # Nothing listens on port 1: a call fails at once, with the status
+    # TETHER_UNAVAILABLE (the handle opens while its server is down: it
+    # connects on first use).
+    db = DB(config={"logging": "none", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1}})
+    started = time.monotonic()
+    for call in (
+        lambda: db.write_message("k", "v", backend="etcd"),
+        lambda: db.read_message("k", backend="etcd"),  # not None: nothing is known
+    ):
+        with pytest.raises(tetherdb.TetherError) as info:
+            call()
+        assert info.value.status == Status.UNAVAILABLE
+        assert str(info.value).startswith("TETHER_UNAVAILABLE: ")
+        assert "etcd" in info.value.message
+    assert time.monotonic() - started < 5
     db.close()
-    assert info.value.status in (Status.UNKNOWN_BACKEND, Status.UNAVAILABLE)
-    assert "etcd" in info.value.message
+
+
+def test_a_backend_not_in_the_config_is_unknown(db):
+    # db's configuration has a local section only.
+    for backend in ("etcd", "nosuch"):
+        with pytest.raises(ValueError) as info:
+            db.write_message("k", "v", backend=backend)
+        assert isinstance(info.value, tetherdb.UnknownBackendError)
+        assert info.value.status == Status.UNKNOWN_BACKEND
+        assert f'"{backend}"' in info.value.message
 
 
 # --- tether -----------------------------------------------------------------
 
 
-def test_tether_writes_the_return_value(db):
-    @db.tether(bucket="test_bucket", backend="local")
+def test_tether_writes_the_return_value(bdb, backend, bucket):
+    @bdb.tether(bucket=bucket, backend=backend)
     def example_function():
         return {"key": "tether_key", "value": "tether_value"}
 
     assert example_function() is True
-    assert db.read_message("tether_key", "test_bucket", "local") == "tether_value"
+    assert bdb.read_message("tether_key", bucket, backend) == "tether_value"
     assert example_function.__name__ == "example_function"
 
 
-def test_tether_makes_a_uuid4_key(db, monkeypatch):
+def test_tether_makes_a_uuid4_key(bdb, backend, bucket, monkeypatch):
     made = []
     real = uuid.uuid4
 
@@ -300,26 +338,26 @@ def test_tether_makes_a_uuid4_key(db, monkeypatch):
 
     monkeypatch.setattr(uuid, "uuid4", recording_uuid4)
 
-    @db.tether(bucket="logs")
+    @bdb.tether(bucket=bucket, backend=backend)
     def log(event):
         return {"value": {"event": event}}
 
     assert log("login") is True
     assert len(made) == 1 and made[0].version == 4
-    assert db.read_message(str(made[0]), bucket="logs") == {"event": "login"}
+    assert bdb.read_message(str(made[0]), bucket=bucket, backend=backend) == {"event": "login"}
 
 
-def test_tether_queue(db):
-    @db.tether(queue=True)
+def test_tether_queue(bdb, backend, bucket):
+    @bdb.tether(bucket=bucket, queue=True, backend=backend)
     def queued():
         return {"key": "q", "value": "v"}
 
     with pytest.raises(RuntimeError):
         queued()  # the worker is not started
-    db.start()
+    bdb.start()
     assert queued() is True
-    db.flush()
-    assert db.read_message("q") == "v"
+    bdb.flush()
+    assert bdb.read_message("q", bucket, backend) == "v"
 
 
 @pytest.mark.parametrize(
@@ -331,14 +369,14 @@ def test_tether_queue(db):
         ({"value": [1, 2]}, "The 'value' field must be a dict or string, got list."),
     ],
 )
-def test_tether_value_errors(db, result, message):
-    @db.tether(bucket="test_bucket")
+def test_tether_value_errors(bdb, backend, bucket, result, message):
+    @bdb.tether(bucket=bucket, backend=backend)
     def bad():
         return result
 
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         bad()
-    assert db.list_messages(bucket="test_bucket")["messages"] == []
+    assert bdb.list_messages(bucket=bucket, backend=backend)["messages"] == []
 
 
 # --- threads ------------------------------------------------------------------

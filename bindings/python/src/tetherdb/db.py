@@ -158,7 +158,7 @@ class DB:
         return True
 
     def list_messages(self, page_size=10, start_after=None, bucket="", backend="local"):
-        """One page of a bucket's values, in key order on local:
+        """One page of a bucket's values, in key order:
         {"messages": [...], "next_marker": key or None on the last page}.
         Pass next_marker as start_after for the next page. As in the Python
         TetherDB, a message is the decoded value, with dicts as JSON text."""
