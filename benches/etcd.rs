@@ -84,24 +84,24 @@ fn main() {
         let c_bucket = CString::new(format!("library{run}")).unwrap();
         let kv = client.kv_client();
 
-        let library_writes = || {
-            timed(ops, || {
-                for key in &keys[..ops] {
-                    let status = unsafe {
-                        tether_write(
-                            db,
-                            ptr::null(),
-                            c_bucket.as_ptr(),
-                            key.as_ptr(),
-                            value.as_ptr(),
-                            value.len(),
-                            0,
-                        )
-                    };
-                    assert_eq!(status, Status::Ok);
-                }
-            })
+        // tether_write of each key, with `flags`.
+        let write_all = |keys: &[CString], flags: u32| {
+            for key in keys {
+                let status = unsafe {
+                    tether_write(
+                        db,
+                        ptr::null(),
+                        c_bucket.as_ptr(),
+                        key.as_ptr(),
+                        value.as_ptr(),
+                        value.len(),
+                        flags,
+                    )
+                };
+                assert_eq!(status, Status::Ok);
+            }
         };
+        let library_writes = || timed(ops, || write_all(&keys[..ops], 0));
         let client_puts = || {
             let mut kv = kv.clone();
             timed(ops, || {
@@ -145,20 +145,7 @@ fn main() {
         };
         let library_queued = || {
             timed(ops * QUEUED_FACTOR, || {
-                for key in &keys {
-                    let status = unsafe {
-                        tether_write(
-                            db,
-                            ptr::null(),
-                            c_bucket.as_ptr(),
-                            key.as_ptr(),
-                            value.as_ptr(),
-                            value.len(),
-                            TETHER_QUEUE,
-                        )
-                    };
-                    assert_eq!(status, Status::Ok);
-                }
+                write_all(&keys, TETHER_QUEUE);
                 assert_eq!(unsafe { tether_flush(db) }, Status::Ok);
             })
         };

@@ -77,16 +77,87 @@ impl Default for LocalConfig {
     }
 }
 
-/// The `dynamodb` section. Accepted and checked; the backend itself is not
-/// built yet.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `dynamodb` section: which table, where, and how to talk to it.
+/// Credentials are not here: they come from the standard AWS chain
+/// (environment, profile, instance role), never from this file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DynamoDbConfig {
-    pub table_name: Option<String>,
+    /// The table; its partition key is `key` (S), as the Python TetherDB
+    /// makes it. Required.
+    pub table_name: String,
+    /// The AWS region; the standard chain's (`AWS_REGION`, the profile)
+    /// when absent.
     pub region: Option<String>,
+    /// Another endpoint than AWS's, e.g. a local emulator:
+    /// `http://127.0.0.1:8000`.
     pub endpoint_url: Option<String>,
-    pub create_table: Option<bool>,
-    pub timeout: Option<f64>,
+    /// Whether opening creates a missing table (on-demand billing) and
+    /// waits until it is active; when false, a missing table fails the
+    /// open with `TETHER_CONFIG`.
+    pub create_table: bool,
+    /// Whether reads and listings see every write acknowledged before them
+    /// (strongly consistent reads, twice the read capacity), rather than
+    /// eventually consistent ones.
+    pub consistent_read: bool,
+    /// Seconds a request, retries included, may take before it fails with
+    /// `TETHER_UNAVAILABLE`; also how long opening waits for a new table.
+    pub timeout: f64,
+}
+
+impl Default for DynamoDbConfig {
+    fn default() -> Self {
+        DynamoDbConfig {
+            table_name: String::new(),
+            region: None,
+            endpoint_url: None,
+            create_table: false,
+            consistent_read: true,
+            timeout: 5.0,
+        }
+    }
+}
+
+impl DynamoDbConfig {
+    /// The timeout as a duration; valid after [`Config::validate`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout)
+    }
+
+    fn validate(&self) -> Result<()> {
+        // DynamoDB's own rule for table names.
+        let name = &self.table_name;
+        if name.is_empty() {
+            return Err(Error::Config("dynamodb.table_name is required".into()));
+        }
+        if !(3..=255).contains(&name.len())
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(Error::Config(format!(
+                "dynamodb.table_name {name:?} is not a DynamoDB table name \
+                 (3 to 255 of a-z, A-Z, 0-9, '_', '-', '.')"
+            )));
+        }
+        if !(self.timeout.is_finite() && self.timeout > 0.0 && self.timeout <= 86_400.0) {
+            return Err(Error::Config(format!(
+                "dynamodb.timeout must be above 0 and at most 86400 seconds, not {}",
+                self.timeout
+            )));
+        }
+        if self.region.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            return Err(Error::Config("dynamodb.region is empty".into()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "dynamodb.endpoint_url {url:?} must start with http:// or https://"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `etcd` section: where the cluster is, and how to talk to it.
@@ -269,6 +340,9 @@ impl Config {
         if let Some(etcd) = &self.etcd {
             etcd.validate()?;
         }
+        if let Some(dynamodb) = &self.dynamodb {
+            dynamodb.validate()?;
+        }
         self.default_backend_name().map(|_| ())
     }
 }
@@ -321,6 +395,10 @@ mod tests {
         );
         assert_eq!(config.backend_names(), ["local", "etcd", "dynamodb"]);
         assert_eq!(config.default_backend_name().unwrap(), "local");
+        let dynamodb = config.dynamodb.unwrap();
+        assert_eq!(dynamodb.table_name, "MyDynamoDBTable");
+        assert!(!dynamodb.create_table && dynamodb.consistent_read);
+        assert_eq!(dynamodb.timeout(), Duration::from_secs(5));
         // Python's level names, in any case.
         for (name, level) in [
             ("INFO", Level::Info),
@@ -352,6 +430,7 @@ mod tests {
             (r#"{"queue_batch": {"sise": 3}}"#, "sise"),
             (r#"{"local": {"path": "x"}}"#, "path"),
             (r#"{"etcd": {"hosts": "x"}}"#, "hosts"),
+            (r#"{"dynamodb": {"tabel_name": "T"}}"#, "tabel_name"),
         ] {
             let err = Config::from_json(Some(json)).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{err}");
@@ -370,6 +449,11 @@ mod tests {
             r#"{"queue_batch": {"interval": -1}}"#,
             r#"{"default_backend": "etcd"}"#,
             r#"{"etcd": {}, "dynamodb": {}}"#,
+            r#"{"dynamodb": {}}"#,
+            r#"{"dynamodb": {"table_name": "a b"}}"#,
+            r#"{"dynamodb": {"table_name": "T1", "timeout": 0}}"#,
+            r#"{"dynamodb": {"table_name": "T1", "region": ""}}"#,
+            r#"{"dynamodb": {"table_name": "T1", "endpoint_url": "127.0.0.1:8000"}}"#,
         ] {
             let err = Config::from_json(Some(json)).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{json}: {err}");

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{all_pages, count, open};
+use common::{count, listing, open};
 use tetherdb::{Db, Error, Status};
 
 const QUICK: &str = r#"{"size": 10, "interval": 0.05}"#;
@@ -135,11 +135,14 @@ fn bad_arguments_are_invalid() {
     );
 }
 
+/// Only a build without the dynamodb feature has an unbuilt backend to
+/// show (`cargo test --no-default-features`).
+#[cfg(not(feature = "dynamodb"))]
 #[test]
 fn configured_but_unbuilt_backends_are_unknown_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let json = format!(
-        r#"{{"logging": "none", "local": {{"filepath": {:?}}}, "etcd": {{"host": "localhost", "port": 2379}}, "dynamodb": {{"table_name": "T"}}}}"#,
+        r#"{{"logging": "none", "local": {{"filepath": {:?}}}, "etcd": {{"host": "localhost", "port": 2379}}, "dynamodb": {{"table_name": "MyDynamoDBTable"}}}}"#,
         dir.path().join("db")
     );
     let db = Db::open_json(Some(&json)).unwrap();
@@ -152,88 +155,19 @@ fn configured_but_unbuilt_backends_are_unknown_with_a_reason() {
 #[test]
 fn twenty_three_keys_in_pages_of_seven() {
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), QUICK);
-    for i in 0..23 {
-        db.write(
-            None,
-            Some("b"),
-            &format!("k{i:02}"),
-            format!("v{i}").as_bytes(),
-        )
-        .unwrap();
-    }
-    let pages = all_pages(&db, Some("b"), None, 7);
-    let sizes: Vec<usize> = pages.iter().map(|p| p.entries.len()).collect();
-    assert_eq!(sizes, [7, 7, 7, 2]);
-    let nexts: Vec<Option<&str>> = pages.iter().map(|p| p.next.as_deref()).collect();
-    assert_eq!(nexts, [Some("k06"), Some("k13"), Some("k20"), None]);
-    let keys: Vec<String> = pages
-        .iter()
-        .flat_map(|p| &p.entries)
-        .map(|e| e.key.clone())
-        .collect();
-    let expected: Vec<String> = (0..23).map(|i| format!("k{i:02}")).collect();
-    assert_eq!(keys, expected, "every key once, ascending");
-    assert_eq!(pages[0].entries[3].value, b"v3");
-}
-
-#[test]
-fn a_page_that_ends_the_keys_exactly_has_no_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), QUICK);
-    for i in 0..14 {
-        db.write(None, Some("b"), &format!("k{i:02}"), b"v")
-            .unwrap();
-    }
-    let sizes: Vec<usize> = all_pages(&db, Some("b"), None, 7)
-        .iter()
-        .map(|p| p.entries.len())
-        .collect();
-    assert_eq!(sizes, [7, 7]);
-    let empty = db.list(None, Some("none"), None, None, 7).unwrap();
-    assert!(empty.entries.is_empty() && empty.next.is_none());
+    listing::pages_of_seven(&open(dir.path(), QUICK));
 }
 
 #[test]
 fn a_bucket_never_lists_a_longer_bucket() {
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), QUICK);
-    db.write(None, Some("logs"), "a", b"1").unwrap();
-    db.write(None, Some("logsX"), "b", b"2").unwrap();
-    db.write(None, None, "logs", b"3").unwrap();
-    db.write(None, None, "logsZ", b"4").unwrap();
-    let page = db.list(None, Some("logs"), None, None, 10).unwrap();
-    let keys: Vec<&str> = page.entries.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, ["a"]);
-    assert_eq!(page.next, None);
-    // Without a bucket, keys are listed as stored.
-    let all = db.list(None, None, None, None, 10).unwrap();
-    let keys: Vec<&str> = all.entries.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, ["logs", "logs:a", "logsX:b", "logsZ"]);
+    listing::buckets_never_list_longer_buckets(&open(dir.path(), QUICK));
 }
 
 #[test]
 fn prefix_and_start_after_narrow_a_listing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), QUICK);
-    for key in ["a1", "a2", "a3", "b1", "b2"] {
-        db.write(None, Some("x"), key, key.as_bytes()).unwrap();
-    }
-    let keys = |prefix: Option<&str>, after: Option<&str>| -> Vec<String> {
-        let page = db.list(None, Some("x"), prefix, after, 10).unwrap();
-        assert_eq!(page.next, None);
-        page.entries.into_iter().map(|e| e.key).collect()
-    };
-    assert_eq!(keys(Some("a"), None), ["a1", "a2", "a3"]);
-    assert_eq!(keys(Some("a"), Some("a1")), ["a2", "a3"]);
-    assert_eq!(
-        keys(Some("b"), Some("a2")),
-        ["b1", "b2"],
-        "start_after before the prefix"
-    );
-    assert_eq!(keys(Some("a"), Some("a3")), Vec::<String>::new());
-    assert_eq!(keys(Some("a"), Some("zz")), Vec::<String>::new());
-    assert_eq!(keys(None, Some("a3")), ["b1", "b2"]);
+    listing::prefix_and_start_after(&open(dir.path(), QUICK));
 }
 
 #[test]

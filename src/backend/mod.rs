@@ -8,6 +8,8 @@ pub mod local;
 #[cfg(any(feature = "etcd", feature = "dynamodb"))]
 mod remote;
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 
@@ -107,6 +109,7 @@ pub trait Backend: Send + Sync {
 pub const NOT_BUILT: &[&str] = &[
     #[cfg(not(feature = "etcd"))]
     "etcd",
+    #[cfg(not(feature = "dynamodb"))]
     "dynamodb",
 ];
 
@@ -122,6 +125,13 @@ pub(crate) fn open_all(config: &Config) -> Result<Vec<Arc<dyn Backend>>> {
     #[cfg(feature = "etcd")]
     if let (Some(section), Some(runtime)) = (&config.etcd, &runtime) {
         backends.push(Arc::new(etcd::Etcd::open(section, runtime.clone())?));
+    }
+    #[cfg(feature = "dynamodb")]
+    if let (Some(section), Some(runtime)) = (&config.dynamodb, &runtime) {
+        backends.push(Arc::new(dynamodb::DynamoDb::open(
+            section,
+            runtime.clone(),
+        )?));
     }
     Ok(backends)
 }

@@ -2,6 +2,9 @@
 #![allow(dead_code)] // each test binary uses a part of them
 
 pub mod etcd;
+pub mod listing;
+#[cfg(feature = "dynamodb")]
+pub mod moto;
 
 use std::path::Path;
 

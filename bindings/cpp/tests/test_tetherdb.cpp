@@ -1,0 +1,388 @@
+// Tests of tetherdb.hpp. The core ones (BackendTest) run on the embedded
+// `local` backend, in a fresh store under a temporary directory, and on the
+// etcd named by TETHERDB_TEST_ETCD (127.0.0.1:PORT, which
+// scripts/test_bindings.sh starts), each in buckets of its own since that
+// etcd is shared; the others on `local` only. Built with ASan + UBSan: a
+// buffer or page the wrapper fails to free fails the run at exit.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "tetherdb.hpp"
+
+namespace fs = std::filesystem;
+using tetherdb::Db;
+using tetherdb::Error;
+
+namespace {
+
+class DbTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "tetherdb-cpp-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A config with the store `store` in this test's directory; extra JSON
+  // members (e.g. a queue_batch section) go after it.
+  std::string config(const std::string& extra = "", const std::string& store = "data") const {
+    std::string json = R"({"logging": "none", "local": {"filepath": ")" +
+                       (dir_ / store).string() + "\"}";
+    if (!extra.empty()) json += ", " + extra;
+    return json + "}";
+  }
+
+  fs::path dir_;
+};
+
+// Whether s is a UUID v4 in its canonical form (std::regex trips GCC 12's
+// -Wmaybe-uninitialized under ASan).
+bool is_uuid4(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i])) || std::isupper(static_cast<unsigned char>(s[i])))
+      return false;
+  }
+  return s[14] == '4' && std::string("89ab").find(s[19]) != std::string::npos;
+}
+
+// Runs `call`, which must throw tetherdb::Error, and returns it.
+template <typename F>
+Error error_of(F&& call) {
+  try {
+    call();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no tetherdb::Error thrown";
+  return Error(TETHER_OK, "");
+}
+
+// An environment variable's value, or nullptr when it is unset or empty.
+const char* env(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : nullptr;
+}
+
+// The etcd of the tests, "127.0.0.1:PORT", or nullptr.
+const char* etcd_endpoint() { return env("TETHERDB_TEST_ETCD"); }
+
+// The core tests, once per backend: the backend is the handle's only one
+// (so calls that name none go to it), and `bucket_` is this test's own.
+class BackendTest : public DbTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    DbTest::SetUp();
+    if (HasFatalFailure()) return;
+    if (GetParam() == "etcd" && etcd_endpoint() == nullptr) {
+      if (env("CI") != nullptr) {
+        GTEST_FAIL() << "CI is set but TETHERDB_TEST_ETCD is not: run the tests with "
+                        "scripts/test_bindings.sh, which starts etcd";
+      }
+      GTEST_SKIP() << "no etcd: set TETHERDB_TEST_ETCD=127.0.0.1:PORT, or run "
+                      "scripts/test_bindings.sh, which starts one";
+    }
+    bucket_ = "cpp-" + tetherdb::uuid4();
+  }
+
+  // A config whose only backend is this test's; extra JSON members go after it.
+  std::string backend_config(const std::string& extra = "") const {
+    if (GetParam() == "local") return config(extra);
+    std::string json = R"({"logging": "none", "etcd": {"endpoints": [")" +
+                       std::string(etcd_endpoint()) + "\"]}";
+    if (!extra.empty()) json += ", " + extra;
+    return json + "}";
+  }
+
+  std::string bucket_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values("local", "etcd"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST_P(BackendTest, WriteReadUpdateRemove) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
+  db.write("k", "v1", in);
+  EXPECT_EQ(db.read("k", in), "v1");
+  db.write("k", "v1b", in);  // a write overwrites
+  EXPECT_EQ(db.read("k", in), "v1b");
+  EXPECT_TRUE(db.update("k", "v2", in));
+  EXPECT_EQ(db.read("k", in), "v2");
+  EXPECT_TRUE(db.remove("k", in));
+  EXPECT_EQ(db.read("k", in), std::nullopt);
+  EXPECT_FALSE(db.remove("k", in)) << "a second remove finds nothing";
+  EXPECT_FALSE(db.update("k", "v3", in));
+  EXPECT_EQ(db.read("k", in), std::nullopt) << "update must not create the key";
+  EXPECT_FALSE(db.update("never", "v", in));
+  EXPECT_TRUE(db.list({.bucket = bucket_}).entries.empty()) << "update must not create a key";
+  db.close();
+}
+
+TEST_P(BackendTest, ValuesAreBytes) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
+  const std::string binary("a\0b\xff", 4);
+  db.write("binary", binary, in);
+  EXPECT_EQ(db.read("binary", in), binary);
+  db.write("empty", "", in);
+  EXPECT_EQ(db.read("empty", in), std::string());
+}
+
+TEST_P(BackendTest, BucketsSeparateKeys) {
+  Db db = Db::open(backend_config());
+  const std::string logs = bucket_, logs_x = bucket_ + "X";  // one the prefix of the other
+  db.write("k", "in logs", {.bucket = logs});
+  db.write("k", "in logsX", {.bucket = logs_x});
+  EXPECT_EQ(db.read("k", {.bucket = logs}), "in logs");
+  EXPECT_EQ(db.read("k", {.bucket = logs_x}), "in logsX");
+  // The stored key is bucket:key, the Python TetherDB's scheme.
+  EXPECT_EQ(db.read(logs + ":k"), "in logs");
+  // A bucket's listing holds its keys only, not those of a bucket its name prefixes.
+  tetherdb::Page page = db.list({.bucket = logs});
+  ASSERT_EQ(page.entries.size(), 1u);
+  EXPECT_EQ(page.entries[0], std::make_pair(std::string("k"), std::string("in logs")));
+  EXPECT_FALSE(page.next.has_value());
+  EXPECT_EQ(db.list({.bucket = logs_x}).entries.size(), 1u);
+}
+
+TEST_P(BackendTest, ListPagesInKeyOrder) {
+  Db db = Db::open(backend_config());
+  const std::string b = bucket_;
+  for (int i = 0; i < 7; ++i) db.write("k" + std::to_string(i), "v" + std::to_string(i), {.bucket = b});
+  db.write("other", "x", {.bucket = b + "X"});  // another bucket, never listed
+
+  tetherdb::Page first = db.list({.bucket = b, .page_size = 3});
+  ASSERT_EQ(first.entries.size(), 3u);
+  EXPECT_EQ(first.entries[0], std::make_pair(std::string("k0"), std::string("v0")));
+  EXPECT_EQ(first.next, "k2");
+
+  std::vector<std::string> keys;
+  std::vector<std::size_t> sizes;
+  for (const tetherdb::Page& page : db.pages({.bucket = b, .page_size = 3})) {
+    sizes.push_back(page.entries.size());
+    for (const auto& [key, value] : page.entries) keys.push_back(key);
+  }
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{3, 3, 1}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"k0", "k1", "k2", "k3", "k4", "k5", "k6"}));
+
+  // The next marker is absent exactly on the last page, also when that page is full.
+  tetherdb::Page all = db.list({.bucket = b, .page_size = 7});
+  EXPECT_EQ(all.entries.size(), 7u);
+  EXPECT_FALSE(all.next.has_value());
+  tetherdb::Page six = db.list({.bucket = b, .page_size = 6});
+  EXPECT_EQ(six.next, "k5");
+  tetherdb::Page rest = db.list({.bucket = b, .page_size = 6}, six.next);
+  ASSERT_EQ(rest.entries.size(), 1u);
+  EXPECT_EQ(rest.entries[0].first, "k6");
+  EXPECT_FALSE(rest.next.has_value());
+  sizes.clear();
+  for (const auto& page : db.pages({.bucket = b, .page_size = 7})) sizes.push_back(page.entries.size());
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{7})) << "no empty page after a full last one";
+
+  tetherdb::Page prefixed = db.list({.bucket = b, .prefix = "k5"});
+  ASSERT_EQ(prefixed.entries.size(), 1u);
+  EXPECT_EQ(prefixed.entries[0].second, "v5");
+  EXPECT_FALSE(prefixed.next.has_value());
+}
+
+TEST_P(BackendTest, EmptyListingHasNoPage) {
+  Db db = Db::open(backend_config());
+  EXPECT_TRUE(db.list({.bucket = bucket_}).entries.empty());
+  EXPECT_FALSE(db.list({.bucket = bucket_}).next.has_value());
+  int pages = 0;
+  for (const auto& page : db.pages({.bucket = bucket_})) pages += page.entries.empty() ? 100 : 1;
+  EXPECT_EQ(pages, 0);
+}
+
+TEST_P(BackendTest, QueuedWritesAndWorker) {
+  Db db = Db::open(backend_config(R"("queue_batch": {"autostart": false, "interval": 60})"));
+  const tetherdb::Options in{.bucket = bucket_}, queued{.bucket = bucket_, .queue = true};
+  Error stopped = error_of([&] { db.write("q", "v", queued); });
+  EXPECT_EQ(stopped.status(), TETHER_NOT_RUNNING);
+
+  db.start();
+  db.start();  // idempotent
+  db.write("q", "v", queued);
+  db.flush();  // does not wait for the 60 s interval
+  EXPECT_EQ(db.read("q", in), "v");
+
+  db.write("q2", "v2", queued);
+  db.stop();  // applies what is queued
+  db.stop();
+  EXPECT_EQ(db.read("q2", in), "v2");
+  EXPECT_EQ(error_of([&] { db.write("q3", "v", queued); }).status(), TETHER_NOT_RUNNING);
+  EXPECT_EQ(db.read("q3", in), std::nullopt);
+}
+
+TEST_P(BackendTest, CloseAppliesQueuedWrites) {
+  {
+    Db db = Db::open(backend_config(R"("queue_batch": {"interval": 60})"));
+    db.write("q", "v", {.bucket = bucket_, .queue = true});
+  }  // the destructor closes: applies the write (and releases sled's lock)
+  Db db = Db::open(backend_config());
+  EXPECT_EQ(db.read("q", {.bucket = bucket_}), "v");
+  db.close();
+  // A closed (empty) Db fails cleanly instead of touching freed memory.
+  EXPECT_EQ(error_of([&] { db.read("q"); }).status(), TETHER_INVALID_ARGUMENT);
+  db.close();  // closing an empty Db is a no-op
+}
+
+TEST_P(BackendTest, TetherWritesAndReturnsTheResult) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options logs{.bucket = bucket_};
+  auto log = tetherdb::tether(db, logs, [](int n) {
+    return std::pair<std::string, std::string>("entry", "n=" + std::to_string(n));
+  });
+  auto [key, value] = log(7);
+  EXPECT_EQ(key, "entry");
+  EXPECT_EQ(value, "n=7");
+  EXPECT_EQ(db.read("entry", logs), "n=7");
+
+  // An empty key gets a fresh UUID v4, returned to the caller.
+  struct Record {
+    std::string key;
+    std::string value;
+  };
+  auto anonymous = tetherdb::tether(db, logs, [] { return Record{"", "anon"}; });
+  Record r1 = anonymous();
+  Record r2 = anonymous();
+  EXPECT_TRUE(is_uuid4(r1.key)) << r1.key;
+  EXPECT_NE(r1.key, r2.key);
+  EXPECT_EQ(db.read(r1.key, logs), "anon");
+  EXPECT_EQ(db.read(r2.key, logs), "anon");
+}
+
+TEST_P(BackendTest, TetherQueues) {
+  Db db = Db::open(backend_config(R"("queue_batch": {"interval": 60})"));
+  auto queued = tetherdb::tether(db, {.bucket = bucket_, .queue = true},
+                                 [] { return std::tuple<std::string, std::string>("k", "v"); });
+  queued();
+  db.flush();
+  EXPECT_EQ(db.read("k", {.bucket = bucket_}), "v");
+
+  db.stop();
+  EXPECT_EQ(error_of([&] { queued(); }).status(), TETHER_NOT_RUNNING);
+}
+
+// Nothing listens on port 1: the call fails at once, with TETHER_UNAVAILABLE
+// (a handle opens while its server is down; it connects on first use).
+TEST_F(DbTest, UnreachableEtcdIsUnavailable) {
+  Db db = Db::open(R"({"logging": "none", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1}})");
+  auto started = std::chrono::steady_clock::now();
+  Error write = error_of([&] { db.write("k", "v", {.backend = "etcd"}); });
+  EXPECT_EQ(write.status(), TETHER_UNAVAILABLE) << write.what();
+  EXPECT_NE(std::string(write.what()).find("etcd"), std::string::npos) << write.what();
+  Error read = error_of([&] { db.read("k"); });  // not std::nullopt: nothing is known
+  EXPECT_EQ(read.status(), TETHER_UNAVAILABLE) << read.what();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  db.close();
+}
+
+// A backend the configuration has no section for is unknown, as is one it
+// never heard of.
+TEST_F(DbTest, BackendNotConfiguredIsUnknown) {
+  Db db = Db::open(config());
+  for (const std::string backend : {"etcd", "nosuch"}) {
+    Error e = error_of([&] { db.write("k", "v", {.backend = backend}); });
+    EXPECT_EQ(e.status(), TETHER_UNKNOWN_BACKEND) << e.what();
+    EXPECT_NE(std::string(e.what()).find(backend), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(DbTest, ErrorsCarryStatusAndMessage) {
+  Db db = Db::open(config());
+  Error bad_bucket = error_of([&] { db.write("k", "v", {.bucket = "a:b"}); });
+  EXPECT_EQ(bad_bucket.status(), TETHER_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(bad_bucket.what()).find("TETHER_INVALID_ARGUMENT: "), std::string::npos);
+
+  Error empty_key = error_of([&] { db.read(""); });
+  EXPECT_EQ(empty_key.status(), TETHER_INVALID_ARGUMENT);
+
+  Error backend = error_of([&] { db.write("k", "v", {.backend = "nosuch"}); });
+  EXPECT_EQ(backend.status(), TETHER_UNKNOWN_BACKEND);
+  EXPECT_NE(std::string(backend.what()).find("nosuch"), std::string::npos) << backend.what();
+
+  Error page_size = error_of([&] { db.list({.page_size = 0}); });
+  EXPECT_EQ(page_size.status(), TETHER_INVALID_ARGUMENT);
+
+  Error config = error_of([] { Db::open(R"({"no_such_key": 1})"); });
+  EXPECT_EQ(config.status(), TETHER_CONFIG);
+  EXPECT_NE(std::string(config.what()).find("no_such_key"), std::string::npos) << config.what();
+
+  Error file = error_of([&] { Db::open_file((dir_ / "absent.json").string()); });
+  EXPECT_EQ(file.status(), TETHER_CONFIG);
+}
+
+TEST_F(DbTest, OpenFile) {
+  std::string path = (dir_ / "config.json").string();
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs(config().c_str(), f);
+  std::fclose(f);
+  Db db = Db::open_file(path);
+  db.write("k", "v");
+  EXPECT_EQ(db.read("k"), "v");
+}
+
+TEST_F(DbTest, MoveTransfersTheHandle) {
+  Db a = Db::open(config());
+  a.write("k", "v");
+  Db b = std::move(a);
+  EXPECT_EQ(b.read("k"), "v");
+  EXPECT_EQ(a.get(), nullptr);  // NOLINT(bugprone-use-after-move): checked on purpose
+  Db c = Db::open(config("", "other"));
+  c = std::move(b);  // closes c's own store first
+  EXPECT_EQ(c.read("k"), "v");
+}
+
+TEST_F(DbTest, ThreadsShareAHandleAndKeepTheirOwnErrors) {
+  Db db = Db::open(config());
+  constexpr int kThreads = 8;
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+        db.write(key, key);
+        // Each thread's message names its own unknown backend.
+        try {
+          db.write(key, "x", {.backend = "nosuch-" + key});
+          ++mismatches;
+        } catch (const Error& e) {
+          if (std::string(e.what()).find("nosuch-" + key) == std::string::npos) ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  int count = 0;
+  for (const auto& page : db.pages({.page_size = 64})) count += static_cast<int>(page.entries.size());
+  EXPECT_EQ(count, kThreads * 50);
+}
+
+TEST(Uuid4, FormatAndVersion) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 100; ++i) {
+    std::string id = tetherdb::uuid4();
+    EXPECT_TRUE(is_uuid4(id)) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 100u);
+}
+
+}  // namespace

@@ -1,0 +1,3 @@
+module github.com/tetherdb/tetherdb/bindings/go
+
+go 1.23

@@ -1,0 +1,581 @@
+package tetherdb_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tetherdb "github.com/tetherdb/tetherdb/bindings/go"
+)
+
+// open opens a handle on a fresh local store in a temporary directory,
+// closed when the test ends; extra is more JSON members, e.g. a queue_batch
+// section.
+func open(t *testing.T, extra string) *tetherdb.DB {
+	t.Helper()
+	return openConfig(t, config(t, extra))
+}
+
+func openConfig(t *testing.T, config string) *tetherdb.DB {
+	t.Helper()
+	db, err := tetherdb.Open(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return db
+}
+
+func config(t *testing.T, extra string) string {
+	return localConfig(t.TempDir(), extra)
+}
+
+func localConfig(dir, extra string) string {
+	path, _ := json.Marshal(filepath.Join(dir, "data"))
+	return withExtra(fmt.Sprintf(`{"logging": "none", "local": {"filepath": %s}`, path), extra)
+}
+
+func withExtra(json, extra string) string {
+	if extra != "" {
+		json += ", " + extra
+	}
+	return json + "}"
+}
+
+// on is where a core test runs: a handle whose only backend is local (a
+// fresh store) or the etcd of TETHERDB_TEST_ETCD, and a bucket of the test's
+// own, since that etcd is shared by every test of every binding.
+type on struct {
+	backend string
+	bucket  string
+	dir     string // local's store is in it
+}
+
+// config is a configuration for this backend; extra is more JSON members.
+func (o on) config(extra string) string {
+	if o.backend == "local" {
+		return localConfig(o.dir, extra)
+	}
+	endpoint, _ := json.Marshal(os.Getenv("TETHERDB_TEST_ETCD"))
+	return withExtra(fmt.Sprintf(`{"logging": "none", "etcd": {"endpoints": [%s]}`, endpoint), extra)
+}
+
+// open opens a handle on this backend, closed when the test ends.
+func (o on) open(t *testing.T, extra string) *tetherdb.DB {
+	t.Helper()
+	return openConfig(t, o.config(extra))
+}
+
+// in is the option of this test's bucket.
+func (o on) in() tetherdb.Option { return tetherdb.Bucket(o.bucket) }
+
+// onEachBackend runs test as a subtest on local, and on etcd when
+// TETHERDB_TEST_ETCD names one (scripts/test_bindings.sh starts it). Without
+// it the etcd subtest is skipped, or fails when CI is set.
+func onEachBackend(t *testing.T, test func(t *testing.T, o on)) {
+	for _, backend := range []string{"local", "etcd"} {
+		t.Run(backend, func(t *testing.T) {
+			if backend == "etcd" && os.Getenv("TETHERDB_TEST_ETCD") == "" {
+				if os.Getenv("CI") != "" {
+					t.Fatal("CI is set but TETHERDB_TEST_ETCD is not: run the tests with scripts/test_bindings.sh, which starts etcd")
+				}
+				t.Skip("no etcd: set TETHERDB_TEST_ETCD=127.0.0.1:PORT, or run scripts/test_bindings.sh, which starts one")
+			}
+			test(t, on{backend: backend, bucket: fmt.Sprintf("go-%016x", rand.Uint64()), dir: t.TempDir()})
+		})
+	}
+}
+
+// statusOf checks that err is an *Error with a message and returns its status.
+func statusOf(t *testing.T, err error) tetherdb.Status {
+	t.Helper()
+	var e *tetherdb.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want a *tetherdb.Error, got %v", err)
+	}
+	if e.Message == "" {
+		t.Errorf("%v: empty message", err)
+	}
+	return e.Status
+}
+
+func TestErrorsCarryStatusAndMessage(t *testing.T) {
+	db := open(t, "")
+	cases := []struct {
+		name     string
+		err      error
+		sentinel error
+		status   tetherdb.Status
+		mention  string
+	}{
+		{"absent key", firstErr(db.Read("absent")), tetherdb.ErrNotFound, tetherdb.StatusNotFound, "absent"},
+		{"colon in bucket", db.Write("k", nil, tetherdb.Bucket("a:b")), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, ""},
+		{"empty key", db.Write("", nil), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, ""},
+		{"page size 0", firstErr(db.List("", 0)), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, ""},
+		{"negative page size", firstErr(db.List("", -1)), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, ""},
+		{"unknown backend", db.Write("k", nil, tetherdb.Backend("nosuch")), tetherdb.ErrUnknownBackend, tetherdb.StatusUnknownBackend, "nosuch"},
+		{"unknown config key", firstErr(tetherdb.Open(`{"no_such_key": 1}`)), tetherdb.ErrConfig, tetherdb.StatusConfig, "no_such_key"},
+		{"missing config file", firstErr(tetherdb.OpenFile(filepath.Join(t.TempDir(), "absent.json"))), tetherdb.ErrConfig, tetherdb.StatusConfig, ""},
+		{"Queued on a read", firstErr(db.Read("k", tetherdb.Queued())), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "Queued"},
+		{"Prefix on a write", db.Write("k", nil, tetherdb.Prefix("p")), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "Prefix"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !errors.Is(c.err, c.sentinel) {
+				t.Fatalf("%v is not %v", c.err, c.sentinel)
+			}
+			if got := statusOf(t, c.err); got != c.status {
+				t.Errorf("status %v, want %v", got, c.status)
+			}
+			if !strings.Contains(c.err.Error(), c.mention) || !strings.HasPrefix(c.err.Error(), c.status.String()+": ") {
+				t.Errorf("message %q should start with %v and mention %q", c.err, c.status, c.mention)
+			}
+			for _, other := range []error{tetherdb.ErrNotFound, tetherdb.ErrUnavailable, tetherdb.ErrNotRunning} {
+				if other != c.sentinel && errors.Is(c.err, other) {
+					t.Errorf("%v also matches %v", c.err, other)
+				}
+			}
+		})
+	}
+	if s := tetherdb.Status(42).String(); s != "Status(42)" {
+		t.Errorf("unknown status named %q", s)
+	}
+}
+
+func TestWriteReadUpdateDelete(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		must(t, db.Write("k", []byte("v1"), o.in()))
+		if got := read(t, db, "k", o.in()); got != "v1" {
+			t.Errorf("read %q", got)
+		}
+		must(t, db.Write("k", []byte("v1b"), o.in()))
+		if got := read(t, db, "k", o.in()); got != "v1b" {
+			t.Errorf("read after overwrite %q", got)
+		}
+		must(t, db.Update("k", []byte("v2"), o.in()))
+		if got := read(t, db, "k", o.in()); got != "v2" {
+			t.Errorf("read after update %q", got)
+		}
+		must(t, db.Delete("k", o.in()))
+		if _, err := db.Read("k", o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("read after delete: %v", err)
+		}
+		if err := db.Delete("k", o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("second delete: %v", err)
+		}
+		if err := db.Update("k", []byte("v3"), o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("update of an absent key: %v", err)
+		}
+		if _, err := db.Read("k", o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("update created the key: %v", err)
+		}
+		if err := db.Update("never", []byte("v"), o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("update of a never-written key: %v", err)
+		}
+		page, err := db.List("", 10, o.in())
+		must(t, err)
+		if len(page.Entries) != 0 {
+			t.Errorf("update created keys: %+v", page.Entries)
+		}
+	})
+}
+
+func TestValuesAreBytes(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		binary := []byte{'a', 0, 'b', 0xff}
+		must(t, db.Write("binary", binary, o.in()))
+		if got := read(t, db, "binary", o.in()); got != string(binary) {
+			t.Errorf("read %q", got)
+		}
+		must(t, db.Write("empty", nil, o.in()))
+		got, err := db.Read("empty", o.in())
+		if err != nil || got == nil || len(got) != 0 {
+			t.Errorf("empty value: %q (nil: %v), %v", got, got == nil, err)
+		}
+	})
+}
+
+func TestBuckets(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		logs, logsX := o.bucket, o.bucket+"X" // one the prefix of the other
+		must(t, db.Write("k", []byte("in logs"), tetherdb.Bucket(logs)))
+		must(t, db.Write("k", []byte("in logsX"), tetherdb.Bucket(logsX)))
+		if got := read(t, db, "k", tetherdb.Bucket(logs)); got != "in logs" {
+			t.Errorf("bucket read %q", got)
+		}
+		if got := read(t, db, "k", tetherdb.Bucket(logsX)); got != "in logsX" {
+			t.Errorf("bucket read %q", got)
+		}
+		if got := read(t, db, logs+":k"); got != "in logs" {
+			t.Errorf("the stored key is bucket:key, read %q", got)
+		}
+		if got := read(t, db, "k", tetherdb.Bucket(logs), tetherdb.Backend(o.backend)); got != "in logs" {
+			t.Errorf("read naming the backend %q", got)
+		}
+		// A bucket's listing holds its keys only, not those of a bucket its name prefixes.
+		page, err := db.List("", 10, tetherdb.Bucket(logs))
+		must(t, err)
+		if len(page.Entries) != 1 || page.Entries[0].Key != "k" || string(page.Entries[0].Value) != "in logs" || page.Next != "" {
+			t.Errorf("listing of %s: %+v", logs, page)
+		}
+	})
+}
+
+func TestJSON(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		type event struct {
+			Level string `json:"level"`
+			Count int    `json:"count"`
+		}
+		must(t, db.WriteJSON("e", event{"info", 3}, o.in()))
+		if got := read(t, db, "e", o.in()); got != `{"level":"info","count":3}` {
+			t.Errorf("stored %q", got)
+		}
+		var back event
+		must(t, db.ReadJSON("e", &back, o.in()))
+		if back != (event{"info", 3}) {
+			t.Errorf("decoded %+v", back)
+		}
+		if err := db.ReadJSON("absent", &back, o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("absent: %v", err)
+		}
+		if err := db.WriteJSON("bad", make(chan int), o.in()); err == nil {
+			t.Error("a channel encoded as JSON")
+		}
+	})
+}
+
+func TestListAndPages(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		b := o.in()
+		for i := range 7 {
+			must(t, db.Write(fmt.Sprintf("k%d", i), []byte(fmt.Sprintf("v%d", i)), b))
+		}
+		must(t, db.Write("other", []byte("x"), tetherdb.Bucket(o.bucket+"X"))) // never listed with b
+
+		first, err := db.List("", 3, b)
+		must(t, err)
+		if len(first.Entries) != 3 || first.Entries[0].Key != "k0" || string(first.Entries[0].Value) != "v0" || first.Next != "k2" {
+			t.Fatalf("first page %+v", first)
+		}
+
+		sizes, keys := pages(t, db, 3, b)
+		if fmt.Sprint(sizes) != "[3 3 1]" || strings.Join(keys, ",") != "k0,k1,k2,k3,k4,k5,k6" {
+			t.Errorf("pages %v, keys %v", sizes, keys)
+		}
+
+		// Next is empty exactly on the last page, also when that page is full.
+		all, err := db.List("", 7, b)
+		must(t, err)
+		if len(all.Entries) != 7 || all.Next != "" {
+			t.Errorf("one full page: %d entries, next %q", len(all.Entries), all.Next)
+		}
+		six, err := db.List("", 6, b)
+		must(t, err)
+		rest, err := db.List(six.Next, 6, b)
+		must(t, err)
+		if six.Next != "k5" || len(rest.Entries) != 1 || rest.Entries[0].Key != "k6" || rest.Next != "" {
+			t.Errorf("pages of 6: next %q, then %+v", six.Next, rest)
+		}
+		if sizes, _ := pages(t, db, 7, b); fmt.Sprint(sizes) != "[7]" {
+			t.Errorf("pages of 7: %v, want no empty page after a full last one", sizes)
+		}
+
+		prefixed, err := db.List("", 10, b, tetherdb.Prefix("k5"))
+		must(t, err)
+		if len(prefixed.Entries) != 1 || string(prefixed.Entries[0].Value) != "v5" || prefixed.Next != "" {
+			t.Errorf("prefix listing %+v", prefixed)
+		}
+
+		n := 0
+		for range db.Pages(3, b) {
+			n++
+			break // the iterator stops when the loop does
+		}
+		for range db.Pages(3, tetherdb.Bucket(o.bucket+"-empty")) {
+			n += 100
+		}
+		if n != 1 {
+			t.Errorf("early break and empty listing: %d", n)
+		}
+
+		var failures int
+		for page, err := range db.Pages(3, tetherdb.Bucket("a:b")) {
+			if !errors.Is(err, tetherdb.ErrInvalidArgument) || page.Entries != nil {
+				t.Errorf("page %+v, error %v", page, err)
+			}
+			failures++
+		}
+		if failures != 1 {
+			t.Errorf("a failure is yielded once, not %d times", failures)
+		}
+	})
+}
+
+// pages lists with db.Pages: the size of each page, and every key.
+func pages(t *testing.T, db *tetherdb.DB, pageSize int, opts ...tetherdb.Option) (sizes []int, keys []string) {
+	t.Helper()
+	for page, err := range db.Pages(pageSize, opts...) {
+		must(t, err)
+		sizes = append(sizes, len(page.Entries))
+		for _, e := range page.Entries {
+			keys = append(keys, e.Key)
+		}
+	}
+	return sizes, keys
+}
+
+func TestQueuedWritesAndWorker(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, `"queue_batch": {"autostart": false, "interval": 60}`)
+		if err := db.Write("q", []byte("v"), o.in(), tetherdb.Queued()); !errors.Is(err, tetherdb.ErrNotRunning) {
+			t.Fatalf("queued write before Start: %v", err)
+		}
+		must(t, db.Start())
+		must(t, db.Start()) // idempotent
+		must(t, db.Write("q", []byte("v"), o.in(), tetherdb.Queued()))
+		must(t, db.Flush()) // does not wait for the 60 s interval
+		if got := read(t, db, "q", o.in()); got != "v" {
+			t.Errorf("after Flush: %q", got)
+		}
+		must(t, db.WriteJSON("q2", map[string]int{"n": 2}, o.in(), tetherdb.Queued()))
+		must(t, db.Stop()) // applies what is queued
+		must(t, db.Stop())
+		if got := read(t, db, "q2", o.in()); got != `{"n":2}` {
+			t.Errorf("after Stop: %q", got)
+		}
+	})
+}
+
+func TestCloseAppliesQueuedWrites(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		cfg := o.config(`"queue_batch": {"interval": 60}`)
+		db, err := tetherdb.Open(cfg)
+		must(t, err)
+		must(t, db.Write("q", []byte("v"), o.in(), tetherdb.Queued()))
+		must(t, db.Close())
+		db = openConfig(t, cfg) // Close released the local store's lock
+		if got := read(t, db, "q", o.in()); got != "v" {
+			t.Errorf("after reopening: %q", got)
+		}
+	})
+}
+
+var uuid4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func TestTether(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		logEvent := tetherdb.Tether(db, func() (string, any, error) {
+			return "", map[string]string{"event": "login"}, nil
+		}, o.in())
+		key1, value, err := logEvent()
+		must(t, err)
+		key2, _, err := logEvent()
+		must(t, err)
+		if !uuid4.MatchString(key1) || key1 == key2 {
+			t.Errorf("keys %q, %q", key1, key2)
+		}
+		if value.(map[string]string)["event"] != "login" {
+			t.Errorf("returned value %v", value)
+		}
+		for _, key := range []string{key1, key2} {
+			if got := read(t, db, key, o.in()); got != `{"event":"login"}` {
+				t.Errorf("stored %q", got)
+			}
+		}
+
+		// Strings and bytes are stored as they are, under the key fn chose.
+		for _, c := range []struct {
+			value any
+			want  string
+		}{{"plain", "plain"}, {[]byte("raw"), "raw"}} {
+			key, _, err := tetherdb.Tether(db, func() (string, any, error) { return "fixed", c.value, nil }, o.in())()
+			must(t, err)
+			if got := read(t, db, key, o.in()); key != "fixed" || got != c.want {
+				t.Errorf("%q stored %q, want %q", key, got, c.want)
+			}
+		}
+
+		// fn's error is returned, and nothing is written.
+		boom := errors.New("boom")
+		if _, _, err := tetherdb.Tether(db, func() (string, any, error) { return "failed", "x", boom }, o.in())(); err != boom {
+			t.Errorf("fn's error: %v", err)
+		}
+		if _, err := db.Read("failed", o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("written despite fn's error: %v", err)
+		}
+	})
+}
+
+func TestTetherQueued(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, `"queue_batch": {"interval": 60}`)
+		queued := tetherdb.Tether(db, func() (string, any, error) { return "k", "v", nil }, o.in(), tetherdb.Queued())
+		_, _, err := queued()
+		must(t, err)
+		must(t, db.Flush())
+		if got := read(t, db, "k", o.in()); got != "v" {
+			t.Errorf("read %q", got)
+		}
+		must(t, db.Stop())
+		if _, _, err := queued(); !errors.Is(err, tetherdb.ErrNotRunning) {
+			t.Errorf("queued while stopped: %v", err)
+		}
+	})
+}
+
+// Nothing listens on port 1: a call fails at once with ErrUnavailable (the
+// handle opens while its server is down: it connects on first use).
+func TestUnreachableEtcdIsUnavailable(t *testing.T) {
+	db := openConfig(t, `{"logging": "none", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1}}`)
+	started := time.Now()
+	err := db.Write("k", []byte("v"), tetherdb.Backend("etcd"))
+	if !errors.Is(err, tetherdb.ErrUnavailable) || statusOf(t, err) != tetherdb.StatusUnavailable {
+		t.Fatalf("write: %v", err)
+	}
+	if !strings.Contains(err.Error(), "etcd") {
+		t.Errorf("the message does not name the backend: %v", err)
+	}
+	if _, err := db.Read("k"); !errors.Is(err, tetherdb.ErrUnavailable) {
+		t.Errorf("read: %v, want ErrUnavailable (not ErrNotFound: nothing is known)", err)
+	}
+	if elapsed := time.Since(started); elapsed > 5*time.Second {
+		t.Errorf("took %v", elapsed)
+	}
+}
+
+// A backend the configuration has no section for is unknown, as is one it
+// never heard of.
+func TestBackendNotConfiguredIsUnknown(t *testing.T) {
+	db := open(t, "")
+	for _, backend := range []string{"etcd", "nosuch"} {
+		err := db.Write("k", []byte("v"), tetherdb.Backend(backend))
+		if !errors.Is(err, tetherdb.ErrUnknownBackend) || statusOf(t, err) != tetherdb.StatusUnknownBackend {
+			t.Errorf("%s: %v", backend, err)
+		} else if !strings.Contains(err.Error(), `"`+backend+`"`) {
+			t.Errorf("the message does not name the backend: %v", err)
+		}
+	}
+}
+
+func TestOpenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	must(t, os.WriteFile(path, []byte(config(t, "")), 0o600))
+	db, err := tetherdb.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, db.Write("k", []byte("v")))
+	must(t, db.Close())
+	must(t, db.Close()) // a second Close is a no-op
+	if err := db.Write("k", []byte("v")); !errors.Is(err, tetherdb.ErrInvalidArgument) {
+		t.Errorf("write after Close: %v", err)
+	}
+}
+
+// 16 goroutines write through one handle at once (run it with -race).
+func TestConcurrentWrites(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		const goroutines, writes = 16, 100
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range writes {
+					key := fmt.Sprintf("g%02d-%03d", g, i)
+					opts := []tetherdb.Option{o.in()}
+					if i%2 == 1 {
+						opts = append(opts, tetherdb.Queued())
+					}
+					if err := db.Write(key, []byte(key), opts...); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		must(t, db.Flush())
+		n := 0
+		for page, err := range db.Pages(64, o.in()) {
+			must(t, err)
+			for _, e := range page.Entries {
+				if e.Key != string(e.Value) {
+					t.Errorf("%s = %s", e.Key, e.Value)
+				}
+			}
+			n += len(page.Entries)
+		}
+		if n != goroutines*writes {
+			t.Errorf("listed %d keys, want %d", n, goroutines*writes)
+		}
+	})
+}
+
+// tether_last_error is per OS thread: 16 goroutines failing at once must
+// each get the message of their own failure, never another's.
+func TestErrorMessagesPerGoroutine(t *testing.T) {
+	db := open(t, "")
+	const goroutines, calls = 16, 300
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			backend := fmt.Sprintf("nosuch-%02d", g)
+			<-start
+			for range calls {
+				err := db.Write("k", nil, tetherdb.Backend(backend))
+				if !errors.Is(err, tetherdb.ErrUnknownBackend) || !strings.Contains(err.Error(), `"`+backend+`"`) {
+					t.Errorf("goroutine %d got %v", g, err)
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+func TestVersion(t *testing.T) {
+	if !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(tetherdb.Version()) {
+		t.Errorf("version %q", tetherdb.Version())
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func read(t *testing.T, db *tetherdb.DB, key string, opts ...tetherdb.Option) string {
+	t.Helper()
+	value, err := db.Read(key, opts...)
+	must(t, err)
+	return string(value)
+}
+
+func firstErr[T any](_ T, err error) error { return err }

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Installs what the binding tests need (only what is missing) and runs them:
+# C++ (GoogleTest under ASan), Go (vet, -race, -asan leak check), Python
+# (pytest, on the package as pip installs it), then each example. The
+# suites' core tests run on `local` and on a real etcd, which this script
+# starts on free loopback ports and passes to them as TETHERDB_TEST_ETCD
+# (127.0.0.1:PORT); with CI set, a suite without it fails. The
+# library is installed into a throwaway prefix first, and the examples and
+# the Go binding build against that prefix, as users' programs would, which
+# also tests find_package(tetherdb) and pkg-config.
+source "$(dirname "$0")/common.sh"
+
+# etcd-server and etcd-client: the etcd the suites' etcd tests use, and the
+# etcdctl that tells when it is up.
+ensure_packages g++ cmake make pkg-config libgtest-dev etcd-server etcd-client
+
+# Go: Debian's golang-go (1.19 on bookworm) predates range-over-func, and
+# the leak check needs Go >= 1.25. Without one, fetch the official toolchain
+# from the Go module proxy (it serves toolchains as modules), once.
+GO_TOOLCHAIN=go1.26.0
+go_minor() { go env GOVERSION 2>/dev/null | sed -n 's/^go1\.\([0-9]*\).*/\1/p'; }
+if [ "$(go_minor || true)" = "" ] || [ "$(go_minor)" -lt 25 ]; then
+  case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch="$(uname -m)" ;; esac
+  module="golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-$arch"
+  goroot="${XDG_CACHE_HOME:-$HOME/.cache}/tetherdb/$module"
+  if [ ! -x "$goroot/bin/go" ]; then
+    ensure_packages curl unzip ca-certificates
+    step "fetching $GO_TOOLCHAIN from the Go module proxy"
+    mkdir -p "$(dirname "$goroot")"
+    curl -fsSL -o "$goroot.zip" \
+      "https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-$GO_TOOLCHAIN.linux-$arch.zip"
+    unzip -q -o "$goroot.zip" -d "$(dirname "$(dirname "$goroot")")"
+    rm -f "$goroot.zip"
+    chmod +x "$goroot"/bin/* "$goroot"/pkg/tool/*/*
+  fi
+  export PATH="$goroot/bin:$PATH"
+fi
+go_minor="$(go_minor)"
+export GOTOOLCHAIN=local # never download a toolchain
+
+if ! command -v python3 >/dev/null; then
+  ensure_packages python3 python3-venv
+fi
+
+tmp="$(mktemp -d)"
+etcd_pid=""
+cleanup() {
+  if [ -n "$etcd_pid" ]; then
+    kill "$etcd_pid" 2>/dev/null || true
+    wait "$etcd_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+# A signal runs the EXIT trap too, rather than leaving etcd running.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# One etcd for every suite, on loopback only, with its data in $tmp: started
+# now, so that it comes up while the C++ tests build. The tests share it, each
+# in buckets of its own.
+step "starting etcd on loopback"
+read -r etcd_client_port etcd_peer_port < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+')
+if [ -z "${etcd_peer_port:-}" ]; then
+  echo "error: found no free loopback ports for etcd" >&2
+  exit 1
+fi
+etcd_endpoint="127.0.0.1:$etcd_client_port"
+etcd --name bindings --data-dir "$tmp/etcd" \
+  --listen-client-urls "http://$etcd_endpoint" --advertise-client-urls "http://$etcd_endpoint" \
+  --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+  --initial-cluster "bindings=http://127.0.0.1:$etcd_peer_port" \
+  --logger zap --log-level error >"$tmp/etcd.log" 2>&1 &
+etcd_pid=$!
+# Waits until etcd answers (at most 60 s); fails if it died.
+wait_for_etcd() {
+  local give_up=$((SECONDS + 60))
+  until ETCDCTL_API=3 etcdctl --endpoints="http://$etcd_endpoint" --command-timeout=2s \
+    endpoint health >/dev/null 2>&1; do
+    if ! kill -0 "$etcd_pid" 2>/dev/null || [ "$SECONDS" -ge "$give_up" ]; then
+      echo "error: etcd did not become healthy on $etcd_endpoint; its log:" >&2
+      cat "$tmp/etcd.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+# A fresh prefix each run, but always at the same path: the Go build cache
+# does not notice when pkg-config's output changes, and would link against
+# the prefix of an earlier run.
+prefix="$ROOT/build/prefix"
+rm -rf "$prefix"
+
+step "installing TetherDB into a throwaway prefix"
+./scripts/install.sh "$prefix"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+version="$(sed -n 's/^#define TETHER_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' include/tetherdb.h | paste -sd.)"
+if [ "$(pkg-config --modversion tetherdb)" != "$version" ]; then
+  echo "error: pkg-config says tetherdb $(pkg-config --modversion tetherdb), the header $version" >&2
+  exit 1
+fi
+
+# Runs an example in a fresh directory, where it creates ./tetherdb_data.
+run_example() {
+  local dir="$tmp/run-$1"
+  shift
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && "$@")
+}
+
+step "C++ tests (GoogleTest, ASan + UBSan + LeakSanitizer)"
+cmake -S bindings/cpp -B build/cpp -DTETHERDB_LIB_DIR="$ROOT/target/release" >/dev/null
+cmake --build build/cpp -j 2
+wait_for_etcd
+export TETHERDB_TEST_ETCD="$etcd_endpoint"
+echo "etcd for the tests: $TETHERDB_TEST_ETCD"
+ctest --test-dir build/cpp --output-on-failure
+
+step "C++ example, built with find_package(tetherdb)"
+cmake -S examples/cpp -B "$tmp/example-cpp" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$tmp/example-cpp" -j 2
+run_example cpp-shared "$tmp/example-cpp/quickstart"
+run_example cpp-static "$tmp/example-cpp/quickstart_static"
+
+step "C++ example, built with pkg-config --cflags --libs tetherdb"
+# shellcheck disable=SC2046 # pkg-config's output is a list of flags
+g++ -std=c++20 -Wall -Wextra -Werror examples/cpp/quickstart.cpp \
+  $(pkg-config --cflags --libs tetherdb) -Wl,-rpath,"$prefix/lib" -o "$tmp/quickstart-pc"
+run_example cpp-pkg-config "$tmp/quickstart-pc"
+
+step "Go: gofmt, vet, tests with -race, tests with -asan (LeakSanitizer)"
+export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Nor does the Go build cache notice a changed tetherdb.h: a define naming
+# the header's hash puts it in the cache key.
+header_hash="$(sha256sum include/tetherdb.h | cut -c1-16)"
+export CGO_CPPFLAGS="${CGO_CPPFLAGS:-} -DTETHERDB_H_SHA256=$header_hash"
+for module in bindings/go examples/go; do
+  unformatted="$(gofmt -l "$module")"
+  if [ -n "$unformatted" ]; then
+    echo "error: not gofmt-formatted: $unformatted" >&2
+    exit 1
+  fi
+  (cd "$module" && go vet ./...)
+done
+(cd bindings/go && go test -race -count=1 ./...)
+# Go >= 1.25 runs LeakSanitizer at exit under -asan: a C buffer, page or
+# string the binding fails to free fails the run.
+if [ "$go_minor" -ge 25 ]; then
+  (cd bindings/go && go test -asan -count=1 ./...)
+elif [ -n "${CI:-}" ]; then
+  echo "error: the Go leak check (go test -asan) needs Go >= 1.25" >&2
+  exit 1
+else
+  echo "warning: skipping the Go leak check: go test -asan needs Go >= 1.25" >&2
+fi
+
+step "Go example"
+(cd examples/go && go build -o "$tmp/quickstart-go" .)
+run_example go "$tmp/quickstart-go"
+
+step "Python: pip install bindings/python into a virtualenv, then pytest"
+venv="build/python-venv"
+# --system-site-packages: an installed pytest is used as it is.
+[ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv" || {
+  ensure_packages python3-venv
+  python3 -m venv --system-site-packages "$venv"
+}
+# From a copy: setuptools builds in the source folder, and stale files left in
+# its build/ would be installed too.
+cp -r bindings/python "$tmp/python-src"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$tmp/python-src"
+"$venv/bin/python" -c "import pytest" 2>/dev/null ||
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest
+export TETHERDB_LIBRARY="$prefix/lib/libtetherdb.so"
+# From the tests' folder, so that `import tetherdb` is the installed package.
+(cd bindings/python/tests && "$ROOT/$venv/bin/python" -m pytest -p no:cacheprovider)
+
+step "Python example"
+run_example python "$ROOT/$venv/bin/python" "$ROOT/examples/python/quickstart.py"
