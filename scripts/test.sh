@@ -53,13 +53,15 @@ step "README examples are the files CI runs"
 
 ./scripts/test_bindings.sh
 
-step "tether-stress: brief runs on local and on a real etcd, every write read back"
+step "tether-stress: brief runs on local, a real etcd and moto, every write read back"
 # Non-zero on any lost or wrong write (1) and on any failed call (3).
 require python3 "bench/etcd.sh finds free ports with it"
 source bench/etcd.sh
-trap 'rm -f "$committed"; stop_etcd' EXIT
+source bench/moto.sh
+trap 'rm -f "$committed"; stop_etcd; stop_moto' EXIT
 stress_started=$SECONDS
 start_etcd
+start_moto
 stress=target/release/tether-stress
 "$stress" --backend local --threads 4 --writes 20000 --direct
 "$stress" --backend local --threads 4 --writes 20000 --queued --verify list
@@ -68,4 +70,8 @@ etcd="$(etcd_config '{"size": 128, "interval": 0.5}')"
 "$stress" --config "$etcd" --backend etcd --threads 4 --writes 2000 --direct
 "$stress" --config "$etcd" --backend etcd --threads 4 --writes 20000 --queued --verify list
 "$stress" --config "$etcd" --backend etcd --threads 4 --writes 2000 --mix 2:2:1 --keys 100
+dynamodb="$(moto_config stress '{"size": 25, "interval": 0.5}')"
+with_moto_credentials "$stress" --config "$dynamodb" --backend dynamodb --threads 4 --writes 400 --direct
+with_moto_credentials "$stress" --config "$dynamodb" --backend dynamodb --threads 4 --writes 2000 --queued --verify list
+with_moto_credentials "$stress" --config "$dynamodb" --backend dynamodb --threads 4 --writes 400 --mix 2:2:1 --keys 20
 echo "tether-stress runs took $((SECONDS - stress_started)) s"

@@ -384,8 +384,9 @@ fn write_phase(
             Stop::Duration(_) => None,
         };
         let (counters, errors, done) = (&counters, &errors, &done);
-        let watcher =
-            s.spawn(move || progress.watch("writing", started, counters, total, errors, done));
+        let watcher = s.spawn(move || {
+            progress.watch(("writing", "ops"), started, counters, total, errors, done)
+        });
         let worked: Vec<Worked> = threads
             .into_iter()
             .map(|t| t.join().expect("a worker thread panicked"))
@@ -609,7 +610,14 @@ fn verify_by_reading(
             .collect();
         let (counters, errors, done) = (&counters, &errors, &done);
         let watcher = s.spawn(move || {
-            progress.watch("verifying", started, counters, Some(total), errors, done)
+            progress.watch(
+                ("verifying", "keys"),
+                started,
+                counters,
+                Some(total),
+                errors,
+                done,
+            )
         });
         let mut all = Verified::default();
         for thread in threads {
@@ -715,9 +723,10 @@ impl Progress {
 
     /// Until `done`: on a terminal, one line rewritten four times a
     /// second; otherwise a plain line each second.
+    /// `phase`: what is counted, and the unit, e.g. `("writing", "ops")`.
     fn watch(
         &self,
-        phase: &str,
+        (phase, unit): (&str, &str),
         started: Instant,
         counters: &[Counter],
         total: Option<u64>,
@@ -749,7 +758,7 @@ impl Progress {
             (last_count, last_time) = (count, now);
             let of = total.map_or(String::new(), |t| format!(" of {}", thousands(t)));
             let line = format!(
-                "[{:6.1}s] {phase}: {}{of} ops, {} ops/s, {} errors",
+                "[{:6.1}s] {phase}: {}{of} {unit}, {} {unit}/s, {} errors",
                 (now - started).as_secs_f64(),
                 thousands(count),
                 thousands(rate as u64),
