@@ -6,8 +6,6 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::ffi::{CStr, CString};
-use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -622,129 +620,9 @@ fn eventually_consistent_reads_can_be_chosen() {
 /// The C ABI, the way a C caller drives it, against DynamoDB.
 #[test]
 fn the_c_abi_drives_dynamodb() {
-    use tetherdb::ffi::*;
     let Some(moto) = moto::server() else {
         return;
     };
-    let c = |s: &str| CString::new(s).unwrap();
-    let last_error = || {
-        unsafe { CStr::from_ptr(tether_last_error()) }
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
-    let config = c(&moto::config(&moto.url(), &moto::table("ffi"), "", QUICK));
-    let mut db = ptr::null_mut();
-    assert_eq!(
-        unsafe { tether_open(config.as_ptr(), &mut db) },
-        Status::Ok,
-        "{}",
-        last_error()
-    );
-    let (backend, bucket) = (c("dynamodb"), c("b"));
-    for (i, flags) in [0, TETHER_QUEUE, 0].into_iter().enumerate() {
-        let key = c(&format!("k{i}"));
-        let value = format!("v{i}");
-        let status = unsafe {
-            tether_write(
-                db,
-                backend.as_ptr(),
-                bucket.as_ptr(),
-                key.as_ptr(),
-                value.as_ptr(),
-                value.len(),
-                flags,
-            )
-        };
-        assert_eq!(status, Status::Ok, "{}", last_error());
-    }
-    assert_eq!(unsafe { tether_flush(db) }, Status::Ok, "{}", last_error());
-
-    let key = c("k1");
-    let (mut value, mut len) = (ptr::null_mut(), 0);
-    let status = unsafe {
-        tether_read(
-            db,
-            ptr::null(),
-            bucket.as_ptr(),
-            key.as_ptr(),
-            &mut value,
-            &mut len,
-        )
-    };
-    assert_eq!(status, Status::Ok, "{}", last_error());
-    assert_eq!(unsafe { std::slice::from_raw_parts(value, len) }, b"v1");
-    unsafe { tether_free(value, len) };
-
-    let absent = c("absent");
-    let status = unsafe {
-        tether_update(
-            db,
-            ptr::null(),
-            bucket.as_ptr(),
-            absent.as_ptr(),
-            b"x".as_ptr(),
-            1,
-        )
-    };
-    assert_eq!(status, Status::NotFound);
-    assert_eq!(
-        last_error(),
-        "tether_update: dynamodb: key \"b:absent\" not found"
-    );
-    let status = unsafe {
-        tether_update(
-            db,
-            ptr::null(),
-            bucket.as_ptr(),
-            key.as_ptr(),
-            b"new".as_ptr(),
-            3,
-        )
-    };
-    assert_eq!(status, Status::Ok, "{}", last_error());
-    assert_eq!(
-        unsafe { tether_delete(db, ptr::null(), bucket.as_ptr(), key.as_ptr()) },
-        Status::Ok
-    );
-    assert_eq!(
-        unsafe { tether_delete(db, ptr::null(), bucket.as_ptr(), key.as_ptr()) },
-        Status::NotFound
-    );
-
-    // Two keys remain: a page of one, then the last page.
-    let mut listed = Vec::new();
-    let mut after: Option<CString> = None;
-    let mut pages = 0;
-    loop {
-        let mut page = ptr::null_mut();
-        let start = after.as_ref().map_or(ptr::null(), |a| a.as_ptr());
-        let status = unsafe {
-            tether_list(
-                db,
-                ptr::null(),
-                bucket.as_ptr(),
-                ptr::null(),
-                start,
-                1,
-                &mut page,
-            )
-        };
-        assert_eq!(status, Status::Ok, "{}", last_error());
-        pages += 1;
-        for i in 0..unsafe { tether_page_len(page) } {
-            let key = unsafe { CStr::from_ptr(tether_page_key(page, i)) };
-            listed.push(key.to_str().unwrap().to_owned());
-        }
-        let next = unsafe { tether_page_next(page) };
-        after = (!next.is_null()).then(|| unsafe { CStr::from_ptr(next) }.to_owned());
-        unsafe { tether_page_free(page) };
-        if after.is_none() {
-            break;
-        }
-    }
-    listed.sort();
-    assert_eq!(listed, ["k0", "k2"]);
-    assert_eq!(pages, 2);
-    assert_eq!(unsafe { tether_close(db) }, Status::Ok);
+    let config = moto::config(&moto.url(), &moto::table("ffi"), "", QUICK);
+    common::c_abi::every_entry_point(&config, "dynamodb");
 }

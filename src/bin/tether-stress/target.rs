@@ -657,7 +657,7 @@ pub mod engines {
                 let mut page = page as i64;
                 loop {
                     let options = GetOptions::new()
-                        .with_range(prefix_end(&start))
+                        .with_range(tetherdb::backend::etcd::range_end(&start))
                         .with_limit(page);
                     let reply = match self.runtime.block_on(kv.get(from.clone(), Some(options))) {
                         Ok(reply) => reply,
@@ -688,18 +688,6 @@ pub mod engines {
             fn close(self: Box<Self>) -> Outcome {
                 Ok(())
             }
-        }
-
-        /// The first key after every key starting with `prefix`.
-        fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-            let mut end = prefix.to_vec();
-            while let Some(last) = end.pop() {
-                if last < 0xff {
-                    end.push(last + 1);
-                    return end;
-                }
-            }
-            vec![0]
         }
     }
 }
