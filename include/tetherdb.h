@@ -176,12 +176,16 @@ enum tether_status tether_start(struct tether_db *db);
  * Applies every queued write, then stops the batch worker. Idempotent.
  * Thread-safe. Queued writes fail with TETHER_NOT_RUNNING until
  * `tether_start`. A backend unreachable for longer than its timeout gets
- * no more tries: its queued writes are reported as failed.
+ * no more tries: with the durable outbox (`queue_batch.durable`, the
+ * default) its queued writes stay there and are applied once the worker
+ * runs again, in this handle or the next opened on the outbox; without
+ * it they are reported as failed.
  *
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL; or the
  * status of the first queued write that failed since the last
- * flush/stop (the message counts them), TETHER_UNAVAILABLE for writes an
- * unreachable backend never took.
+ * flush/stop (the message counts them); TETHER_UNAVAILABLE for writes an
+ * unreachable backend never took (the message says whether they stay in
+ * the outbox).
  */
 enum tether_status tether_stop(struct tether_db *db);
 
@@ -209,8 +213,9 @@ enum tether_status tether_flush(struct tether_db *db);
  * Returns TETHER_OK, or the status of the first queued write that failed
  * since the last flush/stop (the message counts them; TETHER_UNAVAILABLE
  * when a backend stayed unreachable for longer than its timeout and its
- * writes could not be applied), or TETHER_IO when the local store cannot
- * be synced.
+ * writes could not be applied: with the durable outbox they stay in it,
+ * and the next handle opened on it applies them), or TETHER_IO when the
+ * local store or the outbox cannot be synced.
  */
 enum tether_status tether_close(struct tether_db *db);
 
@@ -224,6 +229,9 @@ enum tether_status tether_close(struct tether_db *db);
  * `flags`: 0 to write before returning, or TETHER_QUEUE to hand the write to
  * the batch worker (it returns once the write is queued, waiting only while
  * the queue is full; failures are reported by the next flush/stop/close).
+ * With `queue_batch.durable` (the default), a queued write is in the
+ * on-disk outbox before the call returns, and on disk for good when
+ * `queue_batch.sync` is on.
  *
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT for a NULL `db` or `key`, an
  * empty key, bad UTF-8, `:` in the bucket, NULL `value` with a length, or an
@@ -232,7 +240,9 @@ enum tether_status tether_close(struct tether_db *db);
  * refused before it is queued); TETHER_UNAVAILABLE when the backend is
  * unreachable or does not answer within its timeout (for a queued write:
  * when the queue is full and the backend has been unreachable for longer
- * than its timeout); TETHER_IO; TETHER_INTERNAL.
+ * than its timeout, or when the outbox holds `queue_batch.outbox_max_bytes`:
+ * the write is not queued); TETHER_IO (for a queued write: the outbox
+ * failed); TETHER_INTERNAL.
  */
 enum tether_status tether_write(struct tether_db *db,
                                 const char *backend,
@@ -353,6 +363,33 @@ void tether_page_free(struct tether_page *page);
  * NULL-safe. Thread-safe; free each value once.
  */
 void tether_free(uint8_t *value, size_t len);
+
+/**
+ * What the batch worker of each backend has done and what waits for it,
+ * as a JSON object, so that an operator can watch an outage build up:
+ *
+ * `{"running": true, "outbox": {"path", "bytes", "max_bytes", "sync"} or
+ * null, "backends": {"<name>": {"queued", "applied", "retried", "failed",
+ * "batches", "pending", "oldest_pending_ms", "unreachable_ms",
+ * "last_error"}}}`. Counts are of writes since the handle was opened
+ * (`retried` counts each write sent again; `batches` counts every batch
+ * sent, retries included); `pending` counts the writes queued and not
+ * yet applied or reported, outbox included; `unreachable_ms` is 0 and
+ * `last_error` null while the backend answers. Thread-safe.
+ *
+ * `out_json`: receives a NUL-terminated string on success, left untouched
+ * otherwise; free it with `tether_free_string`.
+ *
+ * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` or `out_json` is
+ * NULL; TETHER_INTERNAL.
+ */
+enum tether_status tether_stats(struct tether_db *db, char **out_json);
+
+/**
+ * Frees a string returned by `tether_stats`. NULL-safe. Thread-safe; free
+ * each string once.
+ */
+void tether_free_string(char *string);
 
 /**
  * This thread's message for its last failed call: it names the function,

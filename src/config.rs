@@ -41,6 +41,18 @@ pub struct QueueConfig {
     pub capacity: usize,
     /// Whether opening a handle starts the worker.
     pub autostart: bool,
+    /// Whether queued writes go through the on-disk outbox, so that a
+    /// crash, an outage or a close does not lose them.
+    pub durable: bool,
+    /// Where the outbox lives; by default next to the local data
+    /// directory (`tetherdb_data.outbox`). See [`Config::outbox_path`].
+    pub outbox_path: Option<PathBuf>,
+    /// The most the outbox may hold, in bytes of keys and values; past it
+    /// a queued write fails with TETHER_UNAVAILABLE.
+    pub outbox_max_bytes: u64,
+    /// Whether a queued write returns only once the outbox is on disk
+    /// (one fsync serves every writer waiting at that moment).
+    pub sync: bool,
 }
 
 impl Default for QueueConfig {
@@ -50,6 +62,10 @@ impl Default for QueueConfig {
             interval: 2.0,
             capacity: 10_000,
             autostart: true,
+            durable: true,
+            outbox_path: None,
+            outbox_max_bytes: 1 << 30,
+            sync: false,
         }
     }
 }
@@ -312,6 +328,26 @@ impl Config {
         }
     }
 
+    /// Where the durable outbox lives, when `queue_batch.durable` is on:
+    /// `queue_batch.outbox_path`, or the local data directory's path with
+    /// `.outbox` added, whether or not `local` is configured.
+    pub fn outbox_path(&self) -> Option<PathBuf> {
+        let queue = &self.queue_batch;
+        if !queue.durable {
+            return None;
+        }
+        Some(queue.outbox_path.clone().unwrap_or_else(|| {
+            let mut path = self
+                .local
+                .clone()
+                .unwrap_or_default()
+                .filepath
+                .into_os_string();
+            path.push(".outbox");
+            PathBuf::from(path)
+        }))
+    }
+
     fn is_embedded_default(&self) -> bool {
         self.local.is_none() && self.etcd.is_none() && self.dynamodb.is_none()
     }
@@ -330,6 +366,28 @@ impl Config {
             return Err(Error::Config(format!(
                 "queue_batch.interval must be between 0 and 86400 seconds, not {}",
                 q.interval
+            )));
+        }
+        if q.outbox_path.is_some() && !q.durable {
+            return Err(Error::Config(
+                "queue_batch.outbox_path is set, but queue_batch.durable is false".into(),
+            ));
+        }
+        if q.outbox_path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(Error::Config("queue_batch.outbox_path is empty".into()));
+        }
+        if q.sync && !q.durable {
+            return Err(Error::Config(
+                "queue_batch.sync needs queue_batch.durable (the outbox is what is synced)".into(),
+            ));
+        }
+        if q.outbox_max_bytes < 1 << 20 {
+            return Err(Error::Config(format!(
+                "queue_batch.outbox_max_bytes must be at least 1048576 (1 MiB), not {}",
+                q.outbox_max_bytes
             )));
         }
         if let Some(local) = &self.local {

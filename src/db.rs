@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::{self, StoredKey};
 use crate::log::Logger;
+use crate::outbox::Outbox;
 use crate::queue::{Backends, Queue};
 
 /// One listed entry: the key without its bucket part, and the value.
@@ -63,7 +64,11 @@ impl Db {
                 ))
             })?;
         let backends: Backends = backends.into();
-        let queue = Queue::new(config.queue_batch.clone(), backends.clone(), log);
+        let outbox = match config.outbox_path() {
+            Some(path) => Some(Outbox::open(&path, config.queue_batch.outbox_max_bytes)?),
+            None => None,
+        };
+        let queue = Queue::new(config.queue_batch.clone(), &backends, outbox, log)?;
         if config.queue_batch.autostart {
             queue.start()?;
         }
@@ -209,6 +214,13 @@ impl Db {
         let queued = self.queue.flush();
         let durable = self.backends.iter().try_for_each(|b| b.flush());
         queued.and(durable)
+    }
+
+    /// Per backend, the writes queued, applied, retried, failed and
+    /// pending, the batches sent, and the age of the oldest pending write;
+    /// and the outbox. The JSON `tether_stats` returns.
+    pub fn stats(&self) -> serde_json::Value {
+        self.queue.stats()
     }
 
     /// Whether the worker is running.

@@ -25,6 +25,7 @@ pub mod error;
 pub mod ffi;
 pub mod keys;
 pub mod log;
+mod outbox;
 mod queue;
 
 pub use config::Config;

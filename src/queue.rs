@@ -1,27 +1,39 @@
-//! The batch worker (design.md §4): a bounded queue of writes per backend,
-//! applied in batches of `size`, or once the oldest write of a batch has
-//! waited `interval` — whichever comes first.
+//! The batch worker (design.md §4): queued writes per backend, applied in
+//! batches of `size`, or once the oldest write of a batch has waited
+//! `interval` — whichever comes first.
 //!
-//! Each backend has a worker thread of its own, so that an unreachable
-//! backend holds up only its own writes. Nothing queued is lost: a batch
-//! that fails because the backend is unreachable is retried with capped
-//! exponential backoff; stop, flush and drop apply everything queued before
-//! them; and a write that fails for good is counted and reported by the next
-//! flush or stop instead of being dropped.
+//! Each backend has a lane: its queue of writes and a worker thread of its
+//! own, so that an unreachable backend holds up only its own writes. The
+//! writes of a lane wait either in memory or, with `queue_batch.durable`,
+//! in the on-disk [`Outbox`], from before the write call returns until the
+//! backend has acknowledged them.
+//!
+//! Nothing queued is lost: a batch that fails because the backend is
+//! unreachable is retried with capped exponential backoff; stop, flush and
+//! drop apply everything queued before them; a write that fails for good
+//! is counted and reported by the next flush or stop; and when a stop gives
+//! up on an unreachable backend, its writes stay in the outbox for the next
+//! start or open (in memory, they are reported as failed).
+//!
+//! Every write gets the next sequence number of its lane. A lane's state
+//! is three marks on that sequence: writes before `done` are applied or
+//! reported, writes before `taken` are with the worker, and writes before
+//! `next` are queued.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use serde_json::{json, Value};
 
 use crate::backend::{Backend, BatchLimit, Write};
 use crate::config::QueueConfig;
 use crate::error::{Error, Result};
 use crate::log::Logger;
+use crate::outbox::Outbox;
 
 /// The backends of a handle, indexed as queued writes address them.
 pub(crate) type Backends = Arc<[Arc<dyn Backend>]>;
@@ -35,12 +47,11 @@ const LAST_RETRY: Duration = Duration::from_secs(2);
 /// been unreachable for longer than its timeout.
 const OUTAGE_POLL: Duration = Duration::from_millis(20);
 
-enum Message {
-    Write(Write),
-    /// Apply everything queued before this message, then answer.
-    Flush(Sender<()>),
-    /// Apply everything queued before this message, then end.
-    Stop,
+/// One queued write, with its place in its lane.
+struct Queued {
+    seq: u64,
+    queued_at: Instant,
+    write: Write,
 }
 
 /// Failed queued writes not yet reported.
@@ -51,8 +62,8 @@ struct Failures {
 }
 
 impl Failures {
-    fn record(&mut self, error: Error, writes: usize) {
-        self.count += writes as u64;
+    fn record(&mut self, error: Error, writes: u64) {
+        self.count += writes;
         self.first.get_or_insert(error);
     }
 
@@ -68,60 +79,280 @@ impl Failures {
     }
 }
 
-/// What the callers and the worker of one backend share.
+/// Where a lane's writes wait.
+enum Store {
+    /// In `State::waiting`.
+    Memory,
+    /// In this tree of the outbox.
+    Outbox(Arc<Outbox>, sled::Tree),
+}
+
+/// Counters for `tether_stats`.
 #[derive(Default)]
+struct Counters {
+    queued: AtomicU64,
+    applied: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// The queue of one backend: what its callers and its worker share.
 struct Lane {
-    /// Writes queued and neither applied nor reported as failed yet.
-    pending: AtomicU64,
+    backend: Arc<dyn Backend>,
+    store: Store,
+    state: Mutex<State>,
+    /// The worker waits on it: writes, a flush, a stop.
+    work: Condvar,
+    /// Writers and flushes wait on it: writes applied.
+    progress: Condvar,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct State {
+    /// Writes before it are applied, or reported as failed.
+    done: u64,
+    /// Writes before it are with the worker.
+    taken: u64,
+    /// The sequence number of the next write.
+    next: u64,
+    /// With `Store::Memory`: the writes from `taken` to `next`.
+    waiting: VecDeque<Queued>,
+    /// When the write at `taken` was queued.
+    first_waiting_at: Option<Instant>,
+    /// When the first write of the batch the worker is sending was queued.
+    first_taken_at: Option<Instant>,
+    /// A flush wants the writes before it sent without waiting.
+    flush_to: u64,
+    /// Set by stop: send everything, then end; once the backend has been
+    /// unreachable for its timeout, give up.
+    stopping: bool,
     /// Since when the backend has been unreachable, and the last error;
     /// `None` while it answers.
-    outage: Mutex<Option<(Instant, Error)>>,
-    /// Set by stop: once the outage has lasted the backend's timeout, the
-    /// worker gives up and reports what is left instead of retrying.
-    stopping: AtomicBool,
+    outage: Option<(Instant, Error)>,
+}
+
+impl State {
+    fn pending(&self) -> u64 {
+        self.next - self.done
+    }
+
+    fn waiting(&self) -> u64 {
+        self.next - self.taken
+    }
 }
 
 impl Lane {
-    fn outage(&self) -> MutexGuard<'_, Option<(Instant, Error)>> {
-        self.outage.lock().unwrap_or_else(PoisonError::into_inner)
+    fn new(backend: Arc<dyn Backend>, outbox: Option<&Arc<Outbox>>) -> Result<Lane> {
+        let mut state = State::default();
+        let store = match outbox {
+            None => Store::Memory,
+            Some(outbox) => {
+                let (tree, held) = outbox.tree(backend.name())?;
+                (state.done, state.taken, state.next) = (held.start, held.start, held.end);
+                Store::Outbox(outbox.clone(), tree)
+            }
+        };
+        let lane = Lane {
+            backend,
+            store,
+            state: Mutex::new(state),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            counters: Counters::default(),
+        };
+        let mut state = lane.lock();
+        state.first_waiting_at = lane.queued_at(&state, state.taken)?;
+        drop(state);
+        Ok(lane)
     }
 
-    /// The last error, once the backend has been unreachable for `timeout`.
-    fn unreachable_for(&self, timeout: Duration) -> Option<Error> {
-        match &*self.outage() {
-            Some((since, error)) if since.elapsed() >= timeout => Some(error.clone()),
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// When the write numbered `seq` was queued, if it waits.
+    fn queued_at(&self, state: &State, seq: u64) -> Result<Option<Instant>> {
+        if seq >= state.next {
+            return Ok(None);
+        }
+        Ok(match &self.store {
+            Store::Memory => state.waiting.front().map(|q| q.queued_at),
+            Store::Outbox(outbox, tree) => {
+                let record = outbox.read(tree, seq..seq + 1)?;
+                record.first().map(|r| instant_of(r.queued_at))
+            }
+        })
+    }
+
+    /// The last error, once the backend has been unreachable for its timeout.
+    fn unreachable(&self, state: &State) -> Option<Error> {
+        match &state.outage {
+            Some((since, error)) if since.elapsed() >= self.backend.timeout() => {
+                Some(error.clone())
+            }
             _ => None,
         }
     }
+
+    /// Fails once the backend has been unreachable for its timeout, saying
+    /// how many queued writes wait for it.
+    fn check_reachable(&self, state: &State) -> Result<()> {
+        match self.unreachable(state) {
+            None => Ok(()),
+            Some(error) => Err(Error::unavailable(
+                self.name(),
+                "",
+                format!(
+                    "{} queued write(s) not applied yet; they stay queued and are retried \
+                     (last error: {})",
+                    state.pending(),
+                    error.cause()
+                ),
+            )),
+        }
+    }
+
+    /// Waits for room, then queues one write.
+    fn push(&self, write: Write, settings: &QueueConfig) -> Result<()> {
+        let mut state = self.lock();
+        while state.pending() >= settings.capacity as u64 {
+            // In an outage the outbox takes what memory would not: it is
+            // bounded in bytes, and the writes are safe on disk.
+            if state.outage.is_some() && matches!(self.store, Store::Outbox(..)) {
+                break;
+            }
+            self.check_reachable(&state)?;
+            state = self
+                .progress
+                .wait_timeout(state, OUTAGE_POLL)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let seq = state.next;
+        match &self.store {
+            Store::Memory => state.waiting.push_back(Queued {
+                seq,
+                queued_at: Instant::now(),
+                write,
+            }),
+            Store::Outbox(outbox, tree) => outbox.append(tree, seq, self.name(), &write)?,
+        }
+        state.next += 1;
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        let waiting = state.waiting();
+        if waiting == 1 {
+            state.first_waiting_at = Some(Instant::now());
+        }
+        if waiting == 1 || waiting == settings.size as u64 {
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until the writes queued before the call are applied or
+    /// reported; gives up once the backend has been unreachable for its
+    /// timeout.
+    fn flush(&self) -> Result<()> {
+        let mut state = self.lock();
+        let target = state.next;
+        state.flush_to = state.flush_to.max(target);
+        self.work.notify_one();
+        while state.done < target {
+            self.check_reachable(&state)?;
+            state = self
+                .progress
+                .wait_timeout(state, OUTAGE_POLL)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Value {
+        let state = self.lock();
+        let counter = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let c = &self.counters;
+        let oldest = state.first_taken_at.or(state.first_waiting_at);
+        json!({
+            "queued": counter(&c.queued),
+            "applied": counter(&c.applied),
+            "retried": counter(&c.retried),
+            "failed": counter(&c.failed),
+            "batches": counter(&c.batches),
+            "pending": state.pending(),
+            "oldest_pending_ms": oldest.map_or(0, |at| at.elapsed().as_millis() as u64),
+            "unreachable_ms": state.outage.as_ref().map_or(0, |(since, _)| since.elapsed().as_millis() as u64),
+            "last_error": state.outage.as_ref().map(|(_, error)| error.to_string()),
+        })
+    }
 }
 
-struct Worker {
-    sender: Sender<Message>,
-    thread: JoinHandle<()>,
+/// The `Instant` a wall-clock time was, as near as the clocks tell.
+fn instant_of(at: SystemTime) -> Instant {
+    let age = at.elapsed().unwrap_or_default();
+    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
 }
 
 pub(crate) struct Queue {
     settings: QueueConfig,
-    backends: Backends,
     lanes: Vec<Arc<Lane>>,
+    outbox: Option<Arc<Outbox>>,
     log: Logger,
-    /// One per backend; `None` while stopped. Writers hold the read lock
-    /// while they wait on a full queue, so a stop waits for them and
-    /// applies their writes too.
-    workers: RwLock<Option<Vec<Worker>>>,
+    /// One worker per lane; `None` while stopped. Writers hold the read
+    /// lock while they wait for room, so a stop waits for them and applies
+    /// their writes too.
+    workers: RwLock<Option<Vec<JoinHandle<()>>>>,
     failures: Arc<Mutex<Failures>>,
 }
 
 impl Queue {
-    pub fn new(settings: QueueConfig, backends: Backends, log: Logger) -> Queue {
-        Queue {
+    /// A stopped queue over `backends`; with an outbox, the writes an
+    /// earlier run left in it wait at the head of their lanes.
+    pub fn new(
+        settings: QueueConfig,
+        backends: &Backends,
+        outbox: Option<Outbox>,
+        log: Logger,
+    ) -> Result<Queue> {
+        let outbox = outbox.map(Arc::new);
+        let lanes = backends
+            .iter()
+            .map(|backend| Lane::new(backend.clone(), outbox.as_ref()).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(outbox) = &outbox {
+            for lane in &lanes {
+                let left = lane.lock().pending();
+                if left > 0 {
+                    log.info(format_args!(
+                        "{}: {left} queued write(s) from an earlier run wait in the outbox {}",
+                        lane.name(),
+                        outbox.path().display()
+                    ));
+                }
+            }
+            let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
+            for (backend, count) in outbox.others(&names) {
+                log.warn(format_args!(
+                    "the outbox {} holds {count} write(s) for backend {backend}, which this \
+                     handle does not configure; they wait for a handle that does",
+                    outbox.path().display()
+                ));
+            }
+        }
+        Ok(Queue {
             settings,
-            lanes: backends.iter().map(|_| Arc::default()).collect(),
-            backends,
+            lanes,
+            outbox,
             log,
             workers: RwLock::new(None),
             failures: Arc::default(),
-        }
+        })
     }
 
     /// Starts the workers; does nothing when they run already.
@@ -130,27 +361,36 @@ impl Queue {
         if workers.is_some() {
             return Ok(());
         }
-        let mut started = Vec::with_capacity(self.backends.len());
-        for (backend, lane) in self.backends.iter().zip(&self.lanes) {
-            // An outage a stop gave up on is news no longer: the new worker
-            // finds out for itself.
-            *lane.outage() = None;
-            let (sender, receiver) = bounded(self.settings.capacity);
-            let batcher = Batcher {
+        let mut started = Vec::with_capacity(self.lanes.len());
+        for lane in &self.lanes {
+            {
+                let mut state = lane.lock();
+                state.stopping = false;
+                // An outage a stop gave up on is news no longer: the new
+                // worker finds out for itself.
+                state.outage = None;
+            }
+            let worker = Worker {
                 size: self.settings.size,
                 interval: self.settings.interval(),
-                backend: backend.clone(),
                 lane: lane.clone(),
-                batch: None,
-                abandoned: None,
                 failures: self.failures.clone(),
                 log: self.log,
             };
-            let thread = std::thread::Builder::new()
-                .name(format!("tetherdb-{}", backend.name()))
-                .spawn(move || batcher.run(receiver))
-                .map_err(|e| Error::Internal(format!("cannot start a worker thread: {e}")))?;
-            started.push(Worker { sender, thread });
+            let spawned = std::thread::Builder::new()
+                .name(format!("tetherdb-{}", lane.name()))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(thread) => started.push(thread),
+                Err(e) => {
+                    *workers = Some(started);
+                    drop(workers);
+                    let _ = self.stop();
+                    return Err(Error::Internal(format!(
+                        "cannot start a worker thread: {e}"
+                    )));
+                }
+            }
         }
         *workers = Some(started);
         Ok(())
@@ -158,32 +398,47 @@ impl Queue {
 
     /// Applies everything queued, ends the workers, and reports queued
     /// writes that failed since the last report. A backend unreachable for
-    /// longer than its timeout gets no more tries: its writes are reported
-    /// as failed. Does nothing more when stopped.
+    /// longer than its timeout gets no more tries: its writes stay in the
+    /// outbox and are reported as not applied yet (without an outbox, as
+    /// failed). Does nothing more when stopped.
     pub fn stop(&self) -> Result<()> {
-        let workers = self
-            .workers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(workers) = workers {
-            for (worker, lane) in workers.iter().zip(&self.lanes) {
-                lane.stopping.store(true, Ordering::SeqCst);
-                // Cut a pause between two tries short.
-                worker.thread.thread().unpark();
-                // The worker owns the receiver, so this only fails when it
-                // has died; join tells why.
-                let _ = worker.sender.send(Message::Stop);
-            }
-            for (worker, lane) in workers.into_iter().zip(&self.lanes) {
-                if worker.thread.join().is_err() {
-                    self.failures_lock()
-                        .record(Error::Internal("a worker thread panicked".into()), 0);
-                }
-                lane.stopping.store(false, Ordering::SeqCst);
+        // Held until the workers have ended, so that a flush, stop or start
+        // on another thread meanwhile waits for this stop instead of
+        // finding no worker and returning before the queue is applied.
+        let mut running = self.workers.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(workers) = running.take() else {
+            return self.take_failures();
+        };
+        for lane in &self.lanes {
+            lane.lock().stopping = true;
+            lane.work.notify_one();
+        }
+        for thread in workers {
+            if thread.join().is_err() {
+                self.failures_lock()
+                    .record(Error::Internal("a worker thread panicked".into()), 0);
             }
         }
-        self.take_failures()
+        self.take_failures()?;
+        for lane in &self.lanes {
+            let state = lane.lock();
+            if let (Store::Outbox(outbox, _), left @ 1..) = (&lane.store, state.pending()) {
+                let cause = state.outage.as_ref().map_or_else(String::new, |(_, e)| {
+                    format!(" (last error: {})", e.cause())
+                });
+                return Err(Error::unavailable(
+                    lane.name(),
+                    "",
+                    format!(
+                        "{left} queued write(s) not applied yet{cause}; they stay in the \
+                         outbox {} and are applied once the worker runs again, in this handle \
+                         or the next one opened on it",
+                        outbox.path().display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Waits until every write queued before the call is applied, and
@@ -191,48 +446,36 @@ impl Queue {
     /// with `Unavailable` on a backend unreachable for longer than its
     /// timeout; its writes stay queued and are retried.
     pub fn flush(&self) -> Result<()> {
-        let mut answers = Vec::new();
-        {
-            let workers = self.workers.read().unwrap_or_else(PoisonError::into_inner);
-            for (backend, worker) in workers.iter().flatten().enumerate() {
-                let (done, answer) = bounded(1);
-                self.send(backend, &worker.sender, Message::Flush(done))?;
-                answers.push((backend, answer));
+        if self.is_running() {
+            for lane in &self.lanes {
+                lane.flush()?;
             }
         }
-        for (backend, answer) in answers {
-            loop {
-                match answer.recv_timeout(OUTAGE_POLL) {
-                    Ok(()) => break,
-                    Err(RecvTimeoutError::Timeout) => self.check_reachable(backend)?,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        return Err(Error::Internal(
-                            "a worker thread ended during a flush".into(),
-                        ))
-                    }
-                }
-            }
+        self.take_failures()?;
+        match &self.outbox {
+            Some(outbox) => outbox.flush(),
+            None => Ok(()),
         }
-        self.take_failures()
     }
 
-    /// Queues one write; waits while the queue is full, unless its backend
-    /// has been unreachable for longer than its timeout.
+    /// Queues one write; waits while its lane is full, unless its backend
+    /// has been unreachable for longer than its timeout. With
+    /// `queue_batch.sync`, returns once the write is on disk.
     pub fn push(&self, backend: usize, write: Write) -> Result<()> {
         let workers = self.workers.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(workers) = workers.as_ref() else {
+        let lane = &self.lanes[backend];
+        if workers.is_none() {
             return Err(Error::NotRunning {
-                backend: self.backends[backend].name().into(),
+                backend: lane.name().into(),
                 key: write.key,
             });
-        };
-        let pending = &self.lanes[backend].pending;
-        pending.fetch_add(1, Ordering::Relaxed);
-        let sent = self.send(backend, &workers[backend].sender, Message::Write(write));
-        if sent.is_err() {
-            pending.fetch_sub(1, Ordering::Relaxed);
         }
-        sent
+        lane.push(write, &self.settings)?;
+        drop(workers);
+        match &self.outbox {
+            Some(outbox) if self.settings.sync => outbox.sync(),
+            _ => Ok(()),
+        }
     }
 
     pub fn is_running(&self) -> bool {
@@ -242,40 +485,27 @@ impl Queue {
             .is_some()
     }
 
-    /// Sends to a worker, waiting while its queue is full.
-    fn send(&self, backend: usize, sender: &Sender<Message>, mut message: Message) -> Result<()> {
-        loop {
-            match sender.send_timeout(message, OUTAGE_POLL) {
-                Ok(()) => return Ok(()),
-                Err(SendTimeoutError::Timeout(unsent)) => {
-                    self.check_reachable(backend)?;
-                    message = unsent;
-                }
-                Err(SendTimeoutError::Disconnected(_)) => {
-                    return Err(Error::Internal("a worker thread has ended".into()))
-                }
-            }
-        }
-    }
-
-    /// Fails once the backend has been unreachable for its timeout, saying
-    /// how many queued writes wait for it.
-    fn check_reachable(&self, backend: usize) -> Result<()> {
-        let engine = &self.backends[backend];
-        let lane = &self.lanes[backend];
-        match lane.unreachable_for(engine.timeout()) {
-            None => Ok(()),
-            Some(error) => Err(Error::unavailable(
-                engine.name(),
-                "",
-                format!(
-                    "{} queued write(s) not applied yet; they stay queued and are retried \
-                     (last error: {})",
-                    lane.pending.load(Ordering::Relaxed),
-                    error.cause()
-                ),
-            )),
-        }
+    /// Per backend, what its queue has done and what waits in it; and the
+    /// outbox, if any. See `tether_stats`.
+    pub fn stats(&self) -> Value {
+        let backends: serde_json::Map<String, Value> = self
+            .lanes
+            .iter()
+            .map(|lane| (lane.name().to_owned(), lane.stats()))
+            .collect();
+        let outbox = self.outbox.as_ref().map(|outbox| {
+            json!({
+                "path": outbox.path().display().to_string(),
+                "bytes": outbox.bytes(),
+                "max_bytes": outbox.max_bytes(),
+                "sync": self.settings.sync,
+            })
+        });
+        json!({
+            "running": self.is_running(),
+            "backends": backends,
+            "outbox": outbox,
+        })
     }
 
     fn take_failures(&self) -> Result<()> {
@@ -295,173 +525,280 @@ impl Drop for Queue {
     }
 }
 
-/// Writes waiting to go out.
-struct Batch {
-    writes: Vec<Write>,
-    oldest: Instant,
+/// How applying one piece of a batch ended.
+enum Outcome {
+    Applied,
+    /// Failed for good: reported by the next flush or stop.
+    Failed(Error),
+    /// A stop gave up on the unreachable backend.
+    GaveUp(Error),
 }
 
-/// The state of the worker thread of one backend.
-struct Batcher {
+/// The worker thread of one lane.
+struct Worker {
     size: usize,
     interval: Duration,
-    backend: Arc<dyn Backend>,
     lane: Arc<Lane>,
-    batch: Option<Batch>,
-    /// Set when a stop gave up on the unreachable backend: what is left
-    /// fails at once with this error.
-    abandoned: Option<Error>,
     failures: Arc<Mutex<Failures>>,
     log: Logger,
 }
 
-impl Batcher {
-    fn run(mut self, receiver: Receiver<Message>) {
-        loop {
-            let message = match &self.batch {
-                Some(batch) => receiver.recv_deadline(batch.oldest + self.interval),
-                None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match message {
-                Ok(Message::Write(write)) => {
-                    let batch = self.batch.get_or_insert_with(|| Batch {
-                        writes: Vec::new(),
-                        oldest: Instant::now(),
-                    });
-                    batch.writes.push(write);
-                    if batch.writes.len() >= self.size {
-                        self.send();
-                    }
-                }
-                Ok(Message::Flush(done)) => {
-                    self.send();
-                    let _ = done.send(());
-                }
-                Err(RecvTimeoutError::Timeout) => self.send(),
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    self.send();
-                    return;
-                }
+impl Worker {
+    fn run(self) {
+        while let Some(batch) = self.next_batch() {
+            if !self.send(batch) {
+                return;
             }
         }
     }
 
-    /// Applies the pending batch, in pieces the backend accepts.
-    fn send(&mut self) {
-        let Some(batch) = self.batch.take() else {
-            return;
+    /// Waits until a batch is due and takes it; `None` once stopping with
+    /// nothing left.
+    fn next_batch(&self) -> Option<Vec<Queued>> {
+        let mut state = self.lane.lock();
+        loop {
+            let waiting = state.waiting();
+            if waiting == 0 && state.stopping {
+                return None;
+            }
+            let due = state
+                .first_waiting_at
+                .map_or(Instant::now(), |at| at + self.interval);
+            if waiting > 0
+                && (waiting >= self.size as u64
+                    || state.stopping
+                    || state.flush_to > state.taken
+                    || Instant::now() >= due)
+            {
+                match self.take(&mut state, waiting) {
+                    Ok(batch) => return Some(batch),
+                    Err(error) => {
+                        // The outbox cannot be read: nothing to do but
+                        // report and try again later.
+                        self.log.error(format_args!("{error}"));
+                        state = self.pause(state, LAST_RETRY);
+                        continue;
+                    }
+                }
+            }
+            state = match waiting {
+                0 => self
+                    .lane
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+                _ => self.pause(state, due.saturating_duration_since(Instant::now())),
+            };
+        }
+    }
+
+    /// Takes the next batch of the `waiting` writes: `size` of them at most.
+    fn take(&self, state: &mut State, waiting: u64) -> Result<Vec<Queued>> {
+        let count = waiting.min(self.size as u64);
+        let seqs = state.taken..state.taken + count;
+        let batch: Vec<Queued> = match &self.lane.store {
+            Store::Memory => state.waiting.drain(..count as usize).collect(),
+            Store::Outbox(outbox, tree) => outbox
+                .read(tree, seqs.clone())?
+                .into_iter()
+                .map(|record| Queued {
+                    seq: record.seq,
+                    queued_at: instant_of(record.queued_at),
+                    write: record.write,
+                })
+                .collect(),
         };
-        let queued = batch.writes.len();
-        let writes = last_write_per_key(batch.writes);
-        self.lane
-            .pending
-            .fetch_sub((queued - writes.len()) as u64, Ordering::Relaxed);
-        let limit = self.backend.batch_limit();
+        if batch.len() as u64 != count {
+            return Err(Error::Internal(format!(
+                "{}: the outbox holds {} of the writes {seqs:?}",
+                self.lane.name(),
+                batch.len()
+            )));
+        }
+        state.first_taken_at = state.first_waiting_at;
+        state.taken = seqs.end;
+        state.first_waiting_at = self.lane.queued_at(state, state.taken)?;
+        Ok(batch)
+    }
+
+    /// Applies a batch, in pieces the backend accepts. Returns false when
+    /// a stop gave up on the backend.
+    fn send(&self, batch: Vec<Queued>) -> bool {
+        let last = batch.last().map_or(0, |q| q.seq);
+        let writes = last_write_per_key(batch);
+        let limit = self.lane.backend.batch_limit();
         let mut rest = writes.as_slice();
         while !rest.is_empty() {
             let (piece, after) = rest.split_at(piece_len(rest, limit));
-            self.apply(piece);
+            // The last piece ends the batch: it holds its last write.
+            let end = after.first().map_or(last, |q| q.seq - 1) + 1;
+            match self.apply(piece) {
+                Outcome::Applied => self.finish(end, None),
+                Outcome::Failed(error) => self.finish(end, Some(error)),
+                Outcome::GaveUp(error) => {
+                    self.give_up(error);
+                    return false;
+                }
+            }
             rest = after;
         }
+        true
     }
 
     /// Applies one piece, trying again while the backend is unreachable.
-    fn apply(&mut self, writes: &[Write]) {
+    fn apply(&self, piece: &[Queued]) -> Outcome {
+        let writes: Vec<Write> = piece.iter().map(|q| q.write.clone()).collect();
         let mut pause = FIRST_RETRY;
-        let result = loop {
-            if let Some(error) = &self.abandoned {
-                break Err(error.clone());
-            }
+        let counters = &self.lane.counters;
+        loop {
             let tried = Instant::now();
-            match self.write_batch(writes) {
-                Err(error) if error.is_transient() => {
-                    let since = self.outage_began(tried, &error);
-                    if self.lane.stopping.load(Ordering::SeqCst)
-                        && since.elapsed() >= self.backend.timeout()
-                    {
-                        self.abandoned = Some(error.clone());
-                        break Err(error);
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            let error = match self.write_batch(&writes) {
+                Ok(()) => {
+                    if self.lane.lock().outage.take().is_some() {
+                        self.log
+                            .info(format_args!("{}: reachable again", self.lane.name()));
                     }
-                    self.wait(pause, since);
-                    pause = (pause * 2).min(LAST_RETRY);
+                    return Outcome::Applied;
                 }
-                result => break result,
+                Err(error) if error.is_transient() => error,
+                Err(error) => return Outcome::Failed(error),
+            };
+            let mut state = self.lane.lock();
+            let since = match &mut state.outage {
+                Some((since, last)) => {
+                    *last = error.clone();
+                    *since
+                }
+                None => {
+                    self.log.warn(format_args!(
+                        "{error}; {} queued write(s) wait and are retried",
+                        state.pending()
+                    ));
+                    state.outage = Some((tried, error.clone()));
+                    tried
+                }
+            };
+            let timeout = self.lane.backend.timeout();
+            if state.stopping && since.elapsed() >= timeout {
+                return Outcome::GaveUp(error);
             }
-        };
-        if result.is_ok() && self.lane.outage().take().is_some() {
-            self.log
-                .info(format_args!("{}: reachable again", self.backend.name()));
+            // A stop cuts the pause short once the outage has lasted the
+            // backend's timeout.
+            let until = Instant::now() + pause;
+            while Instant::now() < until {
+                let until = match state.stopping {
+                    true => until.min(since + timeout),
+                    false => until,
+                };
+                if Instant::now() >= until {
+                    break;
+                }
+                state = self.pause(state, until.saturating_duration_since(Instant::now()));
+            }
+            drop(state);
+            counters
+                .retried
+                .fetch_add(writes.len() as u64, Ordering::Relaxed);
+            pause = (pause * 2).min(LAST_RETRY);
         }
-        self.lane
-            .pending
-            .fetch_sub(writes.len() as u64, Ordering::Relaxed);
-        if let Err(error) = result {
-            self.log.error(format_args!(
-                "{} queued write(s) failed: {error}",
-                writes.len()
-            ));
-            self.failures
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .record(error, writes.len());
+    }
+
+    /// Marks the writes before `end` done: applied, or failed with `error`.
+    fn finish(&self, end: u64, error: Option<Error>) {
+        let lane = &self.lane;
+        // Only this thread moves `done`.
+        let done = lane.lock().done;
+        let count = end - done;
+        // Reported before a flush waiting for these writes can return.
+        match error {
+            None => {
+                lane.counters.applied.fetch_add(count, Ordering::Relaxed);
+            }
+            Some(error) => {
+                lane.counters.failed.fetch_add(count, Ordering::Relaxed);
+                self.log
+                    .error(format_args!("{count} queued write(s) failed: {error}"));
+                self.record(error, count);
+            }
         }
+        if let Store::Outbox(outbox, tree) = &lane.store {
+            if let Err(e) = outbox.remove(tree, done..end) {
+                // Applied, but still in the outbox: a later run applies
+                // them again, with the same values in the same order.
+                self.log.error(format_args!("{e}"));
+            }
+        }
+        let mut state = lane.lock();
+        state.done = end;
+        if state.done == state.taken {
+            state.first_taken_at = None;
+        }
+        drop(state);
+        lane.progress.notify_all();
+    }
+
+    fn record(&self, error: Error, writes: u64) {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(error, writes);
+    }
+
+    /// A stop gave up on the unreachable backend: the writes not applied
+    /// stay in the outbox for the next start, or fail when in memory.
+    fn give_up(&self, error: Error) {
+        let lane = &self.lane;
+        let mut state = lane.lock();
+        match lane.store {
+            Store::Outbox(..) => {
+                state.taken = state.done;
+                state.first_waiting_at = state.first_taken_at.take().or(state.first_waiting_at);
+                drop(state);
+            }
+            Store::Memory => {
+                let count = state.pending();
+                lane.counters.failed.fetch_add(count, Ordering::Relaxed);
+                self.record(error, count);
+                state.waiting.clear();
+                (state.done, state.taken) = (state.next, state.next);
+                (state.first_taken_at, state.first_waiting_at) = (None, None);
+                drop(state);
+            }
+        }
+        lane.progress.notify_all();
     }
 
     fn write_batch(&self, writes: &[Write]) -> Result<()> {
         // A panic in a backend must not end the worker: the writes behind it
         // would never be applied.
-        catch_unwind(AssertUnwindSafe(|| self.backend.write_batch(writes))).unwrap_or_else(|_| {
+        let backend = &self.lane.backend;
+        catch_unwind(AssertUnwindSafe(|| backend.write_batch(writes))).unwrap_or_else(|_| {
             Err(Error::Internal(format!(
                 "{}: panic while writing a batch",
-                self.backend.name()
+                backend.name()
             )))
         })
     }
 
-    /// Records the outage (once) and returns when it began.
-    fn outage_began(&self, tried: Instant, error: &Error) -> Instant {
-        let mut outage = self.lane.outage();
-        match &mut *outage {
-            Some((since, last)) => {
-                *last = error.clone();
-                *since
-            }
-            None => {
-                self.log.warn(format_args!(
-                    "{error}; {} queued write(s) wait and are retried",
-                    self.lane.pending.load(Ordering::Relaxed)
-                ));
-                *outage = Some((tried, error.clone()));
-                tried
-            }
-        }
-    }
-
-    /// Pauses before the next try; a stop cuts the pause short once the
-    /// outage that began at `since` has lasted the backend's timeout.
-    fn wait(&self, pause: Duration, since: Instant) {
-        let until = Instant::now() + pause;
-        loop {
-            let until = match self.lane.stopping.load(Ordering::SeqCst) {
-                true => until.min(since + self.backend.timeout()),
-                false => until,
-            };
-            let Some(left) = until.checked_duration_since(Instant::now()) else {
-                return;
-            };
-            std::thread::park_timeout(left);
-        }
+    /// Waits on the lane for at most `pause`, or until woken.
+    fn pause<'a>(&self, state: MutexGuard<'a, State>, pause: Duration) -> MutexGuard<'a, State> {
+        self.lane
+            .work
+            .wait_timeout(state, pause)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
     }
 }
 
 /// How many of the first `writes` fit in one batch; at least one.
-fn piece_len(writes: &[Write], limit: BatchLimit) -> usize {
+fn piece_len(writes: &[Queued], limit: BatchLimit) -> usize {
     let mut bytes = 0usize;
     let fitting = writes
         .iter()
         .take(limit.writes)
-        .take_while(|w| {
-            bytes = bytes.saturating_add(w.key.len() + w.value.len() + limit.overhead);
+        .take_while(|q| {
+            bytes = bytes.saturating_add(q.write.key.len() + q.write.value.len() + limit.overhead);
             bytes <= limit.bytes
         })
         .count();
@@ -471,12 +808,12 @@ fn piece_len(writes: &[Write], limit: BatchLimit) -> usize {
 /// The writes with only the last one to each key kept, in their order: one
 /// batch may not touch a key twice on etcd or DynamoDB, and the last queued
 /// write to a key wins anyway.
-fn last_write_per_key(writes: Vec<Write>) -> Vec<Write> {
+fn last_write_per_key(writes: Vec<Queued>) -> Vec<Queued> {
     let mut seen = HashSet::with_capacity(writes.len());
     let kept: Vec<bool> = writes
         .iter()
         .rev()
-        .map(|write| seen.insert(write.key.as_str()))
+        .map(|q| seen.insert(q.write.key.as_str()))
         .collect();
     if seen.len() == writes.len() {
         return writes;
@@ -484,12 +821,14 @@ fn last_write_per_key(writes: Vec<Write>) -> Vec<Write> {
     writes
         .into_iter()
         .zip(kept.into_iter().rev())
-        .filter_map(|(write, kept)| kept.then_some(write))
+        .filter_map(|(q, kept)| kept.then_some(q))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
     use std::sync::Mutex;
 
     use super::*;
@@ -559,15 +898,20 @@ mod tests {
 
     fn queue(size: usize) -> (Queue, Arc<Faulty>) {
         let faulty = Arc::new(Faulty::default());
+        (queue_over(size, &faulty, None), faulty)
+    }
+
+    fn queue_over(size: usize, faulty: &Arc<Faulty>, outbox: Option<&Path>) -> Queue {
         let backends: Backends = vec![faulty.clone() as Arc<dyn Backend>].into();
         let settings = QueueConfig {
             size,
             interval: 3600.0,
             ..QueueConfig::default()
         };
-        let queue = Queue::new(settings, backends, Logger::new(Level::None));
+        let outbox = outbox.map(|path| Outbox::open(path, 1 << 20).unwrap());
+        let queue = Queue::new(settings, &backends, outbox, Logger::new(Level::None)).unwrap();
         queue.start().unwrap();
-        (queue, faulty)
+        queue
     }
 
     fn push(queue: &Queue, key: &str) {
@@ -660,28 +1004,104 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_collapse_to_the_last_write_in_order() {
-        let write = |key: &str, value: &str| Write {
-            key: key.into(),
-            value: value.into(),
+    fn with_an_outbox_a_stop_keeps_what_it_gave_up_on_for_the_next_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox");
+        let faulty = Arc::new(Faulty::default());
+        faulty.down.store(true, Ordering::SeqCst);
+        let queue = queue_over(4, &faulty, Some(&path));
+        for i in 0..10 {
+            push(&queue, &format!("k{i}"));
+        }
+        let err = queue.stop().unwrap_err();
+        assert_eq!(err.status(), Status::Unavailable);
+        assert!(
+            err.to_string()
+                .contains("10 queued write(s) not applied yet")
+                && err.to_string().contains("stay in the outbox"),
+            "{err}"
+        );
+        drop(queue);
+
+        faulty.down.store(false, Ordering::SeqCst);
+        let queue = queue_over(4, &faulty, Some(&path));
+        push(&queue, "after");
+        queue.flush().unwrap();
+        let mut expected: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+        expected.push("after".into());
+        assert_eq!(
+            *faulty.applied.lock().unwrap(),
+            expected,
+            "once each, in order"
+        );
+        assert_eq!(queue.stats()["backends"]["faulty"]["applied"], 11);
+        assert_eq!(queue.stats()["outbox"]["bytes"], 0);
+    }
+
+    #[test]
+    fn in_an_outage_the_outbox_takes_more_than_the_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(Faulty::default());
+        faulty.down.store(true, Ordering::SeqCst);
+        let backends: Backends = vec![faulty.clone() as Arc<dyn Backend>].into();
+        let settings = QueueConfig {
+            size: 2,
+            capacity: 3,
+            ..QueueConfig::default()
         };
+        let outbox = Outbox::open(&dir.path().join("outbox"), 1 << 20).unwrap();
+        let queue =
+            Queue::new(settings, &backends, Some(outbox), Logger::new(Level::None)).unwrap();
+        queue.start().unwrap();
+        for i in 0..50 {
+            push(&queue, &format!("k{i}"));
+        }
+        let stats = &queue.stats()["backends"]["faulty"];
+        assert_eq!(stats["queued"], 50);
+        assert_eq!(stats["pending"], 50);
+        assert!(stats["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("injected outage"));
+        faulty.down.store(false, Ordering::SeqCst);
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while queue.flush().is_err() {
+            assert!(Instant::now() < give_up);
+        }
+        assert_eq!(faulty.applied.lock().unwrap().len(), 50);
+    }
+
+    fn queued(key: &str, value: &str) -> Queued {
+        Queued {
+            seq: 0,
+            queued_at: Instant::now(),
+            write: Write {
+                key: key.into(),
+                value: value.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_collapse_to_the_last_write_in_order() {
         let writes = vec![
-            write("a", "1"),
-            write("b", "1"),
-            write("a", "2"),
-            write("c", "1"),
+            queued("a", "1"),
+            queued("b", "1"),
+            queued("a", "2"),
+            queued("c", "1"),
         ];
-        let kept = last_write_per_key(writes);
-        assert_eq!(kept, [write("b", "1"), write("a", "2"), write("c", "1")]);
+        let kept: Vec<(String, Vec<u8>)> = last_write_per_key(writes)
+            .into_iter()
+            .map(|q| (q.write.key, q.write.value))
+            .collect();
+        let pair = |k: &str, v: &str| (k.to_string(), v.as_bytes().to_vec());
+        assert_eq!(kept, [pair("b", "1"), pair("a", "2"), pair("c", "1")]);
     }
 
     #[test]
     fn pieces_keep_to_the_batch_limit() {
-        let writes: Vec<Write> = (0..10)
-            .map(|i| Write {
-                key: format!("k{i}"),
-                value: vec![0; 98],
-            })
+        let writes: Vec<Queued> = (0..10)
+            .map(|i| queued(&format!("k{i}"), &"x".repeat(98)))
             .collect();
         let limit = |writes, bytes| BatchLimit {
             writes,

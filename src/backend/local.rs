@@ -29,9 +29,7 @@ impl Local {
         })?;
         Ok(Local {
             db,
-            _released: AwaitUnlock {
-                lock_file: path.join("db"),
-            },
+            _released: AwaitUnlock::new(path),
         })
     }
 }
@@ -42,8 +40,17 @@ impl Local {
 /// reference to it, which can be a job of its I/O pool that ends a few
 /// milliseconds after the `Db` is dropped. Without the wait, reopening a
 /// store right after `tether_close` returned could fail with TETHER_IO.
-struct AwaitUnlock {
+pub(crate) struct AwaitUnlock {
     lock_file: PathBuf,
+}
+
+impl AwaitUnlock {
+    /// For the sled store in `dir`.
+    pub(crate) fn new(dir: &Path) -> AwaitUnlock {
+        AwaitUnlock {
+            lock_file: dir.join("db"),
+        }
+    }
 }
 
 impl Drop for AwaitUnlock {

@@ -2,12 +2,18 @@
 //! in a temporary directory, stopped when dropped. Plain, or with mutual
 //! TLS and certificates made for the occasion.
 
+// Both server fixtures carry it: a bench borrows one of them alone.
+#[allow(clippy::duplicate_mod)]
+#[path = "outbox_path.rs"]
+pub mod outbox_path;
+
 use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use tempfile::TempDir;
 
 pub struct Etcd {
@@ -97,7 +103,8 @@ impl Etcd {
     /// A configuration with this etcd as the only backend.
     pub fn config(&self, queue_batch: &str, extra: &str) -> String {
         format!(
-            r#"{{"logging": "none", "queue_batch": {queue_batch}, "etcd": {}}}"#,
+            r#"{{"logging": "none", "queue_batch": {}, "etcd": {}}}"#,
+            outbox_path::own_outbox(queue_batch),
             self.section(extra)
         )
     }
@@ -196,6 +203,42 @@ impl Etcd {
         let reply: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         reply["count"].as_u64().unwrap_or(0) as usize
     }
+
+    /// Every key starting with `prefix`, in key order, as etcd stores it:
+    /// with its value, its version (puts since it was created) and the
+    /// revision of its last put.
+    pub fn kvs(&self, prefix: &str) -> Vec<Kv> {
+        let output = self.etcdctl(&["get", "--prefix", "-w", "json", prefix]);
+        assert!(output.status.success(), "{output:?}");
+        let reply: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let bytes = |field: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(field.as_str().unwrap_or(""))
+                .unwrap()
+        };
+        let number = |field: &serde_json::Value| field.as_u64().unwrap_or(0);
+        reply["kvs"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|kv| Kv {
+                key: String::from_utf8(bytes(&kv["key"])).unwrap(),
+                value: bytes(&kv["value"]),
+                version: number(&kv["version"]),
+                mod_revision: number(&kv["mod_revision"]),
+            })
+            .collect()
+    }
+}
+
+/// One key as etcd stores it.
+#[derive(Debug)]
+pub struct Kv {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub version: u64,
+    pub mod_revision: u64,
 }
 
 impl Drop for Etcd {

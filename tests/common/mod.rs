@@ -6,6 +6,7 @@ pub mod etcd;
 pub mod listing;
 #[cfg(feature = "dynamodb")]
 pub mod moto;
+pub mod outbox_path;
 
 use std::path::Path;
 

@@ -10,6 +10,11 @@
 //! Benchmarks include this file too, so it depends on no other test helper.
 #![allow(dead_code)] // each test binary uses a part of it
 
+// Both server fixtures carry it: a bench borrows one of them alone.
+#[allow(clippy::duplicate_mod)]
+#[path = "outbox_path.rs"]
+pub mod outbox_path;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -88,6 +93,13 @@ pub fn aws_test_environment() {
     });
 }
 
+/// A server of this test's own, which it may stop (drop) and replace.
+/// `None` as for [`server`].
+pub fn own_server() -> Option<Moto> {
+    aws_test_environment();
+    start()
+}
+
 fn start() -> Option<Moto> {
     // A free port can be taken between our look and moto's bind: try again.
     for _ in 0..5 {
@@ -151,6 +163,7 @@ pub fn table(test: &str) -> String {
 /// A configuration with one `dynamodb` backend at `url` whose table is
 /// created when missing, plus `extra` keys of the section.
 pub fn config(url: &str, table: &str, extra: &str, queue_batch: &str) -> String {
+    let queue_batch = outbox_path::own_outbox(queue_batch);
     format!(
         r#"{{"logging": "none", "queue_batch": {queue_batch},
             "dynamodb": {{"table_name": "{table}", "region": "{REGION}",

@@ -1,0 +1,210 @@
+//! The durable outbox (`queue_batch.durable`, the default): queued writes
+//! a close could not apply during an outage stay on disk, and the next
+//! handle applies them — each exactly once, in order — once the backend is
+//! back; and the outbox grows no further than `queue_batch.outbox_max_bytes`.
+//! Crashes (`kill -9`) are tests/crash.rs.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::etcd::outbox_path::new_outbox_path;
+use common::etcd::Etcd;
+use tetherdb::{Db, Status};
+
+/// Queued writes of the outage tests: two rounds over the same keys, so
+/// that each key's last value tells the order, and each key's etcd version
+/// (or the puts the proxy saw) tells whether a write was lost or repeated.
+const KEYS: usize = 5_000;
+const ROUNDS: usize = 2;
+
+fn queue_rounds(db: &Db) {
+    for round in 1..=ROUNDS {
+        for i in 0..KEYS {
+            db.write_queued(None, Some("o"), &key(i), round.to_string().as_bytes())
+                .unwrap();
+        }
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("k{i:04}")
+}
+
+/// Closes during the outage: the writes are reported as not applied, and
+/// kept.
+fn close_during_the_outage(db: Db, outbox: &Path) {
+    let err = db.close().unwrap_err();
+    assert_eq!(err.status(), Status::Unavailable, "{err}");
+    let message = err.to_string();
+    let total = KEYS * ROUNDS;
+    assert!(
+        message.contains(&format!("{total} queued write(s) not applied yet"))
+            && message.contains(&format!("stay in the outbox {}", outbox.display())),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_etcd_outage_across_a_close_loses_no_queued_write_and_repeats_none() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let outbox = new_outbox_path();
+    let queue_batch = format!(r#"{{"size": 100, "interval": 0.05, "outbox_path": {outbox:?}}}"#);
+    let config = etcd.config(&queue_batch, r#""timeout": 0.5"#);
+    let db = Db::open_json(Some(&config)).unwrap();
+    etcd.pause();
+    queue_rounds(&db);
+    close_during_the_outage(db, &outbox);
+
+    etcd.resume();
+    let db = Db::open_json(Some(&config)).unwrap();
+    wait_until(|| db.flush().is_ok());
+    let kvs = etcd.kvs("o:");
+    assert_eq!(kvs.len(), KEYS);
+    for (i, kv) in kvs.iter().enumerate() {
+        assert_eq!(kv.key, format!("o:{}", key(i)));
+        assert_eq!(kv.value, ROUNDS.to_string().as_bytes(), "{kv:?}");
+        // Batches of 100 never mix the rounds, so nothing collapses: each
+        // queued write is one put.
+        assert_eq!(
+            kv.version, ROUNDS as u64,
+            "{kv:?}: a write lost or repeated"
+        );
+    }
+    assert!(
+        kvs.windows(2)
+            .all(|w| w[0].mod_revision <= w[1].mod_revision),
+        "the last round was applied out of order"
+    );
+    let stats = db.stats();
+    let etcd_stats = &stats["backends"]["etcd"];
+    assert_eq!(etcd_stats["applied"], (KEYS * ROUNDS) as u64, "{stats}");
+    assert_eq!(etcd_stats["pending"], 0, "{stats}");
+    assert_eq!(stats["outbox"]["bytes"], 0, "{stats}");
+    db.close().unwrap();
+}
+
+#[cfg(feature = "dynamodb")]
+#[test]
+fn a_dynamodb_outage_across_a_close_loses_no_queued_write_and_repeats_none() {
+    use common::moto;
+
+    let Some(first) = moto::own_server() else {
+        return;
+    };
+    let outbox = new_outbox_path();
+    let table = moto::table("outbox");
+    let queue_batch = format!(r#"{{"size": 25, "interval": 0.05, "outbox_path": {outbox:?}}}"#);
+    let config = |url: &str, timeout: f64| {
+        let extra = format!(r#", "timeout": {timeout}"#);
+        moto::config(url, &table, &extra, &queue_batch)
+    };
+    // A new emulator's first answers can be slow: the table is made with a
+    // long timeout, the outage met with a short one.
+    Db::open_json(Some(&config(&first.url(), 10.0)))
+        .unwrap()
+        .close()
+        .unwrap();
+    let db = Db::open_json(Some(&config(&first.url(), 0.5))).unwrap();
+    drop(first);
+    queue_rounds(&db);
+    close_during_the_outage(db, &outbox);
+
+    // moto keeps its data in memory: the restarted emulator is empty, and
+    // the handle creates the table again. A proxy in front of it records
+    // every put that reaches it.
+    let second = moto::own_server().unwrap();
+    let proxy = moto::Proxy::start(second.addr);
+    let db = Db::open_json(Some(&config(&proxy.url(), 10.0))).unwrap();
+    wait_until(|| db.flush().is_ok());
+    let expected: Vec<String> = (0..ROUNDS)
+        .flat_map(|_| (0..KEYS).map(|i| format!("o:{}", key(i))))
+        .collect();
+    assert!(
+        proxy.state().batch_written == expected,
+        "not every queued write reached DynamoDB once, in order"
+    );
+    for i in [0, KEYS / 2, KEYS - 1] {
+        let value = db.read(None, Some("o"), &key(i)).unwrap();
+        assert_eq!(value, ROUNDS.to_string().as_bytes());
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn full_outbox_refuses_queued_writes() {
+    // Nothing listens on port 1: etcd is unreachable from the start.
+    let outbox = new_outbox_path();
+    let config = format!(
+        r#"{{"logging": "none",
+             "queue_batch": {{"outbox_path": {outbox:?}, "outbox_max_bytes": 1048576}},
+             "etcd": {{"endpoints": ["127.0.0.1:1"], "timeout": 0.5}}}}"#
+    );
+    let value = vec![b'x'; 64 << 10];
+    let db = Db::open_json(Some(&config)).unwrap();
+    let mut queued = 0;
+    let refused = loop {
+        match db.write_queued(None, Some("f"), &key(queued), &value) {
+            Ok(()) => queued += 1,
+            Err(err) => break err,
+        }
+        assert!(queued <= 16, "1 MiB holds at most 16 values of 64 KiB");
+    };
+    assert_eq!(refused.status(), Status::Unavailable, "{refused}");
+    assert!(
+        refused.to_string().contains("is full")
+            && refused.to_string().contains("the write is not queued"),
+        "{refused}"
+    );
+    assert_eq!(queued, 15, "records carry a key and 12 bytes besides");
+    assert_eq!(db.stats()["backends"]["etcd"]["pending"], queued as u64);
+    // The writes before it stay, for the next handle.
+    assert_eq!(db.close().unwrap_err().status(), Status::Unavailable);
+    let reopened = format!(
+        r#"{{"logging": "none",
+             "queue_batch": {{"outbox_path": {outbox:?}, "autostart": false}},
+             "etcd": {{"endpoints": ["127.0.0.1:1"], "timeout": 0.5}}}}"#
+    );
+    let db = Db::open_json(Some(&reopened)).unwrap();
+    assert_eq!(db.stats()["backends"]["etcd"]["pending"], queued as u64);
+    assert!(db.stats()["outbox"]["bytes"].as_u64().unwrap() > 15 * (64 << 10));
+}
+
+#[test]
+fn stats_show_an_outage_building_up() {
+    let outbox = new_outbox_path();
+    let config = format!(
+        r#"{{"logging": "none", "queue_batch": {{"size": 10, "outbox_path": {outbox:?}}},
+             "etcd": {{"endpoints": ["127.0.0.1:1"], "timeout": 0.5}}}}"#
+    );
+    let db = Db::open_json(Some(&config)).unwrap();
+    for i in 0..100 {
+        db.write_queued(None, Some("s"), &key(i), b"v").unwrap();
+    }
+    wait_until(|| db.stats()["backends"]["etcd"]["retried"].as_u64() > Some(0));
+    let stats = db.stats();
+    let etcd = &stats["backends"]["etcd"];
+    assert_eq!(etcd["queued"], 100, "{stats}");
+    assert_eq!(etcd["pending"], 100, "{stats}");
+    assert_eq!(etcd["applied"], 0, "{stats}");
+    assert!(etcd["batches"].as_u64() >= Some(2), "{stats}");
+    assert!(etcd["oldest_pending_ms"].as_u64() > Some(0), "{stats}");
+    assert!(etcd["unreachable_ms"].as_u64() > Some(0), "{stats}");
+    assert!(etcd["last_error"].as_str().is_some(), "{stats}");
+    assert_eq!(stats["outbox"]["path"], outbox.display().to_string());
+    assert_eq!(stats["running"], true);
+    let _ = db.close();
+}
+
+/// Polls `done` until it holds. Not a timing assertion: the bound only
+/// keeps a broken build from hanging CI.
+fn wait_until(done: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < give_up, "gave up waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
