@@ -35,10 +35,11 @@
 //! differently on every run, so a stored seed would not replay a failure.
 //! A failure prints its shrunk case instead, and a shrunk case that found
 //! a bug becomes a plain `#[test]` below. `PROPTEST_CASES` sets the number
-//! of cases (32 on `local` and 12 on `etcd` otherwise).
+//! of cases (32 on `local` and 16 on `etcd` otherwise).
 
 mod common;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
@@ -811,6 +812,9 @@ fn final_checks(db: Handle, buckets: &mut [Bucket]) -> Result<(), String> {
     Ok(())
 }
 
+/// How often a candidate is run while a failure is shrunk.
+const SHRINK_TRIES: usize = 8;
+
 fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
@@ -824,14 +828,25 @@ fn check(cases: u32, config: impl Fn(&Case) -> (String, Option<tempfile::TempDir
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
-        // Shrinking reruns cases whose threads interleave anew each time:
-        // bounded, so that a failure reports within minutes.
+        // Bounded, so that a failure reports within a few minutes.
         max_shrink_iters: 200,
+        max_shrink_time: 120_000,
         ..Config::default()
     });
+    // The threads interleave anew on every run, so once a case has failed,
+    // each simpler case is tried several times before it counts as passing:
+    // otherwise shrinking stops at the first candidate that got lucky.
+    let failed = Cell::new(false);
     let result = runner.run(&case(), |case| {
-        let (config, _dir) = config(&case);
-        run_case(&config, &case).map_err(TestCaseError::fail)
+        let tries = if failed.get() { SHRINK_TRIES } else { 1 };
+        for _ in 0..tries {
+            let (config, _dir) = config(&case);
+            if let Err(e) = run_case(&config, &case) {
+                failed.set(true);
+                return Err(TestCaseError::fail(e));
+            }
+        }
+        Ok(())
     });
     match result {
         Ok(()) => {}
@@ -856,7 +871,7 @@ fn random_sequences_from_threads_match_the_model_on_etcd() {
     let Some(etcd) = Etcd::start() else {
         return;
     };
-    check(cases(12), |case| {
+    check(cases(16), |case| {
         (etcd.config(&case.queue_batch(), ""), None)
     });
 }
@@ -885,9 +900,9 @@ fn during_another_threads_stop(then: fn(Handle) -> Status) -> bool {
     let stored = std::thread::scope(|s| {
         let stopper = s.spawn(move || db.stop());
         let mut refused = false;
-        for _ in 0..100_000_000u64 {
+        for _ in 0..10_000_000u64 {
             match db.write(&bucket, "probe", b"p", TETHER_QUEUE) {
-                Status::Ok => continue,
+                Status::Ok => std::thread::yield_now(),
                 status => {
                     assert_eq!(status, Status::NotRunning, "{}", last_error());
                     refused = true;
