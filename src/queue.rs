@@ -228,6 +228,8 @@ impl Lane {
                 break;
             }
             self.check_reachable(&state)?;
+            // A full queue is due now, whatever its size and age.
+            self.work.notify_one();
             state = self
                 .progress
                 .wait_timeout(state, OUTAGE_POLL)
@@ -372,6 +374,7 @@ impl Queue {
             }
             let worker = Worker {
                 size: self.settings.size,
+                capacity: self.settings.capacity,
                 interval: self.settings.interval(),
                 lane: lane.clone(),
                 failures: self.failures.clone(),
@@ -537,6 +540,7 @@ enum Outcome {
 /// The worker thread of one lane.
 struct Worker {
     size: usize,
+    capacity: usize,
     interval: Duration,
     lane: Arc<Lane>,
     failures: Arc<Mutex<Failures>>,
@@ -566,6 +570,7 @@ impl Worker {
                 .map_or(Instant::now(), |at| at + self.interval);
             if waiting > 0
                 && (waiting >= self.size as u64
+                    || state.pending() >= self.capacity as u64
                     || state.stopping
                     || state.flush_to > state.taken
                     || Instant::now() >= due)
@@ -1069,6 +1074,25 @@ mod tests {
             assert!(Instant::now() < give_up);
         }
         assert_eq!(faulty.applied.lock().unwrap().len(), 50);
+    }
+
+    #[test]
+    fn a_full_queue_is_sent_whatever_its_size_and_age() {
+        let faulty = Arc::new(Faulty::default());
+        let backends: Backends = vec![faulty.clone() as Arc<dyn Backend>].into();
+        let settings = QueueConfig {
+            size: 1000,
+            interval: 3600.0,
+            capacity: 2,
+            durable: false,
+            ..QueueConfig::default()
+        };
+        let queue = Queue::new(settings, &backends, None, Logger::new(Level::None)).unwrap();
+        queue.start().unwrap();
+        for i in 0..10 {
+            push(&queue, &format!("k{i}"));
+        }
+        assert!(faulty.applied.lock().unwrap().len() >= 8);
     }
 
     fn queued(key: &str, value: &str) -> Queued {
