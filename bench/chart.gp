@@ -3,7 +3,7 @@
 # (panels: the backends in threads.dat, in its order).
 if (!exists("panels")) panels = "local etcd"
 n = words(panels)
-set terminal pngcairo size 600*n,520 font "sans,10"
+set terminal pngcairo size 600*n,560 font "sans,10"
 set output out
 set multiplot layout 1,n title "TetherDB: throughput by threads (100-byte values); solid: library via C ABI, dashed: engine used directly"
 set logscale y
@@ -14,7 +14,7 @@ set xtics (1, 2, 4, 8)
 set logscale x 2
 set xrange [0.8:10]
 set grid ytics mytics xtics
-set key bottom right font ",9"
+set key below font ",9" maxrows 2
 title_of(b) = b eq "local" ? "local (sled)" : b eq "etcd" ? "etcd (etcd-client, on loopback)" : b eq "dynamodb" ? "dynamodb (aws-sdk-dynamodb, moto on loopback)" : b
 do for [i=1:n] {
   set title title_of(word(panels, i))
