@@ -106,7 +106,7 @@ fn close_library(db: Handle) {
 fn open_sled(dir: &Path) -> sled::Db {
     sled::Config::new()
         .path(dir.join("db"))
-        .cache_capacity(tetherdb::config::LocalConfig::DEFAULT_CACHE_CAPACITY)
+        .cache_capacity(tetherdb::config::LocalConfig::default().cache_capacity)
         .open()
         .expect("sled open")
 }
@@ -400,7 +400,7 @@ fn main() {
     println!("library config: {}", config_json(Path::new("<tmpdir>")));
     println!(
         "sled:    sled's defaults with a {} MiB cache, as the library opens it; Batch of {BATCH_SIZE}",
-        tetherdb::config::LocalConfig::DEFAULT_CACHE_CAPACITY >> 20
+        tetherdb::config::LocalConfig::default().cache_capacity >> 20
     );
     println!(
         "threads: {:?}; with T threads each thread works on its own {}-key range \

@@ -87,11 +87,11 @@ fn cache_capacity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result
 
 impl LocalConfig {
     /// The default `cache_capacity`: 32 MiB.
-    pub const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+    const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
     /// The smallest `cache_capacity` accepted: 1 MiB.
-    pub const MIN_CACHE_CAPACITY: u64 = 1024 * 1024;
+    const MIN_CACHE_CAPACITY: u64 = 1024 * 1024;
     /// The largest `cache_capacity` accepted: 1 TiB.
-    pub const MAX_CACHE_CAPACITY: u64 = 1 << 40;
+    const MAX_CACHE_CAPACITY: u64 = 1 << 40;
 
     fn validate(&self) -> Result<()> {
         if self.filepath.as_os_str().is_empty() {

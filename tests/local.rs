@@ -317,20 +317,12 @@ fn wait_until(done: impl Fn() -> bool) {
 fn cache_capacity_has_a_bounded_default_and_is_validated() {
     use tetherdb::config::LocalConfig;
     use tetherdb::Config;
-    // Absent (every existing configuration): the bounded default.
+    // Absent (every existing configuration): 32 MiB, not sled's 1 GiB.
+    assert_eq!(LocalConfig::default().cache_capacity, 32 << 20);
     for json in [r#"{"local": {"filepath": "d"}}"#, "{}"] {
         let config = Config::from_json(Some(json)).unwrap();
-        assert_eq!(
-            config.local_config().unwrap().cache_capacity,
-            LocalConfig::DEFAULT_CACHE_CAPACITY
-        );
+        assert_eq!(config.local_config().unwrap().cache_capacity, 32 << 20);
     }
-    const {
-        assert!(
-            LocalConfig::DEFAULT_CACHE_CAPACITY < 1 << 30,
-            "below sled's 1 GiB"
-        )
-    };
     let config = Config::from_json(Some(r#"{"local": {"cache_capacity": 8388608}}"#)).unwrap();
     assert_eq!(config.local_config().unwrap().cache_capacity, 8 << 20);
     // 0, too small, absurd, negative, not a number: a configuration error
