@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """Turns bench/run.sh's runs.jsonl into report.md and the chart's data.
 
-usage: report.py RUNS.jsonl RESULTS_DIR CPU NPROC MEM_GB KERNEL ETCD RUSTC COMMIT
+usage: report.py RUNS.jsonl RESULTS_DIR CPU NPROC MEM_GB KERNEL ETCD RUSTC COMMIT MOTO
 Standard library only.
 """
 import datetime
 import json
 import sys
 
-runs_path, out, cpu, nproc, mem_gb, kernel, etcd, rustc, commit = sys.argv[1:]
+runs_path, out, cpu, nproc, mem_gb, kernel, etcd, rustc, commit, moto = sys.argv[1:]
 runs = [json.loads(line) for line in open(runs_path)]
-BACKENDS = [b for b in ("local", "etcd") if any(r["backend"] == b for r in runs)]
-ENGINE = {"local": "sled", "etcd": "etcd-client"}
+BACKENDS = [b for b in ("local", "etcd", "dynamodb") if any(r["backend"] == b for r in runs)]
+ENGINE = {"local": "sled", "etcd": "etcd-client", "dynamodb": "aws-sdk-dynamodb"}
 OPS = ("direct write", "queued write + flush", "read")
 
 
@@ -62,18 +62,22 @@ w = lines.append
 w("# TetherDB benchmark report")
 w("")
 w(f"Measured {datetime.date.today().isoformat()} at commit `{commit}` with `bench/run.sh`, on "
-  f"{nproc} vCPUs ({cpu}), {mem_gb} GiB of memory, {kernel}; {etcd}; {rustc}. The machine is shared "
+  f"{nproc} vCPUs ({cpu}), {mem_gb} GiB of memory, {kernel}; {etcd}; {moto}; {rustc}. The machine is shared "
   "with other work (builds), so figures move by ±10–20% from run to run.")
 w("")
 w("Each figure is one run of `tether-stress` (`--json`): N threads sharing one handle, calling the "
   "library through its `extern \"C\"` entry points (**library**), or the engine under it used "
-  "directly on the same keys and values (**engine**: sled, etcd-client; `--engine-direct`). "
-  "Queued writes are `TETHER_QUEUE` writes (batches of 100 on local, 128 on etcd, capacity "
-  "10,000) timed up to the end of the `tether_flush` that applies them; the engine side applies "
-  "the same batches per thread (sled `Batch`, etcd transaction). Reads are the read-back that "
-  "verifies a direct run: every written key, by the same number of threads. Latency is per "
-  "call, in µs: p50 / p90 / p99 / max (for a queued write, the time to queue it). etcd runs on "
-  "the same machine, on loopback.")
+  "directly on the same keys and values (**engine**: sled, etcd-client, aws-sdk-dynamodb; "
+  "`--engine-direct`). Queued writes are `TETHER_QUEUE` writes (batches of 100 on local, 128 on "
+  "etcd, 25 on dynamodb, capacity 10,000) timed up to the end of the `tether_flush` that applies "
+  "them; the engine side applies the same batches per thread (sled `Batch`, etcd transaction, "
+  "`BatchWriteItem`). Reads are the read-back that verifies a direct run: every written key, by "
+  "the same number of threads (consistent `GetItem`s on dynamodb). Latency is per call, in µs: "
+  "p50 / p90 / p99 / max (for a queued write, the time to queue it). etcd and moto_server (the "
+  "DynamoDB emulator, with fake credentials) run on the same machine, on loopback; local and "
+  "etcd runs last 3 s each, dynamodb runs are counts (600 direct, 6,000 queued writes at 100 B), "
+  "since moto answers a few hundred requests a second: its figures measure requests saved, not "
+  "DynamoDB's speed.")
 w("")
 checked = sum((r.get("verification") or {}).get("keys", 0) for r in runs)
 lost = sum((r.get("verification") or {}).get("missing", 0) + (r.get("verification") or {}).get("wrong", 0)
@@ -134,8 +138,9 @@ w("|---|---|---:|---:|---:|---|---:|---:|---:|---|")
 for r in (r for r in runs if r["group"] == "memory"):
     op = "queued write + flush" if r["queued"] else "direct write"
     rate, _ = figure(r, op)
-    v = r.get("verification") or {}
-    verdict = f"{v.get('ok', 0):,} ok, {v.get('missing', 0)} missing, {v.get('wrong', 0)} wrong"
+    v = r.get("verification")
+    verdict = ("not checked (`--verify none`)" if not v else
+               f"{v.get('ok', 0):,} ok, {v.get('missing', 0)} missing, {v.get('wrong', 0)} wrong")
     side = "library" if r["side"] == "library" else ENGINE[r["backend"]]
     cap = f"{r['capacity']:,}" if r["queued"] else "–"
     size = {100: "100 B", 4096: "4 KiB", 65536: "64 KiB"}.get(r["value_size"], f"{r['value_size']} B")
@@ -189,23 +194,42 @@ for backend in BACKENDS:
             cells.append(f"{num(lib)} / {num(eng)}")
         s(f"| {backend} | {op} | " + " | ".join(cells) + " |")
 s("")
-s("Peak memory (RSS high-water mark once the writes were applied, before the read-back):")
+s("Peak memory: the RSS high-water mark once the writes were applied (before the read-back), "
+  "and GNU time's maximum RSS for the whole run, read-back included:")
 s("")
-s("| backend | writes | value | queue capacity | library | engine |")
-s("|---|---|---:|---:|---:|---:|")
+s("| backend | writes | value | queue capacity | library, after the writes | engine, after the writes | library, whole run |")
+s("|---|---|---:|---:|---:|---:|---:|")
 memory = [r for r in runs if r["group"] == "memory"]
+
+
+def shape(r):
+    return (r["backend"], r["ops"], r["queued"], r["value_size"], r["capacity"], r["threads"],
+            bool(r.get("verification")))
+
+
 seen = set()
 for r in memory:
-    key = (r["backend"], r["ops"], r["queued"], r["value_size"], r["capacity"], r["threads"])
+    key = shape(r)
     if key in seen:
         continue
     seen.add(key)
-    def rss(side):
+
+    def side(name):
         for m in memory:
-            if (m["backend"], m["ops"], m["queued"], m["value_size"], m["capacity"], m["threads"]) == key and m["side"] == side:
-                return f"{m['peak_rss_after_writes_bytes'] / 1e6:,.0f} MB"
-        return "–"
+            if shape(m) == key and m["side"] == name:
+                return m
+        return None
+
+    def mb(m, field):
+        if m is None:
+            return "–"
+        value = m["peak_rss_after_writes_bytes"] if field == "after" else m["max_rss_kib"] * 1024
+        return f"{value / 1e6:,.0f} MB"
     size = {100: "100 B", 4096: "4 KiB", 65536: "64 KiB"}.get(r["value_size"], f"{r['value_size']} B")
     cap = f"{r['capacity']:,}" if r["queued"] else "–"
-    s(f"| {r['backend']} | {r['ops']:,} {'queued' if r['queued'] else 'direct'}, {r['threads']} thread(s) | {size} | {cap} | {rss('library')} | {rss('engine')} |")
+    what = f"{r['ops']:,} {'queued' if r['queued'] else 'direct'}, {r['threads']} thread(s)"
+    if not r.get("verification"):
+        what += ", no read-back"
+    lib, eng = side("library"), side("engine")
+    s(f"| {r['backend']} | {what} | {size} | {cap} | {mb(lib, 'after')} | {mb(eng, 'after')} | {mb(lib, 'whole')} |")
 open(f"{out}/summary.md", "w").write("\n".join(short) + "\n")

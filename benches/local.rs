@@ -3,8 +3,9 @@
 //! Run with `cargo bench --bench local`. It prints figures; it asserts
 //! nothing about time (design.md §6). Every library call goes through the
 //! `extern "C"` entry points with C strings, exactly as a C caller's would;
-//! the sled side calls `sled::Tree` on a database opened with `sled::open`
-//! (the library's own configuration of sled) with the same stored keys
+//! the sled side calls `sled::Tree` on a database opened as the library
+//! opens it (sled's defaults, with the library's default page cache,
+//! `local.cache_capacity`) with the same stored keys
 //! (`bench:key-%08d`) and the same 100-byte values.
 //!
 //! Each figure is the median of three runs, each in fresh temporary
@@ -103,7 +104,11 @@ fn close_library(db: Handle) {
 }
 
 fn open_sled(dir: &Path) -> sled::Db {
-    sled::open(dir.join("db")).expect("sled::open")
+    sled::Config::new()
+        .path(dir.join("db"))
+        .cache_capacity(tetherdb::config::LocalConfig::default().cache_capacity)
+        .open()
+        .expect("sled open")
 }
 
 /// The time a measurement took: wall-clock, and for a single-threaded one
@@ -393,7 +398,10 @@ fn main() {
          fresh temporary directories per run"
     );
     println!("library config: {}", config_json(Path::new("<tmpdir>")));
-    println!("sled:    sled::open(path) defaults, as the library opens it; Batch of {BATCH_SIZE}");
+    println!(
+        "sled:    sled's defaults with a {} MiB cache, as the library opens it; Batch of {BATCH_SIZE}",
+        tetherdb::config::LocalConfig::default().cache_capacity >> 20
+    );
     println!(
         "threads: {:?}; with T threads each thread works on its own {}-key range \
          (one shared handle / one shared sled Db)",

@@ -312,3 +312,41 @@ fn wait_until(done: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn cache_capacity_has_a_bounded_default_and_is_validated() {
+    use tetherdb::config::LocalConfig;
+    use tetherdb::Config;
+    // Absent (every existing configuration): 32 MiB, not sled's 1 GiB.
+    assert_eq!(LocalConfig::default().cache_capacity, 32 << 20);
+    for json in [r#"{"local": {"filepath": "d"}}"#, "{}"] {
+        let config = Config::from_json(Some(json)).unwrap();
+        assert_eq!(config.local_config().unwrap().cache_capacity, 32 << 20);
+    }
+    let config = Config::from_json(Some(r#"{"local": {"cache_capacity": 8388608}}"#)).unwrap();
+    assert_eq!(config.local_config().unwrap().cache_capacity, 8 << 20);
+    // 0, too small, absurd, negative, not a number: a configuration error
+    // that names the key.
+    for value in ["0", "1000", "1099511627777", "-1", "1.5", "\"64MiB\""] {
+        let json = format!(r#"{{"local": {{"cache_capacity": {value}}}}}"#);
+        let err = Config::from_json(Some(&json)).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{value}: {err}");
+        assert!(err.to_string().contains("cache_capacity"), "{value}: {err}");
+    }
+    // A store opened with a small cache works as any other.
+    let dir = tempfile::tempdir().unwrap();
+    let json = format!(
+        r#"{{"logging": "none", "local": {{"filepath": {:?}, "cache_capacity": 1048576}}}}"#,
+        dir.path().join("db")
+    );
+    let db = Db::open_json(Some(&json)).unwrap();
+    for i in 0..2000 {
+        db.write(None, Some("c"), &format!("k{i}"), &[i as u8; 1000])
+            .unwrap();
+    }
+    assert_eq!(
+        db.read(None, Some("c"), "k1999").unwrap(),
+        [1999u16 as u8; 1000]
+    );
+    db.close().unwrap();
+}

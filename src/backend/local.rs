@@ -22,11 +22,17 @@ pub struct Local {
 impl Local {
     pub fn open(config: &LocalConfig) -> Result<Local> {
         let path: &Path = &config.filepath;
-        let db = sled::open(path).map_err(|e| Error::Io {
-            backend: NAME.into(),
-            key: String::new(),
-            cause: format!("cannot open {}: {e}", path.display()),
-        })?;
+        // sled::open would take sled's default cache of 1 GiB, which a
+        // large store fills: the cache is what bounds the process's memory.
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(config.cache_capacity)
+            .open()
+            .map_err(|e| Error::Io {
+                backend: NAME.into(),
+                key: String::new(),
+                cause: format!("cannot open {}: {e}", path.display()),
+            })?;
         Ok(Local {
             db,
             _released: AwaitUnlock::new(path),

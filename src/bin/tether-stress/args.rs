@@ -35,8 +35,9 @@ usage: tether-stress [options]
                        read every written key back with tether_read (default),
                        page through them with tether_list, or skip the check
   --engine-direct      measure the engine itself instead (sled for local,
-                       etcd-client for etcd) on the same workload: the
-                       baseline of the benchmark report
+                       etcd-client for etcd, aws-sdk-dynamodb for dynamodb)
+                       on the same workload: the baseline of the benchmark
+                       report
   --json               print the summary as JSON on stdout
   --quiet              no progress lines
   -h, --help           this text

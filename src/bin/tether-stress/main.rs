@@ -127,7 +127,8 @@ fn engine(o: &Options, source: &ConfigSource) -> Result<Box<dyn Target>, String>
                 .local_config()
                 .ok_or("--engine-direct: the configuration has no local section")?;
             Ok(Box::new(
-                target::engines::Sled::open(&local.filepath, batch).map_err(failed)?,
+                target::engines::Sled::open(&local.filepath, local.cache_capacity, batch)
+                    .map_err(failed)?,
             ))
         }
         #[cfg(feature = "etcd")]
@@ -143,6 +144,16 @@ fn engine(o: &Options, source: &ConfigSource) -> Result<Box<dyn Target>, String>
             Ok(Box::new(
                 target::engines::Etcd::open(&etcd.urls(), batch, etcd.max_request_bytes)
                     .map_err(failed)?,
+            ))
+        }
+        #[cfg(feature = "dynamodb")]
+        "dynamodb" => {
+            let dynamodb = config
+                .dynamodb
+                .as_ref()
+                .ok_or("--engine-direct: the configuration has no dynamodb section")?;
+            Ok(Box::new(
+                target::engines::DynamoDb::open(dynamodb, batch).map_err(failed)?,
             ))
         }
         other => Err(format!(
