@@ -35,7 +35,7 @@ type OutboxStats struct {
 type BackendStats struct {
 	Queued  uint64 `json:"queued"`  // writes queued
 	Applied uint64 `json:"applied"` // writes applied
-	Retried uint64 `json:"retried"` // writes sent again after an outage
+	Retried uint64 `json:"retried"` // each write sent again, counted each time
 	Failed  uint64 `json:"failed"`  // writes that failed for good
 	Batches uint64 `json:"batches"` // batches sent, retries included
 	// Pending counts the writes queued and not yet applied or reported,
