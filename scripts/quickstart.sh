@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds libtetherdb (release) and runs the C quickstart on the embedded
-# default store, in build/quickstart/tetherdb_data.
+# default store, in build/quickstart/tetherdb_data (its outbox of queued
+# writes in build/quickstart/tetherdb_data.outbox).
 source "$(dirname "$0")/common.sh"
 
 ensure_packages "${BUILD_PACKAGES[@]}"
@@ -15,5 +16,5 @@ cc -std=c11 -Wall -Wextra -Werror -Iinclude examples/c/quickstart.c \
   -o build/quickstart/quickstart
 
 step "running the quickstart"
-rm -rf build/quickstart/tetherdb_data
+rm -rf build/quickstart/tetherdb_data build/quickstart/tetherdb_data.outbox
 (cd build/quickstart && ./quickstart)

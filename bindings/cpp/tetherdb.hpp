@@ -65,6 +65,11 @@ struct PageDeleter {
 };
 using PagePtr = std::unique_ptr<tether_page, PageDeleter>;
 
+struct StringDeleter {
+  void operator()(char* string) const noexcept { tether_free_string(string); }
+};
+using StringPtr = std::unique_ptr<char, StringDeleter>;
+
 }  // namespace detail
 
 // Where a call goes, and how a write is applied. Empty strings mean the
@@ -191,6 +196,16 @@ class Db {
   void start() { detail::check(tether_start(db_)); }
   // Applies every queued write, then stops the worker.
   void stop() { detail::check(tether_stop(db_)); }
+
+  // What each backend's worker has done and what waits for it, as the JSON
+  // text of tether_stats: {"running", "outbox", "backends": {name: {"queued",
+  // "applied", "pending", ...}}}. Parse it with the JSON library of your choice.
+  std::string stats() const {
+    char* raw = nullptr;
+    detail::check(tether_stats(db_, &raw));
+    detail::StringPtr json(raw);  // owns it before the copy, which may throw
+    return std::string(json.get());
+  }
 
   // The C handle, for calls this wrapper does not cover; still owned here.
   tether_db* get() const noexcept { return db_; }

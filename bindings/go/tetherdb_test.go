@@ -63,19 +63,39 @@ type on struct {
 	dir     string // local's store is in it
 }
 
-// config is a configuration for this backend; extra is more JSON members.
-func (o on) config(extra string) string {
+// config is a configuration for this backend; queueBatch is the members of
+// its queue_batch section, if any. Without a local section the outbox
+// would default to ./tetherdb_data.outbox, shared by every test: on etcd it
+// goes in the test's directory.
+func (o on) config(queueBatch string) string {
 	if o.backend == "local" {
+		extra := ""
+		if queueBatch != "" {
+			extra = `"queue_batch": {` + queueBatch + "}"
+		}
 		return localConfig(o.dir, extra)
 	}
 	endpoint, _ := json.Marshal(os.Getenv("TETHERDB_TEST_ETCD"))
-	return withExtra(fmt.Sprintf(`{"logging": "none", "etcd": {"endpoints": [%s]}`, endpoint), extra)
+	outbox, _ := json.Marshal(o.outboxPath())
+	queue := fmt.Sprintf(`"queue_batch": {"outbox_path": %s`, outbox)
+	if queueBatch != "" {
+		queue += ", " + queueBatch
+	}
+	return withExtra(fmt.Sprintf(`{"logging": "none", "etcd": {"endpoints": [%s]}`, endpoint), queue+"}")
+}
+
+// outboxPath is where the handles of config keep their outbox.
+func (o on) outboxPath() string {
+	if o.backend == "local" {
+		return filepath.Join(o.dir, "data.outbox")
+	}
+	return filepath.Join(o.dir, "outbox")
 }
 
 // open opens a handle on this backend, closed when the test ends.
-func (o on) open(t *testing.T, extra string) *tetherdb.DB {
+func (o on) open(t *testing.T, queueBatch string) *tetherdb.DB {
 	t.Helper()
-	return openConfig(t, o.config(extra))
+	return openConfig(t, o.config(queueBatch))
 }
 
 // in is the option of this test's bucket.
@@ -344,7 +364,7 @@ func pages(t *testing.T, db *tetherdb.DB, pageSize int, opts ...tetherdb.Option)
 
 func TestQueuedWritesAndWorker(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, o on) {
-		db := o.open(t, `"queue_batch": {"autostart": false, "interval": 60}`)
+		db := o.open(t, `"autostart": false, "interval": 60`)
 		if err := db.Write("q", []byte("v"), o.in(), tetherdb.Queued()); !errors.Is(err, tetherdb.ErrNotRunning) {
 			t.Fatalf("queued write before Start: %v", err)
 		}
@@ -366,7 +386,7 @@ func TestQueuedWritesAndWorker(t *testing.T) {
 
 func TestCloseAppliesQueuedWrites(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, o on) {
-		cfg := o.config(`"queue_batch": {"interval": 60}`)
+		cfg := o.config(`"interval": 60`)
 		db, err := tetherdb.Open(cfg)
 		must(t, err)
 		must(t, db.Write("q", []byte("v"), o.in(), tetherdb.Queued()))
@@ -427,7 +447,7 @@ func TestTether(t *testing.T) {
 
 func TestTetherQueued(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, o on) {
-		db := o.open(t, `"queue_batch": {"interval": 60}`)
+		db := o.open(t, `"interval": 60`)
 		queued := tetherdb.Tether(db, func() (string, any, error) { return "k", "v", nil }, o.in(), tetherdb.Queued())
 		_, _, err := queued()
 		must(t, err)
@@ -442,10 +462,65 @@ func TestTetherQueued(t *testing.T) {
 	})
 }
 
+func TestStats(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, `"interval": 60`)
+		stats, err := db.Stats()
+		must(t, err)
+		if !stats.Running || stats.Backends[o.backend].Queued != 0 {
+			t.Errorf("fresh handle: %+v", stats)
+		}
+		for _, key := range []string{"a", "b", "c"} {
+			must(t, db.Write(key, []byte("v"), o.in(), tetherdb.Queued()))
+		}
+		must(t, db.Flush())
+		stats, err = db.Stats()
+		must(t, err)
+		backend, ok := stats.Backends[o.backend]
+		if !ok || len(stats.Backends) != 1 {
+			t.Fatalf("backends %+v, want only %s", stats.Backends, o.backend)
+		}
+		if backend.Queued != 3 || backend.Applied != 3 || backend.Pending != 0 || backend.Failed != 0 ||
+			backend.UnreachableMs != 0 || backend.LastError != nil {
+			t.Errorf("after Flush: %+v", backend)
+		}
+		if stats.Outbox == nil || stats.Outbox.Path != o.outboxPath() || stats.Outbox.MaxBytes == 0 {
+			t.Errorf("outbox %+v, want one at %s", stats.Outbox, o.outboxPath())
+		}
+		if info, err := os.Stat(o.outboxPath()); err != nil || !info.IsDir() {
+			t.Errorf("outbox directory: %v", err)
+		}
+
+		must(t, db.Stop())
+		if stats, err = db.Stats(); err != nil || stats.Running {
+			t.Errorf("after Stop: %+v, %v", stats, err)
+		}
+	})
+}
+
+func TestStatsWithoutOutbox(t *testing.T) {
+	db := open(t, `"queue_batch": {"durable": false}`)
+	stats, err := db.Stats()
+	must(t, err)
+	if stats.Outbox != nil {
+		t.Errorf("outbox %+v, want nil", stats.Outbox)
+	}
+}
+
+func TestStatsAfterClose(t *testing.T) {
+	db, err := tetherdb.Open(config(t, ""))
+	must(t, err)
+	must(t, db.Close())
+	if _, err := db.Stats(); !errors.Is(err, tetherdb.ErrInvalidArgument) {
+		t.Errorf("Stats after Close: %v", err)
+	}
+}
+
 // Nothing listens on port 1: a call fails at once with ErrUnavailable (the
 // handle opens while its server is down: it connects on first use).
 func TestUnreachableEtcdIsUnavailable(t *testing.T) {
-	db := openConfig(t, `{"logging": "none", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1}}`)
+	outbox, _ := json.Marshal(filepath.Join(t.TempDir(), "outbox"))
+	db := openConfig(t, fmt.Sprintf(`{"logging": "none", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1}, "queue_batch": {"outbox_path": %s}}`, outbox))
 	started := time.Now()
 	err := db.Write("k", []byte("v"), tetherdb.Backend("etcd"))
 	if !errors.Is(err, tetherdb.ErrUnavailable) || statusOf(t, err) != tetherdb.StatusUnavailable {

@@ -34,6 +34,8 @@ TEST(Cxx17, WriteQueueTetherReadList) {
     std::size_t entries = 0;
     for (const auto& page : db.pages(list)) entries += page.entries.size();
     EXPECT_EQ(entries, 2u);
+    std::string stats = db.stats();
+    EXPECT_NE(stats.find("\"applied\":1"), std::string::npos) << stats;
     db.close();
   }
   fs::remove_all(dir);

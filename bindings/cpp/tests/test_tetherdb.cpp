@@ -97,13 +97,24 @@ class BackendTest : public DbTest, public ::testing::WithParamInterface<std::str
     bucket_ = "cpp-" + tetherdb::uuid4();
   }
 
-  // A config whose only backend is this test's; extra JSON members go after it.
-  std::string backend_config(const std::string& extra = "") const {
-    if (GetParam() == "local") return config(extra);
+  // A config whose only backend is this test's, with these queue_batch
+  // members. Without a local section the outbox would default to
+  // ./tetherdb_data.outbox, shared by every test: on etcd it goes in this
+  // test's directory.
+  std::string backend_config(const std::string& queue_batch = "") const {
+    if (GetParam() == "local") {
+      return config(queue_batch.empty() ? "" : R"("queue_batch": {)" + queue_batch + "}");
+    }
     std::string json = R"({"logging": "none", "etcd": {"endpoints": [")" +
-                       std::string(etcd_endpoint()) + "\"]}";
-    if (!extra.empty()) json += ", " + extra;
-    return json + "}";
+                       std::string(etcd_endpoint()) + R"("]}, "queue_batch": {"outbox_path": ")" +
+                       outbox_path().string() + "\"";
+    if (!queue_batch.empty()) json += ", " + queue_batch;
+    return json + "}}";
+  }
+
+  // Where the handles of backend_config() keep their outbox.
+  fs::path outbox_path() const {
+    return GetParam() == "local" ? dir_ / "data.outbox" : dir_ / "outbox";
   }
 
   std::string bucket_;
@@ -208,7 +219,7 @@ TEST_P(BackendTest, EmptyListingHasNoPage) {
 }
 
 TEST_P(BackendTest, QueuedWritesAndWorker) {
-  Db db = Db::open(backend_config(R"("queue_batch": {"autostart": false, "interval": 60})"));
+  Db db = Db::open(backend_config(R"("autostart": false, "interval": 60)"));
   const tetherdb::Options in{.bucket = bucket_}, queued{.bucket = bucket_, .queue = true};
   Error stopped = error_of([&] { db.write("q", "v", queued); });
   EXPECT_EQ(stopped.status(), TETHER_NOT_RUNNING);
@@ -229,7 +240,7 @@ TEST_P(BackendTest, QueuedWritesAndWorker) {
 
 TEST_P(BackendTest, CloseAppliesQueuedWrites) {
   {
-    Db db = Db::open(backend_config(R"("queue_batch": {"interval": 60})"));
+    Db db = Db::open(backend_config(R"("interval": 60)"));
     db.write("q", "v", {.bucket = bucket_, .queue = true});
   }  // the destructor closes: applies the write (and releases sled's lock)
   Db db = Db::open(backend_config());
@@ -266,7 +277,7 @@ TEST_P(BackendTest, TetherWritesAndReturnsTheResult) {
 }
 
 TEST_P(BackendTest, TetherQueues) {
-  Db db = Db::open(backend_config(R"("queue_batch": {"interval": 60})"));
+  Db db = Db::open(backend_config(R"("interval": 60)"));
   auto queued = tetherdb::tether(db, {.bucket = bucket_, .queue = true},
                                  [] { return std::tuple<std::string, std::string>("k", "v"); });
   queued();
@@ -277,10 +288,43 @@ TEST_P(BackendTest, TetherQueues) {
   EXPECT_EQ(error_of([&] { queued(); }).status(), TETHER_NOT_RUNNING);
 }
 
+// stats() is the JSON text of tether_stats: this handle's counts, per backend.
+TEST_P(BackendTest, Stats) {
+  Db db = Db::open(backend_config(R"("interval": 60)"));
+  auto has = [](const std::string& json, const std::string& part) {
+    return json.find(part) != std::string::npos;
+  };
+  std::string fresh = db.stats();
+  EXPECT_TRUE(has(fresh, R"("running":true)")) << fresh;
+  EXPECT_TRUE(has(fresh, "\"" + GetParam() + R"(":{)")) << fresh;
+  EXPECT_TRUE(has(fresh, R"("queued":0)")) << fresh;
+
+  const tetherdb::Options queued{.bucket = bucket_, .queue = true};
+  for (const char* key : {"a", "b", "c"}) db.write(key, "v", queued);
+  db.flush();
+  std::string json = db.stats();
+  ASSERT_FALSE(json.empty());
+  EXPECT_EQ(json.front(), '{');
+  EXPECT_EQ(json.back(), '}');
+  for (const char* part : {R"("queued":3)", R"("applied":3)", R"("pending":0)", R"("failed":0)",
+                           R"("last_error":null)", R"("outbox":{)"}) {
+    EXPECT_TRUE(has(json, part)) << part << " not in " << json;
+  }
+  EXPECT_TRUE(has(json, R"("path":")" + outbox_path().string() + "\"")) << json;
+  EXPECT_TRUE(fs::is_directory(outbox_path())) << outbox_path();
+
+  db.stop();
+  EXPECT_TRUE(has(db.stats(), R"("running":false)"));
+  db.close();
+  // A closed (empty) Db fails cleanly.
+  EXPECT_EQ(error_of([&] { db.stats(); }).status(), TETHER_INVALID_ARGUMENT);
+}
+
 // Nothing listens on port 1: the call fails at once, with TETHER_UNAVAILABLE
 // (a handle opens while its server is down; it connects on first use).
 TEST_F(DbTest, UnreachableEtcdIsUnavailable) {
-  Db db = Db::open(R"({"logging": "none", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1}})");
+  Db db = Db::open(R"({"logging": "none", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1},)"
+                   R"( "queue_batch": {"outbox_path": ")" + (dir_ / "outbox").string() + "\"}}");
   auto started = std::chrono::steady_clock::now();
   Error write = error_of([&] { db.write("k", "v", {.backend = "etcd"}); });
   EXPECT_EQ(write.status(), TETHER_UNAVAILABLE) << write.what();

@@ -47,11 +47,23 @@ def bucket():
 
 
 @pytest.fixture
-def backend_config(backend, config):
-    """A configuration whose only backend is `backend`."""
+def outbox_path(backend, tmp_path):
+    """Where the DBs of backend_config keep their outbox of queued writes."""
+    return str(tmp_path / ("data.outbox" if backend == "local" else "outbox"))
+
+
+@pytest.fixture
+def backend_config(backend, config, outbox_path):
+    """A configuration whose only backend is `backend`. Without a local
+    section the outbox would default to ./tetherdb_data.outbox, shared by
+    every test: on etcd it goes in this test's temporary directory."""
     if backend == "local":
         return config
-    return {"logging": "none", "etcd": {"endpoints": [ETCD]}}
+    return {
+        "logging": "none",
+        "etcd": {"endpoints": [ETCD]},
+        "queue_batch": {"outbox_path": outbox_path},
+    }
 
 
 @pytest.fixture

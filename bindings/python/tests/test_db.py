@@ -88,7 +88,7 @@ def test_a_new_db_does_not_start_the_worker(db):
 
 
 def test_start_and_stop_are_idempotent_and_stop_applies_queued_writes(backend_config, backend, bucket):
-    backend_config["queue_batch"] = {"interval": 60}  # only stop() can apply the write in time
+    backend_config.setdefault("queue_batch", {})["interval"] = 60  # only stop() can apply the write in time
     db = DB(config=backend_config)
     db.start()
     db.start()
@@ -102,7 +102,7 @@ def test_start_and_stop_are_idempotent_and_stop_applies_queued_writes(backend_co
 
 
 def test_flush_applies_queued_writes(backend_config, backend, bucket):
-    backend_config["queue_batch"] = {"interval": 60}
+    backend_config.setdefault("queue_batch", {})["interval"] = 60
     db = DB(config=backend_config)
     with pytest.raises(RuntimeError):
         db.write_message("k", "v", bucket, backend, queue=True)  # not started
@@ -110,6 +110,38 @@ def test_flush_applies_queued_writes(backend_config, backend, bucket):
     db.write_message("k", "v", bucket, backend, queue=True)
     db.flush()
     assert db.read_message("k", bucket, backend) == "v"
+    db.close()
+
+
+def test_stats(backend_config, backend, bucket, outbox_path):
+    backend_config.setdefault("queue_batch", {})["interval"] = 60
+    db = DB(config=backend_config)
+    stats = db.stats()
+    assert stats["running"] is False  # a new DB does not start the worker
+    assert set(stats["backends"]) == {backend}
+    with db:
+        for key in ("a", "b", "c"):
+            db.write_message(key, {"n": key}, bucket, backend, queue=True)
+        db.flush()
+        stats = db.stats()
+        assert stats["running"] is True
+        counts = stats["backends"][backend]
+        assert set(counts) >= {"queued", "applied", "pending", "retried", "failed", "batches"}
+        assert (counts["queued"], counts["applied"], counts["pending"]) == (3, 3, 0), stats
+        assert counts["failed"] == 0 and counts["last_error"] is None, stats
+        assert stats["outbox"]["path"] == outbox_path
+        assert stats["outbox"]["max_bytes"] > 0
+        assert os.path.isdir(outbox_path)
+    assert db.stats()["running"] is False
+    db.close()
+    with pytest.raises(tetherdb.InvalidArgumentError):
+        db.stats()
+
+
+def test_stats_without_the_outbox(config):
+    config["queue_batch"] = {"durable": False}
+    db = DB(config=config)
+    assert db.stats()["outbox"] is None
     db.close()
 
 
@@ -124,7 +156,7 @@ def test_a_config_that_sets_autostart_starts_the_worker(config):
 
 
 def test_context_manager_starts_and_stops_the_worker(backend_config, backend, bucket):
-    backend_config["queue_batch"] = {"interval": 60}
+    backend_config.setdefault("queue_batch", {})["interval"] = 60
     with DB(config=backend_config) as db:
         db.write_message("k", "v", bucket, backend, queue=True)
     assert db.read_message("k", bucket, backend) == "v"  # stop() applied it
@@ -286,11 +318,17 @@ def test_an_unknown_backend_is_a_value_error(db):
         assert info.value.status == Status.UNKNOWN_BACKEND
 
 
-def test_an_unreachable_etcd_is_unavailable():
+def test_an_unreachable_etcd_is_unavailable(tmp_path):
     # Nothing listens on port 1: a call fails at once, with the status
     # TETHER_UNAVAILABLE (the handle opens while its server is down: it
     # connects on first use).
-    db = DB(config={"logging": "none", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1}})
+    db = DB(
+        config={
+            "logging": "none",
+            "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 1},
+            "queue_batch": {"outbox_path": str(tmp_path / "outbox")},
+        }
+    )
     started = time.monotonic()
     for call in (
         lambda: db.write_message("k", "v", backend="etcd"),

@@ -52,8 +52,9 @@ class Status(enum.IntEnum):
 
 TETHER_QUEUE = 1
 
-# Handles and pages are opaque pointers; values come back as raw pointers so
-# that ctypes does not copy or convert them before tether_free/page_free.
+# Handles and pages are opaque pointers; values and strings come back as raw
+# pointers so that ctypes does not copy or convert them before
+# tether_free/page_free/free_string.
 _db, _page, _status = c_void_p, c_void_p, c_int
 _signatures = {
     "tether_open": (_status, [c_char_p, POINTER(_db)]),
@@ -79,6 +80,8 @@ _signatures = {
     "tether_page_next": (c_char_p, [_page]),
     "tether_page_free": (None, [_page]),
     "tether_free": (None, [c_void_p, c_size_t]),
+    "tether_stats": (_status, [_db, POINTER(c_void_p)]),
+    "tether_free_string": (None, [c_void_p]),
     "tether_last_error": (c_char_p, []),
     "tether_status_name": (c_char_p, [c_int]),
     "tether_version": (c_char_p, []),

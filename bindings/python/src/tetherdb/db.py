@@ -77,6 +77,21 @@ class DB:
         """Waits until every write queued before it is applied and durable."""
         check(lib.tether_flush(self._handle))
 
+    def stats(self):
+        """What the worker of each backend has done and what waits for it
+        (tether_stats), decoded: {"running": bool, "outbox": {"path",
+        "bytes", "max_bytes", "sync"} or None, "backends": {name: {"queued",
+        "applied", "retried", "failed", "batches", "pending",
+        "oldest_pending_ms", "unreachable_ms", "last_error"}}}. Counts are of
+        writes since the DB was opened."""
+        text = c_void_p()
+        check(lib.tether_stats(self._handle, byref(text)))
+        try:
+            raw = string_at(text)
+        finally:
+            lib.tether_free_string(text)
+        return json.loads(raw.decode("utf-8"))
+
     def close(self):
         """Applies queued writes, stops the worker and frees the handle
         (even when it raises). Closing twice is a no-op."""
