@@ -38,8 +38,27 @@ const BYTES_PER_STORE: usize = 64 << 20;
 const MAX_CALLS: usize = 48;
 
 const BACKENDS: &[&[u8]] = &[b"local", b"", b"etcd", b"nope", b"\xff", b"loc\0al"];
-const BUCKETS: &[&[u8]] = &[b"b", b"", b"bb", b"a:b", b":", b"b\0:x", b"\xc3", b"\xc3\xa9"];
-const KEYS: &[&[u8]] = &[b"k", b"k2", b"", b"k:x", b"\0k", b"k\0x", b"\xff", b"\xe2\x82\xac", b"kk"];
+const BUCKETS: &[&[u8]] = &[
+    b"b",
+    b"",
+    b"bb",
+    b"a:b",
+    b":",
+    b"b\0:x",
+    b"\xc3",
+    b"\xc3\xa9",
+];
+const KEYS: &[&[u8]] = &[
+    b"k",
+    b"k2",
+    b"",
+    b"k:x",
+    b"\0k",
+    b"k\0x",
+    b"\xff",
+    b"\xe2\x82\xac",
+    b"kk",
+];
 
 /// A C string argument: NULL, or a heap buffer holding the bytes and one
 /// NUL after them (the buffer ends there, so a read past it is caught).
@@ -189,11 +208,21 @@ enum Call {
         null_out: bool,
         indices: Vec<usize>,
     },
-    Flush { null_db: bool },
-    Stop { null_db: bool },
-    Start { null_db: bool },
-    NullPage { index: usize },
-    FreeNull { len: usize },
+    Flush {
+        null_db: bool,
+    },
+    Stop {
+        null_db: bool,
+    },
+    Start {
+        null_db: bool,
+    },
+    NullPage {
+        index: usize,
+    },
+    FreeNull {
+        len: usize,
+    },
 }
 
 /// What the model knows of one stored key.
@@ -254,7 +283,12 @@ fn open() -> State {
 }
 
 fn close(state: State) {
-    assert_eq!(unsafe { tether_close(state.db.0) }, Status::Ok, "{}", last_error());
+    assert_eq!(
+        unsafe { tether_close(state.db.0) },
+        Status::Ok,
+        "{}",
+        last_error()
+    );
     let _ = std::fs::remove_dir_all(&state.dir);
 }
 
@@ -275,7 +309,12 @@ struct Keyed<'a> {
     key: &'a str,
 }
 
-fn keyed<'a>(null_db: bool, backend: &'a CArg, bucket: &'a CArg, key: &'a CArg) -> Result<Keyed<'a>, Status> {
+fn keyed<'a>(
+    null_db: bool,
+    backend: &'a CArg,
+    bucket: &'a CArg,
+    key: &'a CArg,
+) -> Result<Keyed<'a>, Status> {
     let invalid = Status::InvalidArgument;
     if null_db {
         return Err(invalid);
@@ -283,7 +322,11 @@ fn keyed<'a>(null_db: bool, backend: &'a CArg, bucket: &'a CArg, key: &'a CArg) 
     let backend = backend.utf8().map_err(|_| invalid)?;
     let bucket = bucket.utf8().map_err(|_| invalid)?;
     let key = key.utf8().map_err(|_| invalid)?.ok_or(invalid)?;
-    Ok(Keyed { backend, bucket, key })
+    Ok(Keyed {
+        backend,
+        bucket,
+        key,
+    })
 }
 
 fn known_backend(backend: Option<&str>) -> bool {
@@ -332,8 +375,16 @@ impl State {
     fn run(&mut self, call: &Call, next: &mut Option<Vec<u8>>) {
         let db = |null_db: bool| if null_db { ptr::null_mut() } else { self.db.0 };
         match call {
-            Call::Write { null_db, backend, bucket, key, value, flags } => {
-                let (backend, bucket, key) = (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+            Call::Write {
+                null_db,
+                backend,
+                bucket,
+                key,
+                value,
+                flags,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
                 let (buffer, len) = value.make();
                 let value_ptr = buffer.as_ref().map_or(ptr::null(), |b| b.as_ptr());
                 let flags = match flags {
@@ -343,13 +394,22 @@ impl State {
                 };
                 self.written += buffer.as_ref().map_or(0, Vec::len);
                 let got = unsafe {
-                    tether_write(db(*null_db), backend.ptr(), bucket.ptr(), key.ptr(), value_ptr, len, flags)
+                    tether_write(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        value_ptr,
+                        len,
+                        flags,
+                    )
                 };
-                let want = keyed(*null_db, &backend, &bucket, &key)
-                    .and_then(|k| match (buffer.is_none() && len > 0, flags) {
+                let want = keyed(*null_db, &backend, &bucket, &key).and_then(|k| {
+                    match (buffer.is_none() && len > 0, flags) {
                         (true, _) | (_, 2..) => Err(Status::InvalidArgument),
                         _ => target(&k),
-                    });
+                    }
+                });
                 let stored = match want {
                     Err(want) => return expect("tether_write", got, want),
                     Ok(stored) => stored,
@@ -366,13 +426,27 @@ impl State {
                     expect("tether_write(TETHER_QUEUE)", got, Status::NotRunning);
                 }
             }
-            Call::Update { null_db, backend, bucket, key, value } => {
-                let (backend, bucket, key) = (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+            Call::Update {
+                null_db,
+                backend,
+                bucket,
+                key,
+                value,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
                 let (buffer, len) = value.make();
                 let value_ptr = buffer.as_ref().map_or(ptr::null(), |b| b.as_ptr());
                 self.written += buffer.as_ref().map_or(0, Vec::len);
                 let got = unsafe {
-                    tether_update(db(*null_db), backend.ptr(), bucket.ptr(), key.ptr(), value_ptr, len)
+                    tether_update(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        value_ptr,
+                        len,
+                    )
                 };
                 let want = keyed(*null_db, &backend, &bucket, &key).and_then(|k| {
                     match buffer.is_none() && len > 0 {
@@ -395,14 +469,37 @@ impl State {
                     (slot, got) => panic!("tether_update of {slot:?}: {got:?}: {}", last_error()),
                 }
             }
-            Call::Read { null_db, backend, bucket, key, null_value, null_len } => {
-                let (backend, bucket, key) = (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+            Call::Read {
+                null_db,
+                backend,
+                bucket,
+                key,
+                null_value,
+                null_len,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
                 let sentinel = ptr::dangling_mut::<u8>();
                 let (mut out, mut len) = (sentinel, 7usize);
-                let out_ptr = if *null_value { ptr::null_mut() } else { &mut out as *mut _ };
-                let len_ptr = if *null_len { ptr::null_mut() } else { &mut len as *mut _ };
+                let out_ptr = if *null_value {
+                    ptr::null_mut()
+                } else {
+                    &mut out as *mut _
+                };
+                let len_ptr = if *null_len {
+                    ptr::null_mut()
+                } else {
+                    &mut len as *mut _
+                };
                 let got = unsafe {
-                    tether_read(db(*null_db), backend.ptr(), bucket.ptr(), key.ptr(), out_ptr, len_ptr)
+                    tether_read(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        out_ptr,
+                        len_ptr,
+                    )
                 };
                 let want = keyed(*null_db, &backend, &bucket, &key).and_then(|k| {
                     match *null_value || *null_len {
@@ -435,10 +532,18 @@ impl State {
                     Slot::Known(want) => assert_eq!(value, want, "tether_read of {stored:?}"),
                 }
             }
-            Call::Delete { null_db, backend, bucket, key } => {
-                let (backend, bucket, key) = (CArg::new(backend), CArg::new(bucket), CArg::new(key));
-                let got = unsafe { tether_delete(db(*null_db), backend.ptr(), bucket.ptr(), key.ptr()) };
-                let stored = match keyed(*null_db, &backend, &bucket, &key).and_then(|k| target(&k)) {
+            Call::Delete {
+                null_db,
+                backend,
+                bucket,
+                key,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                let got =
+                    unsafe { tether_delete(db(*null_db), backend.ptr(), bucket.ptr(), key.ptr()) };
+                let stored = match keyed(*null_db, &backend, &bucket, &key).and_then(|k| target(&k))
+                {
                     Err(want) => return expect("tether_delete", got, want),
                     Ok(stored) => stored,
                 };
@@ -450,8 +555,18 @@ impl State {
                     (slot, got) => panic!("tether_delete of {slot:?}: {got:?}: {}", last_error()),
                 }
             }
-            Call::List { null_db, backend, bucket, prefix, start_after, page_size, null_out, indices } => {
-                let (backend, bucket, prefix) = (CArg::new(backend), CArg::new(bucket), CArg::new(prefix));
+            Call::List {
+                null_db,
+                backend,
+                bucket,
+                prefix,
+                start_after,
+                page_size,
+                null_out,
+                indices,
+            } => {
+                let (backend, bucket, prefix) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(prefix));
                 let start_after = match start_after {
                     StartAfter::Text(text) => CArg::new(text),
                     StartAfter::Next => CArg {
@@ -467,7 +582,11 @@ impl State {
                 };
                 let sentinel = ptr::dangling_mut::<TetherPage>();
                 let mut page = sentinel;
-                let out = if *null_out { ptr::null_mut() } else { &mut page as *mut _ };
+                let out = if *null_out {
+                    ptr::null_mut()
+                } else {
+                    &mut page as *mut _
+                };
                 let got = unsafe {
                     tether_list(
                         db(*null_db),
@@ -504,7 +623,15 @@ impl State {
                     Ok(args) => args,
                 };
                 expect("tether_list", got, Status::Ok);
-                self.check_page(page, &stored_prefix, prefix, after, page_size, indices, next);
+                self.check_page(
+                    page,
+                    &stored_prefix,
+                    prefix,
+                    after,
+                    page_size,
+                    indices,
+                    next,
+                );
                 unsafe { tether_page_free(page) };
             }
             Call::Flush { null_db } => {
@@ -583,26 +710,45 @@ impl State {
             let value = unsafe { tether_page_value(page, i, &mut value_len) };
             if i < len {
                 assert_eq!(unsafe { CStr::from_ptr(key) }.to_bytes(), entries[i].0);
-                assert_eq!(unsafe { std::slice::from_raw_parts(value, value_len) }, entries[i].1);
+                assert_eq!(
+                    unsafe { std::slice::from_raw_parts(value, value_len) },
+                    entries[i].1
+                );
             } else {
-                assert!(key.is_null() && value.is_null() && value_len == 7, "index {i} of {len}");
+                assert!(
+                    key.is_null() && value.is_null() && value_len == 7,
+                    "index {i} of {len}"
+                );
             }
         }
         let marker = unsafe { tether_page_next(page) };
         *next = (!marker.is_null()).then(|| unsafe { CStr::from_ptr(marker) }.to_bytes().to_vec());
         if let Some(marker) = next.as_ref() {
             assert_eq!(len, page_size, "a page before the last is not full");
-            assert_eq!(Some(marker), entries.last().map(|e| &e.0), "next is not the last key");
+            assert_eq!(
+                Some(marker),
+                entries.last().map(|e| &e.0),
+                "next is not the last key"
+            );
         }
 
         // The page in stored keys, in ascending order, all matching.
-        let stored: Vec<Vec<u8>> = entries.iter().map(|(k, _)| [stored_prefix, k].concat()).collect();
-        assert!(stored.windows(2).all(|w| w[0] < w[1]), "not in ascending order: {stored:?}");
+        let stored: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|(k, _)| [stored_prefix, k].concat())
+            .collect();
+        assert!(
+            stored.windows(2).all(|w| w[0] < w[1]),
+            "not in ascending order: {stored:?}"
+        );
         let low = [stored_prefix, prefix.as_bytes()].concat();
         let after = after.map(|a| [stored_prefix, a.as_bytes()].concat());
         for (key, (_, value)) in stored.iter().zip(&entries) {
             assert!(key.starts_with(&low), "{key:?} does not start with {low:?}");
-            assert!(after.as_ref().is_none_or(|a| key > a), "{key:?} is not after {after:?}");
+            assert!(
+                after.as_ref().is_none_or(|a| key > a),
+                "{key:?} is not after {after:?}"
+            );
             match self.slot(key) {
                 Slot::Unknown => self.learn(key, Some(value.clone())),
                 Slot::Known(Some(want)) => assert_eq!(value, &want, "value of {key:?}"),

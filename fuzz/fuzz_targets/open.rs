@@ -75,10 +75,25 @@ fuzz_target!(|data: &[u8]| {
     unsafe {
         let (key, value) = (c"fuzz-open", b"v");
         // A handle opens only when its default backend is built: local.
-        let status = tether_write(db, ptr::null(), ptr::null(), key.as_ptr(), value.as_ptr(), 1, 0);
+        let status = tether_write(
+            db,
+            ptr::null(),
+            ptr::null(),
+            key.as_ptr(),
+            value.as_ptr(),
+            1,
+            0,
+        );
         assert_eq!(status, Status::Ok, "{}", last_error());
         let (mut out, mut len) = (ptr::null_mut(), 0);
-        let status = tether_read(db, ptr::null(), ptr::null(), key.as_ptr(), &mut out, &mut len);
+        let status = tether_read(
+            db,
+            ptr::null(),
+            ptr::null(),
+            key.as_ptr(),
+            &mut out,
+            &mut len,
+        );
         assert_eq!(status, Status::Ok, "{}", last_error());
         assert_eq!(std::slice::from_raw_parts(out, len), value);
         tether_free(out, len);
