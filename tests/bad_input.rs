@@ -132,7 +132,7 @@ unsafe fn every_call_fails(
     }
     let status = tether_update(db, backend, bucket, key, v.as_ptr(), 3);
     assert_eq!(status, want, "tether_update: {}", last_error());
-    let sentinel = ptr::dangling_mut::<u8>();
+    let sentinel = ptr::without_provenance_mut::<u8>(0xdead0);
     let (mut value, mut len) = (sentinel, 7);
     let status = tether_read(db, backend, bucket, key, &mut value, &mut len);
     assert_eq!(status, want, "tether_read: {}", last_error());
@@ -795,7 +795,7 @@ fn unreachable_backend_is_unavailable() {
             1,
         );
         assert_eq!(status, Status::Unavailable);
-        let sentinel = ptr::dangling_mut::<u8>();
+        let sentinel = ptr::without_provenance_mut::<u8>(0xdead0);
         let (mut value, mut len) = (sentinel, 7);
         let status = tether_read(
             db,

@@ -6,7 +6,9 @@
 //! NULL, not UTF-8, with embedded NULs, `:` in buckets, empty keys. Values
 //! are NULL or buffers of any size, with any length up to theirs, and flags
 //! any `u32`. One handle serves many inputs (a fresh store every few
-//! hundred), and an in-memory model of the store checks every answer:
+//! hundred), emptied before each, so that an input replayed alone does
+//! what it did in the run; an in-memory model of the store checks every
+//! answer:
 //!
 //! - the status is exactly the one the arguments call for (argument errors
 //!   in the order the entry points check them), never TETHER_INTERNAL;
@@ -368,6 +370,48 @@ impl State {
         self.model.insert(key.to_vec(), slot);
     }
 
+    /// Empties the store, so that each input starts from an empty one, as
+    /// when it is replayed alone, and restarts the worker.
+    fn clear(&mut self) {
+        let db = self.db.0;
+        unsafe {
+            // Queued writes still in flight are applied by stop.
+            if !self.pending.is_empty() {
+                assert_eq!(tether_stop(db), Status::Ok, "{}", last_error());
+                self.running = false;
+            }
+            if !self.running {
+                assert_eq!(tether_start(db), Status::Ok, "{}", last_error());
+            }
+            loop {
+                let mut page = ptr::null_mut();
+                let status = tether_list(
+                    db,
+                    ptr::null(),
+                    ptr::null(),
+                    ptr::null(),
+                    ptr::null(),
+                    1000,
+                    &mut page,
+                );
+                assert_eq!(status, Status::Ok, "{}", last_error());
+                let len = tether_page_len(page);
+                for i in 0..len {
+                    let status =
+                        tether_delete(db, ptr::null(), ptr::null(), tether_page_key(page, i));
+                    assert_eq!(status, Status::Ok, "{}", last_error());
+                }
+                tether_page_free(page);
+                if len == 0 {
+                    break;
+                }
+            }
+        }
+        self.running = true;
+        self.model.clear();
+        self.pending.clear();
+    }
+
     fn applied(&mut self) {
         self.pending.clear();
     }
@@ -479,7 +523,8 @@ impl State {
             } => {
                 let (backend, bucket, key) =
                     (CArg::new(backend), CArg::new(bucket), CArg::new(key));
-                let sentinel = ptr::dangling_mut::<u8>();
+                // Not `dangling`: that is what an empty value's pointer is.
+                let sentinel = ptr::without_provenance_mut::<u8>(0xdead0);
                 let (mut out, mut len) = (sentinel, 7usize);
                 let out_ptr = if *null_value {
                     ptr::null_mut()
@@ -781,6 +826,7 @@ fuzz_target!(|calls: Vec<Call>| {
     }
     let state = guard.get_or_insert_with(open);
     state.inputs += 1;
+    state.clear();
     let mut next = None;
     for call in calls.iter().take(MAX_CALLS) {
         state.run(call, &mut next);
