@@ -36,7 +36,6 @@ flags=(
   -Coverflow-checks
   -Cforce-frame-pointers
   -Zsanitizer=address
-  -Cunsafe-allow-abi-mismatch=sanitizer
 )
 
 step "building the fuzz targets ($targets) on $(rustc --version)"
@@ -71,7 +70,10 @@ for target in $targets; do
     echo "$target: no crash, leak or timeout in $seconds s"
   else
     status=1
-    tail -n 80 "$log" >&2
+    # What failed (a panic's message, the sanitizer's report), then the end.
+    grep -m 1 -A 15 -E "panicked at|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)" "$log" >&2 || true
+    echo "..." >&2
+    tail -n 25 "$log" >&2
     echo "error: fuzz target $target failed; the input is in $artifacts/" >&2
     echo "       reproduce: $bin_dir/$target $artifacts/<file>" >&2
   fi
