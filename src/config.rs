@@ -29,6 +29,11 @@ pub struct Config {
     pub etcd: Option<EtcdConfig>,
 }
 
+/// The largest `queue_batch.capacity`. The queue allocates a slot for each
+/// write it may hold when its worker starts, so a larger one could only
+/// exhaust memory, which aborts the process.
+pub const MAX_QUEUE_CAPACITY: usize = 10_000_000;
+
 /// Settings of the batch worker that applies queued writes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -321,10 +326,11 @@ impl Config {
         if q.size == 0 {
             return Err(Error::Config("queue_batch.size must be at least 1".into()));
         }
-        if q.capacity == 0 {
-            return Err(Error::Config(
-                "queue_batch.capacity must be at least 1".into(),
-            ));
+        if !(1..=MAX_QUEUE_CAPACITY).contains(&q.capacity) {
+            return Err(Error::Config(format!(
+                "queue_batch.capacity must be between 1 and {MAX_QUEUE_CAPACITY}, not {}",
+                q.capacity
+            )));
         }
         if !(q.interval.is_finite() && q.interval >= 0.0 && q.interval <= 86_400.0) {
             return Err(Error::Config(format!(
@@ -446,6 +452,7 @@ mod tests {
             r#"{"logging": "loud"}"#,
             r#"{"queue_batch": {"size": 0}}"#,
             r#"{"queue_batch": {"capacity": 0}}"#,
+            r#"{"queue_batch": {"capacity": 10000001}}"#,
             r#"{"queue_batch": {"interval": -1}}"#,
             r#"{"default_backend": "etcd"}"#,
             r#"{"etcd": {}, "dynamodb": {}}"#,

@@ -80,3 +80,50 @@ fn an_empty_value_reads_back_as_non_null_with_length_zero() {
         assert_eq!(tether_close(db), Status::Ok);
     }
 }
+
+/// open target (found reading what it reaches, before the fuzzer did; the
+/// seed fuzz/corpus/open/big_capacity keeps it in reach): a
+/// `queue_batch.capacity` too large to allocate (the
+/// queue's channel allocates a slot per write when the worker starts)
+/// aborted the whole process from inside `tether_open`, an allocation
+/// failure being no panic the boundary can catch; one of 2^64 and more
+/// panicked ("bounded channel capacity is too large") and came back as
+/// TETHER_INTERNAL. The configuration now refuses capacities above
+/// 10,000,000 with TETHER_CONFIG, before anything is opened.
+#[test]
+fn a_queue_capacity_too_large_to_allocate_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    for capacity in ["10000001", "1000000000000", "18446744073709551615"] {
+        let json = format!(
+            "{{\"local\": {{\"filepath\": {:?}}}, \"queue_batch\": {{\"capacity\": {capacity}}}}}\0",
+            store.to_str().unwrap()
+        );
+        let sentinel = ptr::dangling_mut::<TetherDb>();
+        let mut db = sentinel;
+        let status = unsafe { tether_open(json.as_ptr().cast(), &mut db) };
+        assert_eq!(
+            status,
+            Status::Config,
+            "capacity {capacity}: {}",
+            last_error()
+        );
+        assert!(
+            last_error().contains("queue_batch.capacity"),
+            "{}",
+            last_error()
+        );
+        assert_eq!(db, sentinel);
+    }
+    assert!(!store.exists(), "nothing was opened");
+    // The largest allowed still opens.
+    let json = format!(
+        "{{\"logging\": \"none\", \"local\": {{\"filepath\": {:?}}}, \
+         \"queue_batch\": {{\"capacity\": 10000000, \"autostart\": false}}}}\0",
+        store.to_str().unwrap()
+    );
+    let mut db = ptr::null_mut();
+    let status = unsafe { tether_open(json.as_ptr().cast(), &mut db) };
+    assert_eq!(status, Status::Ok, "{}", last_error());
+    assert_eq!(unsafe { tether_close(db) }, Status::Ok);
+}
