@@ -32,7 +32,7 @@ pub struct Config {
 /// The largest `queue_batch.capacity`. The queue allocates a slot for each
 /// write it may hold when its worker starts, so a larger one could only
 /// exhaust memory, which aborts the process.
-pub const MAX_QUEUE_CAPACITY: usize = 10_000_000;
+const MAX_QUEUE_CAPACITY: usize = 10_000_000;
 
 /// Settings of the batch worker that applies queued writes.
 #[derive(Clone, Debug, Deserialize)]
