@@ -33,6 +33,8 @@ cargo clippy --all-targets -- -D warnings
 step "Rust tests"
 cargo test
 
+./scripts/fuzz.sh
+
 step "include/tetherdb.h is what build.rs generates"
 cargo build --release
 if ! diff -u "$committed" include/tetherdb.h; then

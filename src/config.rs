@@ -29,6 +29,11 @@ pub struct Config {
     pub etcd: Option<EtcdConfig>,
 }
 
+/// The largest `queue_batch.capacity`: a queue that long in memory is a
+/// mistake (a typo, or a count where bytes were meant) more often than a
+/// plan, and running out of memory aborts the process.
+const MAX_QUEUE_CAPACITY: usize = 10_000_000;
+
 /// Settings of the batch worker that applies queued writes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -399,10 +404,11 @@ impl Config {
         if q.size == 0 {
             return Err(Error::Config("queue_batch.size must be at least 1".into()));
         }
-        if q.capacity == 0 {
-            return Err(Error::Config(
-                "queue_batch.capacity must be at least 1".into(),
-            ));
+        if !(1..=MAX_QUEUE_CAPACITY).contains(&q.capacity) {
+            return Err(Error::Config(format!(
+                "queue_batch.capacity must be between 1 and {MAX_QUEUE_CAPACITY}, not {}",
+                q.capacity
+            )));
         }
         if !(q.interval.is_finite() && q.interval >= 0.0 && q.interval <= 86_400.0) {
             return Err(Error::Config(format!(
@@ -544,6 +550,7 @@ mod tests {
             r#"{"logging": "loud"}"#,
             r#"{"queue_batch": {"size": 0}}"#,
             r#"{"queue_batch": {"capacity": 0}}"#,
+            r#"{"queue_batch": {"capacity": 10000001}}"#,
             r#"{"queue_batch": {"interval": -1}}"#,
             r#"{"default_backend": "etcd"}"#,
             r#"{"etcd": {}, "dynamodb": {}}"#,

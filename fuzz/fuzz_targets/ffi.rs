@@ -1,0 +1,834 @@
+//! The C entry points with arbitrary arguments, on the `local` backend.
+//!
+//! Each input is a sequence of calls (write, queued write, update, read,
+//! delete, list and its page accessors, flush, stop, start, calls on a NULL
+//! handle) whose strings are raw NUL-terminated buffers of arbitrary bytes:
+//! NULL, not UTF-8, with embedded NULs, `:` in buckets, empty keys. Values
+//! are NULL or buffers of any size, with any length up to theirs, and flags
+//! any `u32`. One handle serves many inputs (a fresh store every few
+//! hundred), emptied before each, so that an input replayed alone does
+//! what it did in the run; an in-memory model of the store checks every
+//! answer:
+//!
+//! - the status is exactly the one the arguments call for (argument errors
+//!   in the order the entry points check them), never TETHER_INTERNAL;
+//! - a failed call leaves its out-parameters alone and sets a message;
+//! - reads, updates, deletes and listings agree with what was written,
+//!   except for keys with a queued write not yet flushed, which may hold
+//!   either value until a call shows which;
+//! - a page holds at most `page_size` entries in ascending key order,
+//!   every key of the model that it should hold, and NULL for any index
+//!   past its end.
+#![no_main]
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::{c_char, CStr};
+use std::path::PathBuf;
+use std::ptr;
+use std::sync::Mutex;
+
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+use tetherdb::ffi::*;
+use tetherdb::Status;
+
+/// Inputs on one store, and bytes written to it, before it is replaced by
+/// a fresh one, so that the store (and sled's cache) stays small however
+/// long the run.
+const INPUTS_PER_STORE: u32 = 300;
+const BYTES_PER_STORE: usize = 64 << 20;
+const MAX_CALLS: usize = 48;
+
+const BACKENDS: &[&[u8]] = &[b"local", b"", b"etcd", b"nope", b"\xff", b"loc\0al"];
+const BUCKETS: &[&[u8]] = &[
+    b"b",
+    b"",
+    b"bb",
+    b"a:b",
+    b":",
+    b"b\0:x",
+    b"\xc3",
+    b"\xc3\xa9",
+];
+const KEYS: &[&[u8]] = &[
+    b"k",
+    b"k2",
+    b"",
+    b"k:x",
+    b"\0k",
+    b"k\0x",
+    b"\xff",
+    b"\xe2\x82\xac",
+    b"kk",
+];
+
+/// A C string argument: NULL, or a heap buffer holding the bytes and one
+/// NUL after them (the buffer ends there, so a read past it is caught).
+#[derive(Arbitrary, Debug, Clone)]
+enum Text {
+    Null,
+    Backend(u8),
+    Bucket(u8),
+    Key(u8),
+    Raw(Vec<u8>),
+}
+
+impl Text {
+    fn bytes(&self) -> Option<Vec<u8>> {
+        let pick = |table: &[&[u8]], i: u8| table[usize::from(i) % table.len()].to_vec();
+        match self {
+            Text::Null => None,
+            Text::Backend(i) => Some(pick(BACKENDS, *i)),
+            Text::Bucket(i) => Some(pick(BUCKETS, *i)),
+            Text::Key(i) => Some(pick(KEYS, *i)),
+            Text::Raw(bytes) => Some(bytes.clone()),
+        }
+    }
+}
+
+/// What the library sees of a C string: the bytes up to the first NUL.
+struct CArg {
+    buffer: Option<Box<[u8]>>,
+}
+
+impl CArg {
+    fn new(text: &Text) -> CArg {
+        CArg {
+            buffer: text.bytes().map(|mut b| {
+                b.push(0);
+                b.into_boxed_slice()
+            }),
+        }
+    }
+
+    fn ptr(&self) -> *const c_char {
+        self.buffer
+            .as_ref()
+            .map_or(ptr::null(), |b| b.as_ptr().cast())
+    }
+
+    /// None for NULL; else the bytes before the first NUL.
+    fn seen(&self) -> Option<&[u8]> {
+        let buffer = self.buffer.as_ref()?;
+        let end = buffer.iter().position(|&b| b == 0).unwrap();
+        Some(&buffer[..end])
+    }
+
+    fn utf8(&self) -> Result<Option<&str>, ()> {
+        match self.seen() {
+            None => Ok(None),
+            Some(bytes) => std::str::from_utf8(bytes).map(Some).map_err(drop),
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum ValueArg {
+    /// NULL with this length (only 0 is allowed).
+    Null(usize),
+    /// These bytes, passing `cut` fewer of them than the buffer holds.
+    Bytes { bytes: Vec<u8>, cut: u16 },
+    /// `kib` KiB of one byte (up to 64 KiB).
+    Fill { byte: u8, kib: u8 },
+}
+
+impl ValueArg {
+    fn make(&self) -> (Option<Vec<u8>>, usize) {
+        match self {
+            ValueArg::Null(len) => (None, *len),
+            ValueArg::Bytes { bytes, cut } => {
+                let len = bytes.len() - usize::from(*cut).min(bytes.len());
+                (Some(bytes.clone()), len)
+            }
+            ValueArg::Fill { byte, kib } => {
+                let value = vec![*byte; usize::from(*kib % 65) * 1024];
+                let len = value.len();
+                (Some(value), len)
+            }
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Flags {
+    Direct,
+    Queue,
+    Raw(u32),
+}
+
+#[derive(Arbitrary, Debug)]
+enum StartAfter {
+    Text(Text),
+    /// The next marker of the last page this input listed.
+    Next,
+}
+
+#[derive(Arbitrary, Debug)]
+enum PageSize {
+    Small(u8),
+    Raw(usize),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Call {
+    Write {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+        value: ValueArg,
+        flags: Flags,
+    },
+    Update {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+        value: ValueArg,
+    },
+    Read {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+        null_value: bool,
+        null_len: bool,
+    },
+    Delete {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+    },
+    List {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        prefix: Text,
+        start_after: StartAfter,
+        page_size: PageSize,
+        null_out: bool,
+        indices: Vec<usize>,
+    },
+    Flush {
+        null_db: bool,
+    },
+    Stop {
+        null_db: bool,
+    },
+    Start {
+        null_db: bool,
+    },
+    NullPage {
+        index: usize,
+    },
+    FreeNull {
+        len: usize,
+    },
+}
+
+/// What the model knows of one stored key.
+#[derive(Clone, Debug, PartialEq)]
+enum Slot {
+    Known(Option<Vec<u8>>),
+    /// A queued write and a direct call raced for it: either value.
+    Unknown,
+}
+
+struct Handle(*mut TetherDb);
+// The C ABI promises a handle may be used from any thread.
+unsafe impl Send for Handle {}
+
+struct State {
+    db: Handle,
+    dir: PathBuf,
+    inputs: u32,
+    written: usize,
+    running: bool,
+    /// Stored key → what it holds; a key absent here is absent.
+    model: BTreeMap<Vec<u8>, Slot>,
+    /// Stored keys with a queued write that no flush or stop has applied.
+    pending: HashSet<Vec<u8>>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(tether_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn open() -> State {
+    let dir = tempfile::Builder::new()
+        .prefix("tetherdb-fuzz-ffi")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let json = format!(
+        "{{\"logging\": \"none\", \"local\": {{\"filepath\": {:?}}}, \
+         \"queue_batch\": {{\"size\": 4, \"interval\": 0.01, \"capacity\": 64}}}}\0",
+        dir.join("db").to_str().unwrap()
+    );
+    let mut db = ptr::null_mut();
+    let status = unsafe { tether_open(json.as_ptr().cast(), &mut db) };
+    assert_eq!(status, Status::Ok, "{}", last_error());
+    State {
+        db: Handle(db),
+        dir,
+        inputs: 0,
+        written: 0,
+        running: true,
+        model: BTreeMap::new(),
+        pending: HashSet::new(),
+    }
+}
+
+fn close(state: State) {
+    assert_eq!(
+        unsafe { tether_close(state.db.0) },
+        Status::Ok,
+        "{}",
+        last_error()
+    );
+    let _ = std::fs::remove_dir_all(&state.dir);
+}
+
+/// Asserts that a call returned `want`, and that a failure says why.
+fn expect(call: &str, got: Status, want: Status) {
+    assert_eq!(got, want, "{call}: {}", last_error());
+    if got != Status::Ok {
+        assert!(!last_error().is_empty(), "{call} failed without a message");
+    }
+}
+
+/// The checks `keyed` makes in the entry points: the handle, then each
+/// string's UTF-8, then the key's presence. Returns the status they give,
+/// or the checked strings.
+struct Keyed<'a> {
+    backend: Option<&'a str>,
+    bucket: Option<&'a str>,
+    key: &'a str,
+}
+
+fn keyed<'a>(
+    null_db: bool,
+    backend: &'a CArg,
+    bucket: &'a CArg,
+    key: &'a CArg,
+) -> Result<Keyed<'a>, Status> {
+    let invalid = Status::InvalidArgument;
+    if null_db {
+        return Err(invalid);
+    }
+    let backend = backend.utf8().map_err(|_| invalid)?;
+    let bucket = bucket.utf8().map_err(|_| invalid)?;
+    let key = key.utf8().map_err(|_| invalid)?.ok_or(invalid)?;
+    Ok(Keyed {
+        backend,
+        bucket,
+        key,
+    })
+}
+
+fn known_backend(backend: Option<&str>) -> bool {
+    matches!(backend, None | Some("") | Some("local"))
+}
+
+fn bucket_prefix(bucket: Option<&str>) -> Result<Vec<u8>, Status> {
+    match bucket {
+        None | Some("") => Ok(Vec::new()),
+        Some(b) if b.contains(':') => Err(Status::InvalidArgument),
+        Some(b) => Ok([b.as_bytes(), b":"].concat()),
+    }
+}
+
+/// The checks `Db::target` makes after the conversions: the backend, then
+/// the key and bucket. Returns the stored key.
+fn target(k: &Keyed) -> Result<Vec<u8>, Status> {
+    if !known_backend(k.backend) {
+        return Err(Status::UnknownBackend);
+    }
+    if k.key.is_empty() {
+        return Err(Status::InvalidArgument);
+    }
+    Ok([bucket_prefix(k.bucket)?, k.key.as_bytes().to_vec()].concat())
+}
+
+impl State {
+    fn slot(&self, key: &[u8]) -> Slot {
+        self.model.get(key).cloned().unwrap_or(Slot::Known(None))
+    }
+
+    /// Records what a call showed or did to `key`: a key with a queued
+    /// write in flight stays unknown.
+    fn learn(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        let slot = match self.pending.contains(key) {
+            true => Slot::Unknown,
+            false => Slot::Known(value),
+        };
+        self.model.insert(key.to_vec(), slot);
+    }
+
+    /// Empties the store, so that each input starts from an empty one, as
+    /// when it is replayed alone, and restarts the worker.
+    fn clear(&mut self) {
+        let db = self.db.0;
+        unsafe {
+            // Queued writes still in flight are applied by stop.
+            if !self.pending.is_empty() {
+                assert_eq!(tether_stop(db), Status::Ok, "{}", last_error());
+                self.running = false;
+            }
+            if !self.running {
+                assert_eq!(tether_start(db), Status::Ok, "{}", last_error());
+            }
+            loop {
+                let mut page = ptr::null_mut();
+                let status = tether_list(
+                    db,
+                    ptr::null(),
+                    ptr::null(),
+                    ptr::null(),
+                    ptr::null(),
+                    1000,
+                    &mut page,
+                );
+                assert_eq!(status, Status::Ok, "{}", last_error());
+                let len = tether_page_len(page);
+                for i in 0..len {
+                    let status =
+                        tether_delete(db, ptr::null(), ptr::null(), tether_page_key(page, i));
+                    assert_eq!(status, Status::Ok, "{}", last_error());
+                }
+                tether_page_free(page);
+                if len == 0 {
+                    break;
+                }
+            }
+        }
+        self.running = true;
+        self.model.clear();
+        self.pending.clear();
+    }
+
+    fn applied(&mut self) {
+        self.pending.clear();
+    }
+
+    fn run(&mut self, call: &Call, next: &mut Option<Vec<u8>>) {
+        let db = |null_db: bool| if null_db { ptr::null_mut() } else { self.db.0 };
+        match call {
+            Call::Write {
+                null_db,
+                backend,
+                bucket,
+                key,
+                value,
+                flags,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                let (buffer, len) = value.make();
+                let value_ptr = buffer.as_ref().map_or(ptr::null(), |b| b.as_ptr());
+                let flags = match flags {
+                    Flags::Direct => 0,
+                    Flags::Queue => TETHER_QUEUE,
+                    Flags::Raw(f) => *f,
+                };
+                self.written += buffer.as_ref().map_or(0, Vec::len);
+                let got = unsafe {
+                    tether_write(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        value_ptr,
+                        len,
+                        flags,
+                    )
+                };
+                let want = keyed(*null_db, &backend, &bucket, &key).and_then(|k| {
+                    match (buffer.is_none() && len > 0, flags) {
+                        (true, _) | (_, 2..) => Err(Status::InvalidArgument),
+                        _ => target(&k),
+                    }
+                });
+                let stored = match want {
+                    Err(want) => return expect("tether_write", got, want),
+                    Ok(stored) => stored,
+                };
+                let bytes = buffer.map(|b| b[..len].to_vec()).unwrap_or_default();
+                if flags == 0 {
+                    expect("tether_write", got, Status::Ok);
+                    self.learn(&stored, Some(bytes));
+                } else if self.running {
+                    expect("tether_write(TETHER_QUEUE)", got, Status::Ok);
+                    self.pending.insert(stored.clone());
+                    self.model.insert(stored, Slot::Unknown);
+                } else {
+                    expect("tether_write(TETHER_QUEUE)", got, Status::NotRunning);
+                }
+            }
+            Call::Update {
+                null_db,
+                backend,
+                bucket,
+                key,
+                value,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                let (buffer, len) = value.make();
+                let value_ptr = buffer.as_ref().map_or(ptr::null(), |b| b.as_ptr());
+                self.written += buffer.as_ref().map_or(0, Vec::len);
+                let got = unsafe {
+                    tether_update(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        value_ptr,
+                        len,
+                    )
+                };
+                let want = keyed(*null_db, &backend, &bucket, &key).and_then(|k| {
+                    match buffer.is_none() && len > 0 {
+                        true => Err(Status::InvalidArgument),
+                        false => target(&k),
+                    }
+                });
+                let stored = match want {
+                    Err(want) => return expect("tether_update", got, want),
+                    Ok(stored) => stored,
+                };
+                let bytes = buffer.map(|b| b[..len].to_vec()).unwrap_or_default();
+                match (self.slot(&stored), got) {
+                    (Slot::Known(Some(_)) | Slot::Unknown, Status::Ok) => {
+                        self.learn(&stored, Some(bytes))
+                    }
+                    (Slot::Known(None) | Slot::Unknown, Status::NotFound) => {
+                        self.learn(&stored, None)
+                    }
+                    (slot, got) => panic!("tether_update of {slot:?}: {got:?}: {}", last_error()),
+                }
+            }
+            Call::Read {
+                null_db,
+                backend,
+                bucket,
+                key,
+                null_value,
+                null_len,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                // Not `dangling`: that is what an empty value's pointer is.
+                let sentinel = ptr::without_provenance_mut::<u8>(0xdead0);
+                let (mut out, mut len) = (sentinel, 7usize);
+                let out_ptr = if *null_value {
+                    ptr::null_mut()
+                } else {
+                    &mut out as *mut _
+                };
+                let len_ptr = if *null_len {
+                    ptr::null_mut()
+                } else {
+                    &mut len as *mut _
+                };
+                let got = unsafe {
+                    tether_read(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        out_ptr,
+                        len_ptr,
+                    )
+                };
+                let want = keyed(*null_db, &backend, &bucket, &key).and_then(|k| {
+                    match *null_value || *null_len {
+                        true => Err(Status::InvalidArgument),
+                        false => target(&k),
+                    }
+                });
+                let stored = match want {
+                    Err(want) => {
+                        expect("tether_read", got, want);
+                        return assert_eq!((out, len), (sentinel, 7), "outputs written");
+                    }
+                    Ok(stored) => stored,
+                };
+                let value = match got {
+                    Status::Ok => {
+                        assert!(!out.is_null() && out != sentinel);
+                        let value = unsafe { std::slice::from_raw_parts(out, len) }.to_vec();
+                        unsafe { tether_free(out, len) };
+                        Some(value)
+                    }
+                    Status::NotFound => {
+                        assert_eq!((out, len), (sentinel, 7), "outputs written");
+                        None
+                    }
+                    other => panic!("tether_read: {other:?}: {}", last_error()),
+                };
+                match self.slot(&stored) {
+                    Slot::Unknown => self.learn(&stored, value),
+                    Slot::Known(want) => assert_eq!(value, want, "tether_read of {stored:?}"),
+                }
+            }
+            Call::Delete {
+                null_db,
+                backend,
+                bucket,
+                key,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                let got =
+                    unsafe { tether_delete(db(*null_db), backend.ptr(), bucket.ptr(), key.ptr()) };
+                let stored = match keyed(*null_db, &backend, &bucket, &key).and_then(|k| target(&k))
+                {
+                    Err(want) => return expect("tether_delete", got, want),
+                    Ok(stored) => stored,
+                };
+                match (self.slot(&stored), got) {
+                    (Slot::Known(Some(_)) | Slot::Unknown, Status::Ok)
+                    | (Slot::Known(None) | Slot::Unknown, Status::NotFound) => {
+                        self.learn(&stored, None)
+                    }
+                    (slot, got) => panic!("tether_delete of {slot:?}: {got:?}: {}", last_error()),
+                }
+            }
+            Call::List {
+                null_db,
+                backend,
+                bucket,
+                prefix,
+                start_after,
+                page_size,
+                null_out,
+                indices,
+            } => {
+                let (backend, bucket, prefix) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(prefix));
+                let start_after = match start_after {
+                    StartAfter::Text(text) => CArg::new(text),
+                    StartAfter::Next => CArg {
+                        buffer: next.clone().map(|mut b| {
+                            b.push(0);
+                            b.into_boxed_slice()
+                        }),
+                    },
+                };
+                let page_size = match page_size {
+                    PageSize::Small(n) => usize::from(*n % 12),
+                    PageSize::Raw(n) => *n,
+                };
+                let sentinel = ptr::dangling_mut::<TetherPage>();
+                let mut page = sentinel;
+                let out = if *null_out {
+                    ptr::null_mut()
+                } else {
+                    &mut page as *mut _
+                };
+                let got = unsafe {
+                    tether_list(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        prefix.ptr(),
+                        start_after.ptr(),
+                        page_size,
+                        out,
+                    )
+                };
+                let invalid = Status::InvalidArgument;
+                let want = (|| {
+                    if *null_db {
+                        return Err(invalid);
+                    }
+                    let backend = backend.utf8().map_err(|_| invalid)?;
+                    let bucket = bucket.utf8().map_err(|_| invalid)?;
+                    let prefix = prefix.utf8().map_err(|_| invalid)?;
+                    let after = start_after.utf8().map_err(|_| invalid)?;
+                    if *null_out || page_size == 0 {
+                        return Err(invalid);
+                    }
+                    if !known_backend(backend) {
+                        return Err(Status::UnknownBackend);
+                    }
+                    Ok((bucket_prefix(bucket)?, prefix.unwrap_or(""), after))
+                })();
+                let (stored_prefix, prefix, after) = match want {
+                    Err(want) => {
+                        expect("tether_list", got, want);
+                        return assert_eq!(page, sentinel, "out_page written");
+                    }
+                    Ok(args) => args,
+                };
+                expect("tether_list", got, Status::Ok);
+                self.check_page(
+                    page,
+                    &stored_prefix,
+                    prefix,
+                    after,
+                    page_size,
+                    indices,
+                    next,
+                );
+                unsafe { tether_page_free(page) };
+            }
+            Call::Flush { null_db } => {
+                let got = unsafe { tether_flush(db(*null_db)) };
+                match null_db {
+                    true => expect("tether_flush", got, Status::InvalidArgument),
+                    false => {
+                        expect("tether_flush", got, Status::Ok);
+                        self.applied();
+                    }
+                }
+            }
+            Call::Stop { null_db } => {
+                let got = unsafe { tether_stop(db(*null_db)) };
+                match null_db {
+                    true => expect("tether_stop", got, Status::InvalidArgument),
+                    false => {
+                        expect("tether_stop", got, Status::Ok);
+                        self.applied();
+                        self.running = false;
+                    }
+                }
+            }
+            Call::Start { null_db } => {
+                let got = unsafe { tether_start(db(*null_db)) };
+                match null_db {
+                    true => expect("tether_start", got, Status::InvalidArgument),
+                    false => {
+                        expect("tether_start", got, Status::Ok);
+                        self.running = true;
+                    }
+                }
+            }
+            Call::NullPage { index } => unsafe {
+                let mut len = 7usize;
+                assert_eq!(tether_page_len(ptr::null()), 0);
+                assert!(tether_page_key(ptr::null(), *index).is_null());
+                assert!(tether_page_value(ptr::null(), *index, &mut len).is_null());
+                assert!(tether_page_value(ptr::null(), *index, ptr::null_mut()).is_null());
+                assert_eq!(len, 7);
+                assert!(tether_page_next(ptr::null()).is_null());
+                tether_page_free(ptr::null_mut());
+            },
+            Call::FreeNull { len } => unsafe { tether_free(ptr::null_mut(), *len) },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_page(
+        &mut self,
+        page: *mut TetherPage,
+        stored_prefix: &[u8],
+        prefix: &str,
+        after: Option<&str>,
+        page_size: usize,
+        indices: &[usize],
+        next: &mut Option<Vec<u8>>,
+    ) {
+        assert!(!page.is_null());
+        let len = unsafe { tether_page_len(page) };
+        assert!(len <= page_size, "{len} entries in a page of {page_size}");
+        let mut entries = Vec::with_capacity(len);
+        for i in 0..len {
+            let key = unsafe { tether_page_key(page, i) };
+            assert!(!key.is_null(), "key {i} of {len} is NULL");
+            let key = unsafe { CStr::from_ptr(key) }.to_bytes().to_vec();
+            let mut value_len = usize::MAX;
+            let value = unsafe { tether_page_value(page, i, &mut value_len) };
+            assert!(!value.is_null(), "value {i} of {len} is NULL");
+            let value = unsafe { std::slice::from_raw_parts(value, value_len) }.to_vec();
+            entries.push((key, value));
+        }
+        for &i in indices {
+            let mut value_len = 7usize;
+            let key = unsafe { tether_page_key(page, i) };
+            let value = unsafe { tether_page_value(page, i, &mut value_len) };
+            if i < len {
+                assert_eq!(unsafe { CStr::from_ptr(key) }.to_bytes(), entries[i].0);
+                assert_eq!(
+                    unsafe { std::slice::from_raw_parts(value, value_len) },
+                    entries[i].1
+                );
+            } else {
+                assert!(
+                    key.is_null() && value.is_null() && value_len == 7,
+                    "index {i} of {len}"
+                );
+            }
+        }
+        let marker = unsafe { tether_page_next(page) };
+        *next = (!marker.is_null()).then(|| unsafe { CStr::from_ptr(marker) }.to_bytes().to_vec());
+        if let Some(marker) = next.as_ref() {
+            assert_eq!(len, page_size, "a page before the last is not full");
+            assert_eq!(
+                Some(marker),
+                entries.last().map(|e| &e.0),
+                "next is not the last key"
+            );
+        }
+
+        // The page in stored keys, in ascending order, all matching.
+        let stored: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|(k, _)| [stored_prefix, k].concat())
+            .collect();
+        assert!(
+            stored.windows(2).all(|w| w[0] < w[1]),
+            "not in ascending order: {stored:?}"
+        );
+        let low = [stored_prefix, prefix.as_bytes()].concat();
+        let after = after.map(|a| [stored_prefix, a.as_bytes()].concat());
+        for (key, (_, value)) in stored.iter().zip(&entries) {
+            assert!(key.starts_with(&low), "{key:?} does not start with {low:?}");
+            assert!(
+                after.as_ref().is_none_or(|a| key > a),
+                "{key:?} is not after {after:?}"
+            );
+            match self.slot(key) {
+                Slot::Unknown => self.learn(key, Some(value.clone())),
+                Slot::Known(Some(want)) => assert_eq!(value, &want, "value of {key:?}"),
+                Slot::Known(None) => panic!("listed {key:?}, which is absent"),
+            }
+        }
+        // Every key the model holds in the page's range is on it.
+        let end = match next.is_some() {
+            true => stored.last().cloned(),
+            false => None,
+        };
+        for (key, slot) in &self.model {
+            let in_range = key.starts_with(&low)
+                && after.as_ref().is_none_or(|a| key > a)
+                && end.as_ref().is_none_or(|e| key <= e);
+            if in_range && matches!(slot, Slot::Known(Some(_))) {
+                assert!(stored.contains(key), "{key:?} is missing from the page");
+            }
+        }
+    }
+}
+
+fuzz_target!(|calls: Vec<Call>| {
+    let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if guard
+        .as_ref()
+        .is_some_and(|s| s.inputs >= INPUTS_PER_STORE || s.written >= BYTES_PER_STORE)
+    {
+        close(guard.take().unwrap());
+    }
+    let state = guard.get_or_insert_with(open);
+    state.inputs += 1;
+    state.clear();
+    let mut next = None;
+    for call in calls.iter().take(MAX_CALLS) {
+        state.run(call, &mut next);
+    }
+});

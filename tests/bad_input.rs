@@ -1,0 +1,850 @@
+//! The README's "Bad input" table, one test per row, through the C entry
+//! points the way a C caller reaches them: each asserts the status the
+//! table gives and what it says happens to the data.
+
+mod common;
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::Path;
+use std::ptr;
+
+use tetherdb::ffi::*;
+use tetherdb::Status;
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(tether_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A string that is not UTF-8, NUL-terminated.
+const NOT_UTF8: &[u8] = b"\xff\xfe\0";
+
+fn not_utf8() -> *const c_char {
+    NOT_UTF8.as_ptr().cast()
+}
+
+/// A handle on a `local` store in `dir`, plus `extra` top-level keys.
+fn open(dir: &Path, extra: &str) -> *mut TetherDb {
+    let json = c(&format!(
+        r#"{{"logging": "none", "local": {{"filepath": {:?}}},
+            "queue_batch": {{"size": 10, "interval": 0.05}}{extra}}}"#,
+        dir.join("db").to_str().unwrap()
+    ));
+    let mut db = ptr::null_mut();
+    let status = unsafe { tether_open(json.as_ptr(), &mut db) };
+    assert_eq!(status, Status::Ok, "{}", last_error());
+    db
+}
+
+/// `tether_open` of `json`, which must fail with `want` and leave `out_db`
+/// alone.
+fn open_fails(json: &str, want: Status) -> String {
+    let json = c(json);
+    let sentinel = ptr::dangling_mut::<TetherDb>();
+    let mut db = sentinel;
+    let status = unsafe { tether_open(json.as_ptr(), &mut db) };
+    assert_eq!(status, want, "{}", last_error());
+    assert_eq!(db, sentinel, "out_db was written");
+    last_error()
+}
+
+/// Writes `value` under `key` (no bucket) of the default backend.
+fn put(db: *mut TetherDb, key: &str, value: &[u8]) {
+    let key = c(key);
+    let status = unsafe {
+        tether_write(
+            db,
+            ptr::null(),
+            ptr::null(),
+            key.as_ptr(),
+            value.as_ptr(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(status, Status::Ok, "{}", last_error());
+}
+
+/// The value under `bucket`/`key` of `backend`, or the failed status.
+fn get(db: *mut TetherDb, backend: &str, bucket: &str, key: &str) -> Result<Vec<u8>, Status> {
+    let (backend, bucket, key) = (c(backend), c(bucket), c(key));
+    let (mut value, mut len) = (ptr::null_mut(), 0);
+    let status = unsafe {
+        tether_read(
+            db,
+            backend.as_ptr(),
+            bucket.as_ptr(),
+            key.as_ptr(),
+            &mut value,
+            &mut len,
+        )
+    };
+    if status != Status::Ok {
+        return Err(status);
+    }
+    let bytes = unsafe { std::slice::from_raw_parts(value, len) }.to_vec();
+    unsafe { tether_free(value, len) };
+    Ok(bytes)
+}
+
+/// The keys of one listing page of everything, at most 100.
+fn keys(db: *mut TetherDb) -> Vec<String> {
+    let mut page = ptr::null_mut();
+    let status = unsafe {
+        tether_list(
+            db,
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            100,
+            &mut page,
+        )
+    };
+    assert_eq!(status, Status::Ok, "{}", last_error());
+    let keys = (0..unsafe { tether_page_len(page) })
+        .map(|i| unsafe { CStr::from_ptr(tether_page_key(page, i)) })
+        .map(|k| k.to_str().unwrap().to_owned())
+        .collect();
+    unsafe { tether_page_free(page) };
+    keys
+}
+
+/// Each data call with `key` (and `bucket`, `backend`) fails with `want`,
+/// queued writes included, and writes nothing to its out-parameters.
+unsafe fn every_call_fails(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    want: Status,
+) {
+    let v = b"new";
+    for flags in [0, TETHER_QUEUE] {
+        let status = tether_write(db, backend, bucket, key, v.as_ptr(), 3, flags);
+        assert_eq!(status, want, "tether_write flags {flags}: {}", last_error());
+        assert!(!last_error().is_empty());
+    }
+    let status = tether_update(db, backend, bucket, key, v.as_ptr(), 3);
+    assert_eq!(status, want, "tether_update: {}", last_error());
+    let sentinel = ptr::without_provenance_mut::<u8>(0xdead0);
+    let (mut value, mut len) = (sentinel, 7);
+    let status = tether_read(db, backend, bucket, key, &mut value, &mut len);
+    assert_eq!(status, want, "tether_read: {}", last_error());
+    assert_eq!((value, len), (sentinel, 7), "tether_read wrote its outputs");
+    let status = tether_delete(db, backend, bucket, key);
+    assert_eq!(status, want, "tether_delete: {}", last_error());
+}
+
+#[test]
+fn null_pointers_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    put(db, "kept", b"v");
+    let key = c("k");
+    unsafe {
+        // A NULL handle, a NULL key.
+        every_call_fails(
+            ptr::null_mut(),
+            ptr::null(),
+            ptr::null(),
+            key.as_ptr(),
+            Status::InvalidArgument,
+        );
+        every_call_fails(
+            db,
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            Status::InvalidArgument,
+        );
+        for call in [tether_start, tether_stop, tether_flush] {
+            assert_eq!(call(ptr::null_mut()), Status::InvalidArgument);
+        }
+        // A NULL value with a length; NULL with length 0 is the empty value.
+        for flags in [0, TETHER_QUEUE] {
+            let status = tether_write(
+                db,
+                ptr::null(),
+                ptr::null(),
+                key.as_ptr(),
+                ptr::null(),
+                3,
+                flags,
+            );
+            assert_eq!(status, Status::InvalidArgument);
+            assert!(last_error().contains("value is NULL"), "{}", last_error());
+        }
+        let status = tether_update(
+            db,
+            ptr::null(),
+            ptr::null(),
+            c"kept".as_ptr(),
+            ptr::null(),
+            3,
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        // NULL out-parameters fail the call before it does anything.
+        let (mut value, mut len) = (ptr::null_mut(), 0);
+        let kept = c"kept".as_ptr();
+        let status = tether_read(
+            db,
+            ptr::null(),
+            ptr::null(),
+            kept,
+            ptr::null_mut(),
+            &mut len,
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        let status = tether_read(
+            db,
+            ptr::null(),
+            ptr::null(),
+            kept,
+            &mut value,
+            ptr::null_mut(),
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        assert!(value.is_null());
+        let status = tether_list(
+            db,
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            10,
+            ptr::null_mut(),
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        let mut page = ptr::null_mut();
+        let status = tether_list(
+            ptr::null_mut(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            10,
+            &mut page,
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        assert!(page.is_null());
+        let status = tether_open(ptr::null(), ptr::null_mut());
+        assert_eq!(status, Status::InvalidArgument);
+        let mut other = ptr::null_mut();
+        assert_eq!(
+            tether_open_file(ptr::null(), &mut other),
+            Status::InvalidArgument
+        );
+        assert!(other.is_null());
+        // NULL is a no-op for the functions that free, and the page
+        // accessors answer NULL or 0.
+        assert_eq!(tether_close(ptr::null_mut()), Status::Ok);
+        tether_free(ptr::null_mut(), 5);
+        tether_page_free(ptr::null_mut());
+        assert_eq!(tether_page_len(ptr::null()), 0);
+        assert!(tether_page_key(ptr::null(), 0).is_null());
+        assert!(tether_page_value(ptr::null(), 0, &mut len).is_null());
+        assert!(tether_page_next(ptr::null()).is_null());
+
+        // Nothing was written; the value kept is intact.
+        assert_eq!(tether_flush(db), Status::Ok);
+        assert_eq!(keys(db), ["kept"]);
+        assert_eq!(get(db, "", "", "kept").unwrap(), b"v");
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+#[test]
+fn bad_utf8_is_an_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    put(db, "kept", b"v");
+    let (key, bucket) = (c("k"), c("b"));
+    unsafe {
+        // In the key, the bucket and the backend name.
+        every_call_fails(
+            db,
+            ptr::null(),
+            ptr::null(),
+            not_utf8(),
+            Status::InvalidArgument,
+        );
+        assert!(
+            last_error().contains("key is not valid UTF-8"),
+            "{}",
+            last_error()
+        );
+        every_call_fails(
+            db,
+            ptr::null(),
+            not_utf8(),
+            key.as_ptr(),
+            Status::InvalidArgument,
+        );
+        every_call_fails(
+            db,
+            not_utf8(),
+            bucket.as_ptr(),
+            key.as_ptr(),
+            Status::InvalidArgument,
+        );
+        // In a listing's bucket, prefix and start_after.
+        let sentinel = ptr::dangling_mut::<TetherPage>();
+        let mut page = sentinel;
+        for (bucket, prefix, after) in [
+            (not_utf8(), ptr::null(), ptr::null()),
+            (ptr::null(), not_utf8(), ptr::null()),
+            (ptr::null(), ptr::null(), not_utf8()),
+        ] {
+            let status = tether_list(db, ptr::null(), bucket, prefix, after, 10, &mut page);
+            assert_eq!(status, Status::InvalidArgument);
+        }
+        assert_eq!(page, sentinel);
+        // In the configuration text or a file's path; a file whose
+        // contents are not UTF-8 is a configuration error.
+        let mut other = ptr::dangling_mut::<TetherDb>();
+        assert_eq!(tether_open(not_utf8(), &mut other), Status::InvalidArgument);
+        assert_eq!(
+            tether_open_file(not_utf8(), &mut other),
+            Status::InvalidArgument
+        );
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, b"{\"logging\": \"\xff\"}").unwrap();
+        let path = c(file.to_str().unwrap());
+        assert_eq!(tether_open_file(path.as_ptr(), &mut other), Status::Config);
+        assert_eq!(other, ptr::dangling_mut());
+        // Values are bytes: any bytes are stored as they are.
+        let value = b"\xff\0\xfe";
+        let status = tether_write(
+            db,
+            ptr::null(),
+            ptr::null(),
+            key.as_ptr(),
+            value.as_ptr(),
+            3,
+            0,
+        );
+        assert_eq!(status, Status::Ok);
+        assert_eq!(get(db, "", "", "k").unwrap(), value);
+
+        assert_eq!(tether_flush(db), Status::Ok);
+        assert_eq!(keys(db), ["k", "kept"]);
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+#[test]
+fn empty_key_is_an_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    put(db, "kept", b"v");
+    let (empty, bucket) = (c(""), c("b"));
+    unsafe {
+        every_call_fails(
+            db,
+            ptr::null(),
+            ptr::null(),
+            empty.as_ptr(),
+            Status::InvalidArgument,
+        );
+        assert!(
+            last_error().contains("the key is empty"),
+            "{}",
+            last_error()
+        );
+        every_call_fails(
+            db,
+            ptr::null(),
+            bucket.as_ptr(),
+            empty.as_ptr(),
+            Status::InvalidArgument,
+        );
+        // A key cut short by a NUL at its start is empty too.
+        let nul_first = b"\0k\0";
+        every_call_fails(
+            db,
+            ptr::null(),
+            ptr::null(),
+            nul_first.as_ptr().cast(),
+            Status::InvalidArgument,
+        );
+        assert_eq!(tether_flush(db), Status::Ok);
+        assert_eq!(keys(db), ["kept"]);
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+#[test]
+fn colon_in_bucket_is_an_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    put(db, "kept", b"v");
+    let key = c("k");
+    unsafe {
+        for bucket in ["a:b", ":", "b:"] {
+            let bucket = c(bucket);
+            every_call_fails(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                key.as_ptr(),
+                Status::InvalidArgument,
+            );
+            assert!(
+                last_error().contains("the bucket contains ':'"),
+                "{}",
+                last_error()
+            );
+            let mut page = ptr::dangling_mut::<TetherPage>();
+            let status = tether_list(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                10,
+                &mut page,
+            );
+            assert_eq!(status, Status::InvalidArgument);
+            assert_eq!(page, ptr::dangling_mut());
+        }
+        // A ':' in a key is allowed: it is the bucket's that separates.
+        let (bucket, key) = (c("b"), c("a:b"));
+        let status = tether_write(
+            db,
+            ptr::null(),
+            bucket.as_ptr(),
+            key.as_ptr(),
+            b"x".as_ptr(),
+            1,
+            0,
+        );
+        assert_eq!(status, Status::Ok);
+        assert_eq!(get(db, "", "b", "a:b").unwrap(), b"x");
+        assert_eq!(tether_flush(db), Status::Ok);
+        assert_eq!(keys(db), ["b:a:b", "kept"]);
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+#[test]
+fn unknown_flags_and_page_size_zero_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    let key = c("k");
+    unsafe {
+        for flags in [2, 0x80, TETHER_QUEUE | 0x80, u32::MAX] {
+            let status = tether_write(
+                db,
+                ptr::null(),
+                ptr::null(),
+                key.as_ptr(),
+                b"v".as_ptr(),
+                1,
+                flags,
+            );
+            assert_eq!(status, Status::InvalidArgument, "flags {flags:#x}");
+            assert!(last_error().contains("unknown flags"), "{}", last_error());
+        }
+        let mut page = ptr::dangling_mut::<TetherPage>();
+        let status = tether_list(
+            db,
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            0,
+            &mut page,
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        assert!(last_error().contains("page_size is 0"), "{}", last_error());
+        assert_eq!(page, ptr::dangling_mut());
+        assert_eq!(tether_flush(db), Status::Ok);
+        assert!(keys(db).is_empty());
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+#[test]
+fn unknown_backend_is_unknown_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    let key = c("k");
+    unsafe {
+        // Not configured in this handle, whether or not this build has it.
+        for name in ["nope", "etcd", "dynamodb", "LOCAL"] {
+            let backend = c(name);
+            every_call_fails(
+                db,
+                backend.as_ptr(),
+                ptr::null(),
+                key.as_ptr(),
+                Status::UnknownBackend,
+            );
+            assert!(last_error().contains(name), "{}", last_error());
+            let mut page = ptr::dangling_mut::<TetherPage>();
+            let status = tether_list(
+                db,
+                backend.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                ptr::null(),
+                10,
+                &mut page,
+            );
+            assert_eq!(status, Status::UnknownBackend);
+        }
+        assert!(keys(db).is_empty());
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+/// `local` sets no limit of its own: what memory and disk hold.
+#[test]
+fn local_stores_large_keys_and_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    let key = "k".repeat(64 * 1024);
+    let value = vec![7u8; 8 << 20];
+    put(db, &key, &value);
+    assert_eq!(get(db, "", "", &key).unwrap(), value);
+    assert_eq!(unsafe { tether_close(db) }, Status::Ok);
+}
+
+/// etcd refuses a request over its `--max-request-bytes`; the library
+/// refuses such a put (key + value + 512 bytes over `max_request_bytes`)
+/// before sending it, and a queued one before queuing it.
+#[cfg(feature = "etcd")]
+#[test]
+fn oversize_values_are_too_large_on_etcd() {
+    let Some(etcd) = common::etcd::Etcd::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let section = etcd.section(r#""max_request_bytes": 65536"#);
+    let db = open(dir.path(), &format!(r#", "etcd": {section}"#));
+    let (backend, key) = (c("etcd"), c("big"));
+    let over = vec![1u8; 65536 - 512 - 3 + 1];
+    unsafe {
+        for flags in [0, TETHER_QUEUE] {
+            let status = tether_write(
+                db,
+                backend.as_ptr(),
+                ptr::null(),
+                key.as_ptr(),
+                over.as_ptr(),
+                over.len(),
+                flags,
+            );
+            assert_eq!(status, Status::TooLarge, "flags {flags}: {}", last_error());
+            assert!(
+                last_error().contains("etcd: key \"big\""),
+                "{}",
+                last_error()
+            );
+        }
+        let status = tether_update(
+            db,
+            backend.as_ptr(),
+            ptr::null(),
+            key.as_ptr(),
+            over.as_ptr(),
+            over.len(),
+        );
+        assert_eq!(status, Status::TooLarge);
+        // A long key counts the same.
+        let long_key = c(&"k".repeat(65536 - 512));
+        let status = tether_write(
+            db,
+            backend.as_ptr(),
+            ptr::null(),
+            long_key.as_ptr(),
+            b"v".as_ptr(),
+            1,
+            0,
+        );
+        assert_eq!(status, Status::TooLarge);
+
+        assert_eq!(tether_flush(db), Status::Ok);
+        assert_eq!(get(db, "etcd", "", "big"), Err(Status::NotFound));
+        assert_eq!(etcd.count(""), 0, "nothing reached etcd");
+        // One byte less goes through.
+        let fits = &over[1..];
+        let status = tether_write(
+            db,
+            backend.as_ptr(),
+            ptr::null(),
+            key.as_ptr(),
+            fits.as_ptr(),
+            fits.len(),
+            0,
+        );
+        assert_eq!(status, Status::Ok, "{}", last_error());
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+/// DynamoDB refuses an item over 400 KB and a partition key over 2048
+/// bytes; the library refuses them before sending, queued ones before
+/// queuing them.
+#[cfg(feature = "dynamodb")]
+#[test]
+fn oversize_items_and_keys_are_too_large_on_dynamodb() {
+    let Some(moto) = common::moto::server() else {
+        return;
+    };
+    let table = common::moto::table("bad-input");
+    let config = common::moto::config(&moto.url(), &table, "", r#"{"size": 25, "interval": 0.05}"#);
+    let json = c(&config);
+    let mut db = ptr::null_mut();
+    unsafe {
+        assert_eq!(
+            tether_open(json.as_ptr(), &mut db),
+            Status::Ok,
+            "{}",
+            last_error()
+        );
+        let key = c("k");
+        // 400 KB counts the attribute names ("key", "value") and the key.
+        let over = vec![b'x'; 400 * 1024 - "key".len() - "k".len() - "value".len() + 1];
+        for flags in [0, TETHER_QUEUE] {
+            let status = tether_write(
+                db,
+                ptr::null(),
+                ptr::null(),
+                key.as_ptr(),
+                over.as_ptr(),
+                over.len(),
+                flags,
+            );
+            assert_eq!(status, Status::TooLarge, "flags {flags}: {}", last_error());
+            assert!(
+                last_error().contains("dynamodb: key \"k\""),
+                "{}",
+                last_error()
+            );
+        }
+        let status = tether_update(
+            db,
+            ptr::null(),
+            ptr::null(),
+            key.as_ptr(),
+            over.as_ptr(),
+            over.len(),
+        );
+        assert_eq!(status, Status::TooLarge);
+        let long_key = c(&"k".repeat(2049));
+        for flags in [0, TETHER_QUEUE] {
+            let status = tether_write(
+                db,
+                ptr::null(),
+                ptr::null(),
+                long_key.as_ptr(),
+                b"v".as_ptr(),
+                1,
+                flags,
+            );
+            assert_eq!(status, Status::TooLarge, "{}", last_error());
+        }
+        assert_eq!(tether_flush(db), Status::Ok, "{}", last_error());
+        assert_eq!(get(db, "", "", "k"), Err(Status::NotFound));
+        assert!(keys(db).is_empty(), "nothing reached the table");
+        // A key of 2048 bytes goes through.
+        let longest = c(&"k".repeat(2048));
+        let status = tether_write(
+            db,
+            ptr::null(),
+            ptr::null(),
+            longest.as_ptr(),
+            b"v".as_ptr(),
+            1,
+            0,
+        );
+        assert_eq!(status, Status::Ok, "{}", last_error());
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+#[test]
+fn invalid_json_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    let path = store.to_str().unwrap();
+    for json in [
+        format!(r#"{{"local": {{"filepath": {path:?}}}"#),
+        format!(r#"{{"local": {{"filepath": {path:?}}}}} trailing"#),
+        "[]".into(),
+        "null".into(),
+        r#"{"queue_batch": {"size": "ten"}}"#.into(),
+        r#"{"queue_batch": {"size": 0}}"#.into(),
+    ] {
+        open_fails(&json, Status::Config);
+    }
+    // The same from a file.
+    let file = dir.path().join("config.json");
+    std::fs::write(&file, format!(r#"{{"local": {{"filepath": {path:?}"#)).unwrap();
+    let file = c(file.to_str().unwrap());
+    let mut db = ptr::dangling_mut::<TetherDb>();
+    assert_eq!(
+        unsafe { tether_open_file(file.as_ptr(), &mut db) },
+        Status::Config
+    );
+    assert_eq!(db, ptr::dangling_mut());
+    // Nothing was opened or created.
+    assert!(!store.exists());
+}
+
+#[test]
+fn unknown_config_key_is_a_config_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    let path = store.to_str().unwrap();
+    for (json, name) in [
+        (
+            format!(r#"{{"local": {{"filepath": {path:?}}}, "loging": "info"}}"#),
+            "loging",
+        ),
+        (
+            format!(r#"{{"local": {{"filepath": {path:?}, "path": "x"}}}}"#),
+            "path",
+        ),
+        (
+            format!(r#"{{"local": {{"filepath": {path:?}}}, "queue_batch": {{"sise": 3}}}}"#),
+            "sise",
+        ),
+        (
+            format!(r#"{{"local": {{"filepath": {path:?}}}, "etcd": {{"hosts": "x"}}}}"#),
+            "hosts",
+        ),
+    ] {
+        let message = open_fails(&json, Status::Config);
+        assert!(message.contains(name), "{message} does not name {name}");
+    }
+    assert!(!store.exists());
+}
+
+#[cfg(feature = "etcd")]
+#[test]
+fn unreadable_certificate_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (setting, file) in [
+        ("ca_cert_file", &missing),
+        ("ca_cert_file", &not_pem),
+        ("ca_cert_file", &dir.path().to_path_buf()),
+    ] {
+        let json = format!(
+            r#"{{"local": {{"filepath": {store:?}}},
+                "etcd": {{"endpoints": ["127.0.0.1:1"], "use_ssl": true, {setting:?}: {file:?}}}}}"#
+        );
+        let message = open_fails(&json, Status::Config);
+        assert!(
+            message.contains(file.to_str().unwrap()),
+            "{message} does not name the file"
+        );
+    }
+    let json = format!(
+        r#"{{"etcd": {{"endpoints": ["127.0.0.1:1"], "use_ssl": true,
+             "cert_file": {missing:?}, "key_file": {not_pem:?}}}}}"#
+    );
+    let message = open_fails(&json, Status::Config);
+    assert!(message.contains("missing.pem"), "{message}");
+}
+
+/// Nothing listens on port 1 of the loopback: every connection is refused.
+#[cfg(feature = "etcd")]
+#[test]
+fn unreachable_backend_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(
+        dir.path(),
+        r#", "etcd": {"endpoints": ["127.0.0.1:1"], "timeout": 0.5}"#,
+    );
+    let (backend, key) = (c("etcd"), c("k"));
+    unsafe {
+        let v = b"v";
+        let status = tether_write(
+            db,
+            backend.as_ptr(),
+            ptr::null(),
+            key.as_ptr(),
+            v.as_ptr(),
+            1,
+            0,
+        );
+        assert_eq!(status, Status::Unavailable, "{}", last_error());
+        assert!(
+            last_error().starts_with("tether_write: etcd: key \"k\": unavailable: "),
+            "{}",
+            last_error()
+        );
+        let status = tether_update(
+            db,
+            backend.as_ptr(),
+            ptr::null(),
+            key.as_ptr(),
+            v.as_ptr(),
+            1,
+        );
+        assert_eq!(status, Status::Unavailable);
+        let sentinel = ptr::without_provenance_mut::<u8>(0xdead0);
+        let (mut value, mut len) = (sentinel, 7);
+        let status = tether_read(
+            db,
+            backend.as_ptr(),
+            ptr::null(),
+            key.as_ptr(),
+            &mut value,
+            &mut len,
+        );
+        assert_eq!(status, Status::Unavailable);
+        assert_eq!((value, len), (sentinel, 7));
+        let status = tether_delete(db, backend.as_ptr(), ptr::null(), key.as_ptr());
+        assert_eq!(status, Status::Unavailable);
+        let mut page = ptr::dangling_mut::<TetherPage>();
+        let status = tether_list(
+            db,
+            backend.as_ptr(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            10,
+            &mut page,
+        );
+        assert_eq!(status, Status::Unavailable);
+        assert_eq!(page, ptr::dangling_mut());
+
+        // A queued write is taken, and stays queued: flush reports it.
+        let status = tether_write(
+            db,
+            backend.as_ptr(),
+            ptr::null(),
+            key.as_ptr(),
+            v.as_ptr(),
+            1,
+            TETHER_QUEUE,
+        );
+        assert_eq!(status, Status::Ok, "{}", last_error());
+        assert_eq!(tether_flush(db), Status::Unavailable);
+        assert!(last_error().contains("stay queued"), "{}", last_error());
+
+        // The other backend of the handle is not held up.
+        put(db, "local-key", b"v");
+        assert_eq!(get(db, "local", "", "local-key").unwrap(), b"v");
+        // Close reports the queued write it could not apply (today's
+        // behaviour) or keeps it for the next open (a durable outbox).
+        let status = tether_close(db);
+        assert!(
+            matches!(status, Status::Unavailable | Status::Ok),
+            "{status:?}"
+        );
+    }
+}
