@@ -117,7 +117,9 @@ struct State {
     taken: u64,
     /// The sequence number of the next write.
     next: u64,
-    /// With `Store::Memory`: the writes from `taken` to `next`.
+    /// The first writes from `taken` on: all of them with `Store::Memory`;
+    /// with the outbox, as many as the capacity allows, so that the worker
+    /// reads the outbox back only after an outage or a restart.
     waiting: VecDeque<Queued>,
     /// When the write at `taken` was queued.
     first_waiting_at: Option<Instant>,
@@ -163,7 +165,7 @@ impl Lane {
             counters: Counters::default(),
         };
         let mut state = lane.lock();
-        state.first_waiting_at = lane.queued_at(&state, state.taken)?;
+        state.first_waiting_at = lane.first_queued_at(&state)?;
         drop(state);
         Ok(lane)
     }
@@ -176,17 +178,18 @@ impl Lane {
         self.backend.name()
     }
 
-    /// When the write numbered `seq` was queued, if it waits.
-    fn queued_at(&self, state: &State, seq: u64) -> Result<Option<Instant>> {
-        if seq >= state.next {
-            return Ok(None);
+    /// When the write at `taken` was queued, if one waits.
+    fn first_queued_at(&self, state: &State) -> Result<Option<Instant>> {
+        if let Some(first) = state.waiting.front() {
+            return Ok(Some(first.queued_at));
         }
+        let seq = state.taken;
         Ok(match &self.store {
-            Store::Memory => state.waiting.front().map(|q| q.queued_at),
-            Store::Outbox(outbox, tree) => {
+            Store::Outbox(outbox, tree) if seq < state.next => {
                 let record = outbox.read(tree, seq..seq + 1)?;
                 record.first().map(|r| instant_of(r.queued_at))
             }
+            _ => None,
         })
     }
 
@@ -237,13 +240,20 @@ impl Lane {
                 .0;
         }
         let seq = state.next;
-        match &self.store {
-            Store::Memory => state.waiting.push_back(Queued {
+        let in_memory = match &self.store {
+            Store::Memory => true,
+            Store::Outbox(outbox, tree) => {
+                outbox.append(tree, seq, self.name(), &write)?;
+                let held = state.waiting.len();
+                held as u64 == state.waiting() && held < settings.capacity
+            }
+        };
+        if in_memory {
+            state.waiting.push_back(Queued {
                 seq,
                 queued_at: Instant::now(),
                 write,
-            }),
-            Store::Outbox(outbox, tree) => outbox.append(tree, seq, self.name(), &write)?,
+            });
         }
         state.next += 1;
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
@@ -602,16 +612,23 @@ impl Worker {
         let count = waiting.min(self.size as u64);
         let seqs = state.taken..state.taken + count;
         let batch: Vec<Queued> = match &self.lane.store {
-            Store::Memory => state.waiting.drain(..count as usize).collect(),
-            Store::Outbox(outbox, tree) => outbox
-                .read(tree, seqs.clone())?
-                .into_iter()
-                .map(|record| Queued {
-                    seq: record.seq,
-                    queued_at: instant_of(record.queued_at),
-                    write: record.write,
-                })
-                .collect(),
+            _ if state.waiting.len() as u64 >= count => {
+                state.waiting.drain(..count as usize).collect()
+            }
+            Store::Memory => Vec::new(),
+            Store::Outbox(outbox, tree) => {
+                // What memory holds starts at `taken`, and is too short.
+                state.waiting.clear();
+                outbox
+                    .read(tree, seqs.clone())?
+                    .into_iter()
+                    .map(|record| Queued {
+                        seq: record.seq,
+                        queued_at: instant_of(record.queued_at),
+                        write: record.write,
+                    })
+                    .collect()
+            }
         };
         if batch.len() as u64 != count {
             return Err(Error::Internal(format!(
@@ -622,43 +639,43 @@ impl Worker {
         }
         state.first_taken_at = state.first_waiting_at;
         state.taken = seqs.end;
-        state.first_waiting_at = self.lane.queued_at(state, state.taken)?;
+        state.first_waiting_at = self.lane.first_queued_at(state)?;
         Ok(batch)
     }
 
     /// Applies a batch, in pieces the backend accepts. Returns false when
     /// a stop gave up on the backend.
     fn send(&self, batch: Vec<Queued>) -> bool {
-        let last = batch.last().map_or(0, |q| q.seq);
-        let writes = last_write_per_key(batch);
+        let end_of_batch = batch.last().map_or(0, |q| q.seq + 1);
+        let (seqs, writes) = last_write_per_key(batch);
         let limit = self.lane.backend.batch_limit();
-        let mut rest = writes.as_slice();
-        while !rest.is_empty() {
-            let (piece, after) = rest.split_at(piece_len(rest, limit));
-            // The last piece ends the batch: it holds its last write.
-            let end = after.first().map_or(last, |q| q.seq - 1) + 1;
-            match self.apply(piece) {
-                Outcome::Applied => self.finish(end, None),
-                Outcome::Failed(error) => self.finish(end, Some(error)),
+        let mut start = 0;
+        while start < writes.len() {
+            let end = start + piece_len(&writes[start..], limit);
+            // A piece takes with it the writes its own overtook; the last
+            // one ends the batch, since it holds the batch's last write.
+            let done = seqs.get(end).copied().unwrap_or(end_of_batch);
+            match self.apply(&writes[start..end]) {
+                Outcome::Applied => self.finish(done, None),
+                Outcome::Failed(error) => self.finish(done, Some(error)),
                 Outcome::GaveUp(error) => {
                     self.give_up(error);
                     return false;
                 }
             }
-            rest = after;
+            start = end;
         }
         true
     }
 
     /// Applies one piece, trying again while the backend is unreachable.
-    fn apply(&self, piece: &[Queued]) -> Outcome {
-        let writes: Vec<Write> = piece.iter().map(|q| q.write.clone()).collect();
+    fn apply(&self, writes: &[Write]) -> Outcome {
         let mut pause = FIRST_RETRY;
         let counters = &self.lane.counters;
         loop {
             let tried = Instant::now();
             counters.batches.fetch_add(1, Ordering::Relaxed);
-            let error = match self.write_batch(&writes) {
+            let error = match self.write_batch(writes) {
                 Ok(()) => {
                     if self.lane.lock().outage.take().is_some() {
                         self.log
@@ -758,6 +775,8 @@ impl Worker {
         match lane.store {
             Store::Outbox(..) => {
                 state.taken = state.done;
+                // Memory holds writes from `taken` on, or none.
+                state.waiting.clear();
                 state.first_waiting_at = state.first_taken_at.take().or(state.first_waiting_at);
                 drop(state);
             }
@@ -797,37 +816,34 @@ impl Worker {
 }
 
 /// How many of the first `writes` fit in one batch; at least one.
-fn piece_len(writes: &[Queued], limit: BatchLimit) -> usize {
+fn piece_len(writes: &[Write], limit: BatchLimit) -> usize {
     let mut bytes = 0usize;
     let fitting = writes
         .iter()
         .take(limit.writes)
-        .take_while(|q| {
-            bytes = bytes.saturating_add(q.write.key.len() + q.write.value.len() + limit.overhead);
+        .take_while(|w| {
+            bytes = bytes.saturating_add(w.key.len() + w.value.len() + limit.overhead);
             bytes <= limit.bytes
         })
         .count();
     fitting.max(1)
 }
 
-/// The writes with only the last one to each key kept, in their order: one
-/// batch may not touch a key twice on etcd or DynamoDB, and the last queued
-/// write to a key wins anyway.
-fn last_write_per_key(writes: Vec<Queued>) -> Vec<Queued> {
-    let mut seen = HashSet::with_capacity(writes.len());
-    let kept: Vec<bool> = writes
+/// The writes with only the last one to each key kept, in their order, and
+/// their sequence numbers: one batch may not touch a key twice on etcd or
+/// DynamoDB, and the last queued write to a key wins anyway.
+fn last_write_per_key(batch: Vec<Queued>) -> (Vec<u64>, Vec<Write>) {
+    let mut seen = HashSet::with_capacity(batch.len());
+    let kept: Vec<bool> = batch
         .iter()
         .rev()
         .map(|q| seen.insert(q.write.key.as_str()))
         .collect();
-    if seen.len() == writes.len() {
-        return writes;
-    }
-    writes
+    batch
         .into_iter()
         .zip(kept.into_iter().rev())
-        .filter_map(|(q, kept)| kept.then_some(q))
-        .collect()
+        .filter_map(|(q, kept)| kept.then_some((q.seq, q.write)))
+        .unzip()
 }
 
 #[cfg(test)]
@@ -1115,8 +1131,9 @@ mod tests {
             queued("c", "1"),
         ];
         let kept: Vec<(String, Vec<u8>)> = last_write_per_key(writes)
+            .1
             .into_iter()
-            .map(|q| (q.write.key, q.write.value))
+            .map(|w| (w.key, w.value))
             .collect();
         let pair = |k: &str, v: &str| (k.to_string(), v.as_bytes().to_vec());
         assert_eq!(kept, [pair("b", "1"), pair("a", "2"), pair("c", "1")]);
@@ -1124,8 +1141,8 @@ mod tests {
 
     #[test]
     fn pieces_keep_to_the_batch_limit() {
-        let writes: Vec<Queued> = (0..10)
-            .map(|i| queued(&format!("k{i}"), &"x".repeat(98)))
+        let writes: Vec<Write> = (0..10)
+            .map(|i| queued(&format!("k{i}"), &"x".repeat(98)).write)
             .collect();
         let limit = |writes, bytes| BatchLimit {
             writes,
