@@ -132,23 +132,10 @@ fn run_and_kill(role: &str, config: &str, kill_after: u64) -> Vec<String> {
 /// `tether_write` returned.
 fn child_queued(config: &str) {
     let db = open(config);
-    let bucket = CString::new("crash").unwrap();
     let mut out = std::io::stdout().lock();
     for i in 0.. {
-        let key = CString::new(key(i)).unwrap();
-        let status = unsafe {
-            ffi::tether_write(
-                db,
-                ptr::null(),
-                bucket.as_ptr(),
-                key.as_ptr(),
-                key.as_ptr().cast(),
-                key.as_bytes().len(),
-                TETHER_QUEUE,
-            )
-        };
-        assert_eq!(status, Status::Ok, "{}", last_error());
-        writeln!(out, "{}", key.to_str().unwrap()).unwrap();
+        write(db, i, TETHER_QUEUE);
+        writeln!(out, "{}", key(i)).unwrap();
         out.flush().unwrap();
     }
 }
@@ -157,28 +144,32 @@ fn child_queued(config: &str) {
 /// printing how many writes the flush covered.
 fn child_direct(config: &str) {
     let db = open(config);
-    let bucket = CString::new("crash").unwrap();
     let mut out = std::io::stdout().lock();
     for i in 0.. {
-        let key = CString::new(key(i)).unwrap();
-        let status = unsafe {
-            ffi::tether_write(
-                db,
-                ptr::null(),
-                bucket.as_ptr(),
-                key.as_ptr(),
-                key.as_ptr().cast(),
-                key.as_bytes().len(),
-                0,
-            )
-        };
-        assert_eq!(status, Status::Ok, "{}", last_error());
+        write(db, i, 0);
         if (i + 1) % 100 == 0 {
             assert_eq!(unsafe { ffi::tether_flush(db) }, Status::Ok);
             writeln!(out, "{}", i + 1).unwrap();
             out.flush().unwrap();
         }
     }
+}
+
+/// Writes key `i`, its name as its value, to bucket "crash".
+fn write(db: *mut TetherDb, i: usize, flags: u32) {
+    let (bucket, key) = (c"crash", CString::new(key(i)).unwrap());
+    let status = unsafe {
+        ffi::tether_write(
+            db,
+            ptr::null(),
+            bucket.as_ptr(),
+            key.as_ptr(),
+            key.as_ptr().cast(),
+            key.as_bytes().len(),
+            flags,
+        )
+    };
+    assert_eq!(status, Status::Ok, "{}", last_error());
 }
 
 fn open(config: &str) -> *mut TetherDb {
