@@ -42,6 +42,9 @@ pub(crate) struct Outbox {
     bytes: AtomicU64,
     /// Appends so far; the group commit's clock.
     appended: AtomicU64,
+    /// fsyncs run for `queue_batch.sync`: fewer than the writes they
+    /// served when writers share them.
+    syncs: AtomicU64,
     synced: Mutex<Sync>,
     sync_done: Condvar,
     /// Declared after `store`, so that it is dropped after it.
@@ -77,6 +80,7 @@ impl Outbox {
             max_bytes,
             bytes: AtomicU64::new(0),
             appended: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
             synced: Mutex::default(),
             sync_done: Condvar::new(),
             _released: AwaitUnlock::new(path),
@@ -103,6 +107,10 @@ impl Outbox {
 
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// The tree of one backend's writes, and the sequence numbers it holds.
@@ -221,6 +229,7 @@ impl Outbox {
             let covers = self.appended.load(Ordering::SeqCst);
             drop(sync);
             let flushed = self.store.flush();
+            self.syncs.fetch_add(1, Ordering::Relaxed);
             sync = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
             sync.running = false;
             self.sync_done.notify_all();

@@ -512,6 +512,7 @@ impl Queue {
                 "bytes": outbox.bytes(),
                 "max_bytes": outbox.max_bytes(),
                 "sync": self.settings.sync,
+                "syncs": outbox.syncs(),
             })
         });
         json!({

@@ -199,6 +199,34 @@ fn stats_show_an_outage_building_up() {
     let _ = db.close();
 }
 
+/// With `sync`, each queued write returns once it is on disk, and writers
+/// waiting at the same moment share one fsync.
+#[test]
+fn with_sync_writers_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path(), r#"{"sync": true}"#);
+    let (threads, writes) = (8, 200);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let db = &db;
+            scope.spawn(move || {
+                for i in 0..writes {
+                    let key = format!("{t}-{i}");
+                    db.write_queued(None, Some("s"), &key, b"v").unwrap();
+                }
+            });
+        }
+    });
+    let syncs = db.stats()["outbox"]["syncs"].as_u64().unwrap();
+    let total = (threads * writes) as u64;
+    eprintln!("{total} queued writes with sync took {syncs} fsyncs");
+    assert!(syncs >= 1, "no fsync");
+    assert!(syncs < total, "every write ran its own fsync");
+    db.close().unwrap();
+    let db = common::open(dir.path(), "{}");
+    assert_eq!(common::count(&db, "s"), total as usize);
+}
+
 /// Polls `done` until it holds. Not a timing assertion: the bound only
 /// keeps a broken build from hanging CI.
 fn wait_until(done: impl Fn() -> bool) {

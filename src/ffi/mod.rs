@@ -399,13 +399,15 @@ pub unsafe extern "C" fn tether_free(value: *mut u8, len: usize) {
 /// What the batch worker of each backend has done and what waits for it,
 /// as a JSON object, so that an operator can watch an outage build up:
 ///
-/// `{"running": true, "outbox": {"path", "bytes", "max_bytes", "sync"} or
-/// null, "backends": {"<name>": {"queued", "applied", "retried", "failed",
+/// `{"running": true, "outbox": {"path", "bytes", "max_bytes", "sync",
+/// "syncs"} or null, "backends": {"<name>": {"queued", "applied", "retried", "failed",
 /// "batches", "pending", "oldest_pending_ms", "unreachable_ms",
 /// "last_error"}}}`. Counts are of writes since the handle was opened
 /// (`retried` counts each write sent again; `batches` counts every batch
 /// sent, retries included); `pending` counts the writes queued and not
-/// yet applied or reported, outbox included; `unreachable_ms` is 0 and
+/// yet applied or reported, outbox included; `syncs` counts the fsyncs
+/// `queue_batch.sync` ran (writers waiting together share one);
+/// `unreachable_ms` is 0 and
 /// `last_error` null while the backend answers. Thread-safe.
 ///
 /// `out_json`: receives a NUL-terminated string on success, left untouched
