@@ -191,7 +191,10 @@ enum tether_status tether_stop(struct tether_db *db);
 
 /**
  * Waits until every write queued before the call is applied and every
- * backend has made its writes durable. Thread-safe.
+ * backend has made its writes durable. Thread-safe. While the worker is
+ * stopped it applies nothing: writes waiting in the outbox (left by an
+ * earlier run, or kept by a stop during an outage) wait for
+ * `tether_start`; `tether_stats` counts them.
  *
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL; or the
  * status of the first queued write that failed since the last
