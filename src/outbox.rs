@@ -6,12 +6,21 @@
 //! keys are the writes' sequence numbers (8 bytes, big-endian, so in queue
 //! order); its values are records: when the write was queued, then the
 //! stored key and the value. The worker removes writes in order, so a tree
-//! always holds one contiguous run of sequence numbers.
+//! always holds one contiguous run of sequence numbers (after a crash, it
+//! may start with writes applied just before it).
+//!
+//! Removing applied writes costs about as much as appending them, so a
+//! thread of the outbox's own removes them while the worker sends its next
+//! batch; [`Outbox::settle`] waits for it.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{unbounded, Sender};
 
 use crate::backend::local::AwaitUnlock;
 use crate::backend::Write;
@@ -39,7 +48,7 @@ pub(crate) struct Outbox {
     path: PathBuf,
     max_bytes: u64,
     /// Bytes of the records held, as `max_bytes` counts them.
-    bytes: AtomicU64,
+    bytes: Arc<AtomicU64>,
     /// Appends so far; the group commit's clock.
     appended: AtomicU64,
     /// fsyncs run for `queue_batch.sync`: fewer than the writes they
@@ -47,8 +56,27 @@ pub(crate) struct Outbox {
     syncs: AtomicU64,
     synced: Mutex<Sync>,
     sync_done: Condvar,
+    reaper: Reaper,
     /// Declared after `store`, so that it is dropped after it.
     _released: AwaitUnlock,
+}
+
+/// Writes to remove: a tree and the sequence numbers.
+type Removal = (sled::Tree, Range<u64>);
+
+/// The thread that removes applied writes, and how far it has got.
+struct Reaper {
+    /// `None` once the outbox is dropped: the thread then ends.
+    removals: Mutex<Option<Sender<Removal>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    progress: Arc<ReaperProgress>,
+}
+
+#[derive(Default)]
+struct ReaperProgress {
+    /// Removals asked for, removals done, and the first that failed.
+    counts: Mutex<(u64, u64, Option<String>)>,
+    done: Condvar,
 }
 
 /// The group commit's state: what the last fsync covered, and whether a
@@ -75,10 +103,14 @@ impl Outbox {
                     ),
                 )
             })?;
+        let bytes = Arc::new(AtomicU64::new(0));
+        let reaper = Reaper::start(bytes.clone())
+            .map_err(|e| outbox_error(path, format!("cannot start its thread: {e}")))?;
         let outbox = Outbox {
             path: path.to_owned(),
             max_bytes,
-            bytes: AtomicU64::new(0),
+            bytes,
+            reaper,
             appended: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             synced: Mutex::default(),
@@ -197,26 +229,43 @@ impl Outbox {
             .collect()
     }
 
-    /// Removes the writes numbered `seqs`: their backend has them.
-    pub fn remove(&self, tree: &sled::Tree, seqs: std::ops::Range<u64>) -> Result<()> {
-        let range = seqs.start.to_be_bytes()..seqs.end.to_be_bytes();
-        let mut batch = sled::Batch::default();
-        let mut freed = 0;
-        for entry in tree.range(range) {
-            let (key, record) = entry.map_err(|e| self.error(e))?;
-            freed += record.len() as u64;
-            batch.remove(key);
+    /// Removes the writes numbered `seqs`, which their backend has, soon:
+    /// on the reaper's thread.
+    pub fn remove(&self, tree: &sled::Tree, seqs: Range<u64>) {
+        let progress = &self.reaper.progress;
+        progress.lock().0 += 1;
+        let removals = locked(&self.reaper.removals);
+        let sent = removals.as_ref().map(|r| r.send((tree.clone(), seqs)));
+        if !matches!(sent, Some(Ok(()))) {
+            // Only while dropping; the next open finds them applied again.
+            progress.lock().0 -= 1;
         }
-        tree.apply_batch(batch).map_err(|e| self.error(e))?;
-        self.bytes.fetch_sub(freed, Ordering::Relaxed);
-        Ok(())
+    }
+
+    /// Waits until every removal asked for is done; reports the first
+    /// that failed since the last call.
+    pub fn settle(&self) -> Result<()> {
+        let progress = &self.reaper.progress;
+        let mut counts = progress.lock();
+        while counts.1 < counts.0 {
+            counts = progress
+                .done
+                .wait(counts)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        match counts.2.take() {
+            Some(cause) => Err(self.error(format!(
+                "cannot remove applied writes, which a later run would apply again: {cause}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Returns once every write appended before the call is on disk. The
     /// writer that finds no fsync running runs one for everybody waiting.
     pub fn sync(&self) -> Result<()> {
         let wanted = self.appended.load(Ordering::SeqCst);
-        let mut sync = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sync = locked(&self.synced);
         while sync.covered < wanted {
             if sync.running {
                 sync = self
@@ -230,7 +279,7 @@ impl Outbox {
             drop(sync);
             let flushed = self.store.flush();
             self.syncs.fetch_add(1, Ordering::Relaxed);
-            sync = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+            sync = locked(&self.synced);
             sync.running = false;
             self.sync_done.notify_all();
             flushed.map_err(|e| self.error(format!("fsync: {e}")))?;
@@ -251,6 +300,69 @@ impl Outbox {
     fn error(&self, cause: impl std::fmt::Display) -> Error {
         outbox_error(&self.path, cause)
     }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has removed the rest.
+        locked(&self.reaper.removals).take();
+        if let Some(thread) = locked(&self.reaper.thread).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Reaper {
+    fn start(bytes: Arc<AtomicU64>) -> std::io::Result<Reaper> {
+        let (sender, receiver) = unbounded::<Removal>();
+        let progress = Arc::new(ReaperProgress::default());
+        let shared = progress.clone();
+        let thread = std::thread::Builder::new()
+            .name("tetherdb-outbox".into())
+            .spawn(move || {
+                for (tree, seqs) in receiver {
+                    let removed = remove(&tree, seqs, &bytes);
+                    let mut counts = shared.lock();
+                    counts.1 += 1;
+                    if let Err(e) = removed {
+                        counts.2.get_or_insert(e.to_string());
+                    }
+                    shared.done.notify_all();
+                }
+            })?;
+        Ok(Reaper {
+            removals: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+            progress,
+        })
+    }
+}
+
+impl ReaperProgress {
+    fn lock(&self) -> MutexGuard<'_, (u64, u64, Option<String>)> {
+        locked(&self.counts)
+    }
+}
+
+/// Removes the records numbered `seqs` from `tree` at once.
+fn remove(tree: &sled::Tree, seqs: Range<u64>, bytes: &AtomicU64) -> sled::Result<()> {
+    let range = seqs.start.to_be_bytes()..seqs.end.to_be_bytes();
+    let mut batch = sled::Batch::default();
+    let mut freed = 0;
+    for entry in tree.range(range) {
+        let (key, record) = entry?;
+        freed += record.len() as u64;
+        batch.remove(key);
+    }
+    tree.apply_batch(batch)?;
+    bytes.fetch_sub(freed, Ordering::Relaxed);
+    Ok(())
+}
+
+/// A lock, also when another thread panicked holding it: what it guards
+/// stays consistent between statements.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn outbox_error(path: &Path, cause: impl std::fmt::Display) -> Error {
@@ -300,7 +412,8 @@ mod tests {
                     .append(&tree, seq, "etcd", &write(&format!("b:k{seq}"), "v"))
                     .unwrap();
             }
-            outbox.remove(&tree, 0..2).unwrap();
+            outbox.remove(&tree, 0..2);
+            outbox.settle().unwrap();
             outbox.sync().unwrap();
             assert_eq!(outbox.bytes(), 3 * (RECORD_HEADER as u64 + 5));
         }

@@ -466,7 +466,7 @@ impl Queue {
         }
         self.take_failures()?;
         match &self.outbox {
-            Some(outbox) => outbox.flush(),
+            Some(outbox) => outbox.settle().and(outbox.flush()),
             None => Ok(()),
         }
     }
@@ -746,11 +746,7 @@ impl Worker {
             }
         }
         if let Store::Outbox(outbox, tree) = &lane.store {
-            if let Err(e) = outbox.remove(tree, done..end) {
-                // Applied, but still in the outbox: a later run applies
-                // them again, with the same values in the same order.
-                self.log.error(format_args!("{e}"));
-            }
+            outbox.remove(tree, done..end);
         }
         let mut state = lane.lock();
         state.done = end;
