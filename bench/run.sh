@@ -25,15 +25,7 @@ source bench/moto.sh
 ensure_packages "${BUILD_PACKAGES[@]}" etcd-server etcd-client gnuplot-nox time
 require python3 "install Python 3: it finds free ports and writes the tables"
 BACKENDS="${BACKENDS:-local etcd dynamodb}"
-if [[ " $BACKENDS " == *" dynamodb "* ]] && ! command -v moto_server >/dev/null; then
-  step "installing moto[server]"
-  python3 -m pip --version >/dev/null 2>&1 || ensure_packages python3-pip
-  # A Debian python3 refuses a system-wide pip install (PEP 668) unless told.
-  python3 -m pip install --quiet 'moto[server]' ||
-    python3 -m pip install --quiet --break-system-packages 'moto[server]'
-  hash -r
-  require moto_server "pip installed moto[server], but its moto_server is not on PATH"
-fi
+[[ " $BACKENDS " != *" dynamodb "* ]] || ensure_moto
 
 step "building tether-stress (release)"
 cargo build --release --bin tether-stress

@@ -32,4 +32,16 @@ require() {
   }
 }
 
+# moto_server, the DynamoDB emulator (PyPI moto[server]), when missing.
+ensure_moto() {
+  command -v moto_server >/dev/null && return 0
+  step "installing moto[server]"
+  python3 -m pip --version >/dev/null 2>&1 || ensure_packages python3-pip
+  # A Debian python3 refuses a system-wide pip install (PEP 668) unless told.
+  python3 -m pip install --quiet 'moto[server]' ||
+    python3 -m pip install --quiet --break-system-packages 'moto[server]'
+  hash -r
+  require moto_server "pip installed moto[server], but its moto_server is not on PATH"
+}
+
 require cargo "install Rust (https://rustup.rs) first"

@@ -8,15 +8,7 @@ source "$(dirname "$0")/common.sh"
 ensure_packages "${BUILD_PACKAGES[@]}" g++ cmake make etcd-server etcd-client
 
 # moto_server: the DynamoDB emulator the dynamodb tests start (PyPI moto[server]).
-if ! command -v moto_server >/dev/null; then
-  step "installing moto[server]"
-  python3 -m pip --version >/dev/null 2>&1 || ensure_packages python3-pip
-  # A Debian python3 refuses a system-wide pip install (PEP 668) unless told.
-  python3 -m pip install --quiet 'moto[server]' ||
-    python3 -m pip install --quiet --break-system-packages 'moto[server]'
-  hash -r
-  require moto_server "pip installed moto[server], but its moto_server is not on PATH"
-fi
+ensure_moto
 
 # Every cargo command below runs build.rs, which regenerates the header:
 # keep the committed one to compare with.
