@@ -612,32 +612,38 @@ impl Worker {
     fn take(&self, state: &mut State, waiting: u64) -> Result<Vec<Queued>> {
         let count = waiting.min(self.size as u64);
         let seqs = state.taken..state.taken + count;
-        let batch: Vec<Queued> = match &self.lane.store {
-            _ if state.waiting.len() as u64 >= count => {
-                state.waiting.drain(..count as usize).collect()
+        let batch: Vec<Queued> = if state.waiting.len() as u64 >= count {
+            state.waiting.drain(..count as usize).collect()
+        } else {
+            // Memory is short only of writes the outbox holds: after an
+            // outage, or from an earlier run. What it holds starts at
+            // `taken`: it goes, and the batch is read back.
+            let Store::Outbox(outbox, tree) = &self.lane.store else {
+                return Err(Error::Internal(format!(
+                    "{}: {waiting} writes wait, {} in memory",
+                    self.lane.name(),
+                    state.waiting.len()
+                )));
+            };
+            state.waiting.clear();
+            let batch: Vec<Queued> = outbox
+                .read(tree, seqs.clone())?
+                .into_iter()
+                .map(|record| Queued {
+                    seq: record.seq,
+                    queued_at: instant_of(record.queued_at),
+                    write: record.write,
+                })
+                .collect();
+            if batch.len() as u64 != count {
+                return Err(Error::Internal(format!(
+                    "{}: the outbox holds {} of the writes {seqs:?}",
+                    self.lane.name(),
+                    batch.len()
+                )));
             }
-            Store::Memory => Vec::new(),
-            Store::Outbox(outbox, tree) => {
-                // What memory holds starts at `taken`, and is too short.
-                state.waiting.clear();
-                outbox
-                    .read(tree, seqs.clone())?
-                    .into_iter()
-                    .map(|record| Queued {
-                        seq: record.seq,
-                        queued_at: instant_of(record.queued_at),
-                        write: record.write,
-                    })
-                    .collect()
-            }
+            batch
         };
-        if batch.len() as u64 != count {
-            return Err(Error::Internal(format!(
-                "{}: the outbox holds {} of the writes {seqs:?}",
-                self.lane.name(),
-                batch.len()
-            )));
-        }
         state.first_taken_at = state.first_waiting_at;
         state.taken = seqs.end;
         state.first_waiting_at = self.lane.first_queued_at(state)?;

@@ -19,10 +19,11 @@ use std::ffi::{c_char, CString};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::ptr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use common::etcd::outbox_path::new_outbox_path;
 use common::etcd::Etcd;
+use common::wait_until;
 use tetherdb::ffi::{self, TetherDb, TETHER_QUEUE};
 use tetherdb::{Db, Status};
 
@@ -198,15 +199,5 @@ fn seed() -> u64 {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos() as u64,
-    }
-}
-
-/// Polls `done` until it holds; the bound only keeps a broken build from
-/// hanging CI.
-fn wait_until(done: impl Fn() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < give_up, "gave up waiting");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

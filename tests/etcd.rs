@@ -5,10 +5,10 @@ mod common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::etcd::Etcd;
-use common::{count, listing};
+use common::{count, listing, wait_until};
 use tetherdb::{Db, Error, Status};
 
 const QUICK: &str = r#"{"size": 10, "interval": 0.05}"#;
@@ -394,14 +394,4 @@ fn every_c_entry_point_works_on_etcd() {
         return;
     };
     common::c_abi::every_entry_point(&etcd.config(r#"{"autostart": false}"#, ""), "etcd");
-}
-
-/// Polls `done` until it holds. Not a timing assertion: the bound only
-/// keeps a broken build from hanging CI.
-fn wait_until(done: impl Fn() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < give_up, "gave up waiting");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{count, listing, open};
+use common::{count, listing, open, wait_until};
 use tetherdb::{Db, Error, Status};
 
 const QUICK: &str = r#"{"size": 10, "interval": 0.05}"#;
@@ -301,16 +299,6 @@ fn a_second_handle_on_one_store_is_an_io_error() {
         .unwrap();
     assert_eq!(err.status(), Status::Io);
     assert!(err.to_string().contains("cannot open"), "{err}");
-}
-
-/// Polls `done` until it holds. Not a timing assertion: the bound only
-/// keeps a broken build from hanging CI.
-fn wait_until(done: impl Fn() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < give_up, "condition never held");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

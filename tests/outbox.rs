@@ -7,10 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::etcd::outbox_path::new_outbox_path;
 use common::etcd::Etcd;
+use common::wait_until;
 use tetherdb::{Db, Status};
 
 /// Queued writes of the outage tests: two rounds over the same keys, so
@@ -225,14 +225,4 @@ fn with_sync_writers_share_fsyncs() {
     db.close().unwrap();
     let db = common::open(dir.path(), "{}");
     assert_eq!(common::count(&db, "s"), total as usize);
-}
-
-/// Polls `done` until it holds. Not a timing assertion: the bound only
-/// keeps a broken build from hanging CI.
-fn wait_until(done: impl Fn() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < give_up, "gave up waiting");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -9,6 +9,7 @@ pub mod moto;
 pub mod outbox_path;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use tetherdb::{Db, Page};
 
@@ -52,4 +53,14 @@ pub fn count(db: &Db, bucket: &str) -> usize {
         .iter()
         .map(|p| p.entries.len())
         .sum()
+}
+
+/// Polls `done` until it holds. Not a timing assertion: the bound only
+/// keeps a broken build from hanging CI.
+pub fn wait_until(done: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < give_up, "gave up waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
