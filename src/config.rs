@@ -375,24 +375,21 @@ impl Config {
         }
     }
 
-    /// Where the durable outbox lives, when `queue_batch.durable` is on:
-    /// `queue_batch.outbox_path`, or the local data directory's path with
-    /// `.outbox` added, whether or not `local` is configured.
+    /// Where the durable outbox lives, when `queue_batch.durable` is on
+    /// and the configuration says: `queue_batch.outbox_path`, or, with a
+    /// `local` store, its directory's path with `.outbox` added (the outbox
+    /// belongs to the store, which one process holds). `None` otherwise: a
+    /// remote-only handle's outbox is named after its destinations
+    /// (`outbox::default_path`).
     pub fn outbox_path(&self) -> Option<PathBuf> {
         let queue = &self.queue_batch;
-        if !queue.durable {
-            return None;
+        if let Some(path) = &queue.outbox_path {
+            return Some(path.clone());
         }
-        Some(queue.outbox_path.clone().unwrap_or_else(|| {
-            let mut path = self
-                .local
-                .clone()
-                .unwrap_or_default()
-                .filepath
-                .into_os_string();
-            path.push(".outbox");
-            PathBuf::from(path)
-        }))
+        let local = self.local_config()?;
+        let mut path = local.filepath.into_os_string();
+        path.push(".outbox");
+        Some(PathBuf::from(path))
     }
 
     fn is_embedded_default(&self) -> bool {

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::{self, StoredKey};
 use crate::log::Logger;
-use crate::outbox::Outbox;
+use crate::outbox::{self, Outbox};
 use crate::queue::{Backends, Queue};
 
 /// One listed entry: the key without its bucket part, and the value.
@@ -64,9 +64,16 @@ impl Db {
                 ))
             })?;
         let backends: Backends = backends.into();
-        let outbox = match config.outbox_path() {
-            Some(path) => Some(Outbox::open(&path, config.queue_batch.outbox_max_bytes)?),
-            None => None,
+        let outbox = match config.queue_batch.durable {
+            true => {
+                let path = match config.outbox_path() {
+                    Some(path) => path,
+                    None => outbox::default_path(&backends)?,
+                };
+                let max_bytes = config.queue_batch.outbox_max_bytes;
+                Some(Outbox::open(&path, max_bytes, &backends, log)?)
+            }
+            false => None,
         };
         let queue = Queue::new(config.queue_batch.clone(), &backends, outbox, log)?;
         if config.queue_batch.autostart {

@@ -33,7 +33,7 @@ use crate::backend::{Backend, BatchLimit, Write};
 use crate::config::QueueConfig;
 use crate::error::{Error, Result};
 use crate::log::Logger;
-use crate::outbox::Outbox;
+use crate::outbox::{self, LaneLog, Outbox};
 
 /// The backends of a handle, indexed as queued writes address them.
 pub(crate) type Backends = Arc<[Arc<dyn Backend>]>;
@@ -83,8 +83,8 @@ impl Failures {
 enum Store {
     /// In `State::waiting`.
     Memory,
-    /// In this tree of the outbox.
-    Outbox(Arc<Outbox>, sled::Tree),
+    /// In this log of the outbox (and the first of them in memory too).
+    Outbox(Arc<LaneLog>),
 }
 
 /// Counters for `tether_stats`.
@@ -133,6 +133,9 @@ struct State {
     /// Since when the backend has been unreachable, and the last error;
     /// `None` while it answers.
     outage: Option<(Instant, Error)>,
+    /// Why the worker ended without a stop: every call waiting on it, and
+    /// every later one, fails with it at once instead of waiting for ever.
+    dead: Option<String>,
 }
 
 impl State {
@@ -146,14 +149,14 @@ impl State {
 }
 
 impl Lane {
-    fn new(backend: Arc<dyn Backend>, outbox: Option<&Arc<Outbox>>) -> Result<Lane> {
+    fn new(backend: Arc<dyn Backend>, log: Option<&Arc<LaneLog>>) -> Result<Lane> {
         let mut state = State::default();
-        let store = match outbox {
+        let store = match log {
             None => Store::Memory,
-            Some(outbox) => {
-                let (tree, held) = outbox.tree(backend.name())?;
+            Some(log) => {
+                let held = log.held();
                 (state.done, state.taken, state.next) = (held.start, held.start, held.end);
-                Store::Outbox(outbox.clone(), tree)
+                Store::Outbox(log.clone())
             }
         };
         let lane = Lane {
@@ -185,8 +188,8 @@ impl Lane {
         }
         let seq = state.taken;
         Ok(match &self.store {
-            Store::Outbox(outbox, tree) if seq < state.next => {
-                let record = outbox.read(tree, seq..seq + 1)?;
+            Store::Outbox(log) if seq < state.next => {
+                let record = log.read(seq..seq + 1)?;
                 record.first().map(|r| instant_of(r.queued_at))
             }
             _ => None,
@@ -204,8 +207,16 @@ impl Lane {
     }
 
     /// Fails once the backend has been unreachable for its timeout, saying
-    /// how many queued writes wait for it.
+    /// how many queued writes wait for it, or at once when the worker died.
     fn check_reachable(&self, state: &State) -> Result<()> {
+        if let Some(cause) = &state.dead {
+            return Err(Error::Internal(format!(
+                "{}: the worker ended: {cause}; {} queued write(s) not applied (tether_stop, \
+                 then tether_start, starts a new one)",
+                self.name(),
+                state.pending()
+            )));
+        }
         match self.unreachable(state) {
             None => Ok(()),
             Some(error) => Err(Error::unavailable(
@@ -221,9 +232,11 @@ impl Lane {
         }
     }
 
-    /// Waits for room, then queues one write.
-    fn push(&self, write: Write, settings: &QueueConfig) -> Result<()> {
+    /// Waits for room, then queues one write. With the outbox, returns
+    /// the log position that a sync must reach to cover it.
+    fn push(&self, write: Write, settings: &QueueConfig) -> Result<Option<u64>> {
         let mut state = self.lock();
+        self.check_reachable_or_dead(&state)?;
         while state.pending() >= settings.capacity as u64 {
             // In an outage the outbox takes what memory would not: it is
             // bounded in bytes, and the writes are safe on disk.
@@ -240,12 +253,15 @@ impl Lane {
                 .0;
         }
         let seq = state.next;
-        let in_memory = match &self.store {
-            Store::Memory => true,
-            Store::Outbox(outbox, tree) => {
-                outbox.append(tree, seq, self.name(), &write)?;
+        // Staging only copies the write into the log's buffer: no lock of
+        // the lane is ever held across I/O.
+        let (in_memory, position) = match &self.store {
+            Store::Memory => (true, None),
+            Store::Outbox(log) => {
+                let position = log.stage(seq, &write)?;
                 let held = state.waiting.len();
-                held as u64 == state.waiting() && held < settings.capacity
+                let fits = held as u64 == state.waiting() && held < settings.capacity;
+                (fits, Some(position))
             }
         };
         if in_memory {
@@ -264,7 +280,27 @@ impl Lane {
         if waiting == 1 || waiting == settings.size as u64 {
             self.work.notify_one();
         }
-        Ok(())
+        Ok(position)
+    }
+
+    /// Fails at once when the worker died.
+    fn check_reachable_or_dead(&self, state: &State) -> Result<()> {
+        match state.dead {
+            Some(_) => self.check_reachable(state),
+            None => Ok(()),
+        }
+    }
+
+    /// The worker ended without a stop (a panic): what it had taken goes
+    /// back to the outbox (or, in memory, is reported as failed), and every
+    /// waiting call is woken to fail.
+    fn die(&self, cause: String, failures: &Mutex<Failures>) {
+        let mut state = self.lock();
+        let error = Error::Internal(format!("{}: the worker ended: {cause}", self.name()));
+        reset_to_done(self, &mut state, error, failures);
+        state.dead = Some(cause);
+        drop(state);
+        self.progress.notify_all();
     }
 
     /// Waits until the writes queued before the call are applied or
@@ -305,6 +341,14 @@ impl Lane {
     }
 }
 
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(message), _) => format!("panic: {message}"),
+        (_, Some(message)) => format!("panic: {message}"),
+        _ => "panic".into(),
+    }
+}
+
 /// The `Instant` a wall-clock time was, as near as the clocks tell.
 fn instant_of(at: SystemTime) -> Instant {
     let age = at.elapsed().unwrap_or_default();
@@ -335,7 +379,11 @@ impl Queue {
         let outbox = outbox.map(Arc::new);
         let lanes = backends
             .iter()
-            .map(|backend| Lane::new(backend.clone(), outbox.as_ref()).map(Arc::new))
+            .enumerate()
+            .map(|(i, backend)| {
+                let log = outbox.as_ref().map(|outbox| outbox.lane(i));
+                Lane::new(backend.clone(), log).map(Arc::new)
+            })
             .collect::<Result<Vec<_>>>()?;
         if let Some(outbox) = &outbox {
             for lane in &lanes {
@@ -348,8 +396,7 @@ impl Queue {
                     ));
                 }
             }
-            let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
-            for (backend, count) in outbox.others(&names) {
+            for (backend, count) in outbox.others() {
                 log.warn(format_args!(
                     "the outbox {} holds {count} write(s) for backend {backend}, which this \
                      handle does not configure; they wait for a handle that does",
@@ -381,6 +428,7 @@ impl Queue {
                 // An outage a stop gave up on is news no longer: the new
                 // worker finds out for itself.
                 state.outage = None;
+                state.dead = None;
             }
             let worker = Worker {
                 size: self.settings.size,
@@ -392,7 +440,12 @@ impl Queue {
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("tetherdb-{}", lane.name()))
-                .spawn(move || worker.run());
+                .spawn(move || {
+                    let (lane, failures) = (worker.lane.clone(), worker.failures.clone());
+                    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| worker.run())) {
+                        lane.die(panic_message(&*panic), &failures);
+                    }
+                });
             match spawned {
                 Ok(thread) => started.push(thread),
                 Err(e) => {
@@ -435,7 +488,9 @@ impl Queue {
         self.take_failures()?;
         for lane in &self.lanes {
             let state = lane.lock();
-            if let (Store::Outbox(outbox, _), left @ 1..) = (&lane.store, state.pending()) {
+            if let (Some(outbox), Store::Outbox(_), left @ 1..) =
+                (&self.outbox, &lane.store, state.pending())
+            {
                 let cause = state.outage.as_ref().map_or_else(String::new, |(_, e)| {
                     format!(" (last error: {})", e.cause())
                 });
@@ -466,7 +521,7 @@ impl Queue {
         }
         self.take_failures()?;
         match &self.outbox {
-            Some(outbox) => outbox.settle().and(outbox.flush()),
+            Some(outbox) => outbox.checkpoint(),
             None => Ok(()),
         }
     }
@@ -483,11 +538,19 @@ impl Queue {
                 key: write.key,
             });
         }
-        lane.push(write, &self.settings)?;
+        let position = lane.push(write, &self.settings)?;
         drop(workers);
-        match &self.outbox {
-            Some(outbox) if self.settings.sync => outbox.sync(),
-            _ => Ok(()),
+        let (Some(position), Store::Outbox(log)) = (position, &lane.store) else {
+            return Ok(());
+        };
+        if self.settings.sync {
+            log.sync(position)
+        } else {
+            if log.buffer_full() {
+                // A failure refuses later writes, which report it.
+                let _ = log.persist(false);
+            }
+            Ok(())
         }
     }
 
@@ -618,7 +681,7 @@ impl Worker {
             // Memory is short only of writes the outbox holds: after an
             // outage, or from an earlier run. What it holds starts at
             // `taken`: it goes, and the batch is read back.
-            let Store::Outbox(outbox, tree) = &self.lane.store else {
+            let Store::Outbox(log) = &self.lane.store else {
                 return Err(Error::Internal(format!(
                     "{}: {waiting} writes wait, {} in memory",
                     self.lane.name(),
@@ -626,8 +689,8 @@ impl Worker {
                 )));
             };
             state.waiting.clear();
-            let batch: Vec<Queued> = outbox
-                .read(tree, seqs.clone())?
+            let batch: Vec<Queued> = log
+                .read(seqs.clone())?
                 .into_iter()
                 .map(|record| Queued {
                     seq: record.seq,
@@ -653,7 +716,14 @@ impl Worker {
     /// Applies a batch, in pieces the backend accepts. Returns false when
     /// a stop gave up on the backend.
     fn send(&self, batch: Vec<Queued>) -> bool {
+        let first = batch.first().map_or(0, |q| q.seq);
         let end_of_batch = batch.last().map_or(0, |q| q.seq + 1);
+        // The outbox bytes of the batch's first i writes, at [i].
+        let mut bytes = vec![0];
+        for queued in &batch {
+            bytes.push(bytes[bytes.len() - 1] + outbox::write_size(&queued.write));
+        }
+        let bytes_before = |seq: u64| bytes[(seq - first) as usize];
         let (seqs, writes) = last_write_per_key(batch);
         let limit = self.lane.backend.batch_limit();
         let mut start = 0;
@@ -662,14 +732,21 @@ impl Worker {
             // A piece takes with it the writes its own overtook; the last
             // one ends the batch, since it holds the batch's last write.
             let done = seqs.get(end).copied().unwrap_or(end_of_batch);
-            match self.apply(&writes[start..end]) {
-                Outcome::Applied => self.finish(done, None),
-                Outcome::Failed(error) => self.finish(done, Some(error)),
+            let error = match self.apply(&writes[start..end]) {
+                Outcome::Applied => None,
+                Outcome::Failed(error) => Some(error),
                 Outcome::GaveUp(error) => {
                     self.give_up(error);
                     return false;
                 }
+            };
+            if let Store::Outbox(log) = &self.lane.store {
+                log.applied(
+                    done,
+                    bytes_before(done) - bytes_before(self.lane.lock().done),
+                );
             }
+            self.finish(done, error);
             start = end;
         }
         true
@@ -751,9 +828,6 @@ impl Worker {
                 self.record(error, count);
             }
         }
-        if let Store::Outbox(outbox, tree) = &lane.store {
-            outbox.remove(tree, done..end);
-        }
         let mut state = lane.lock();
         state.done = end;
         if state.done == state.taken {
@@ -775,24 +849,8 @@ impl Worker {
     fn give_up(&self, error: Error) {
         let lane = &self.lane;
         let mut state = lane.lock();
-        match lane.store {
-            Store::Outbox(..) => {
-                state.taken = state.done;
-                // Memory holds writes from `taken` on, or none.
-                state.waiting.clear();
-                state.first_waiting_at = state.first_taken_at.take().or(state.first_waiting_at);
-                drop(state);
-            }
-            Store::Memory => {
-                let count = state.pending();
-                lane.counters.failed.fetch_add(count, Ordering::Relaxed);
-                self.record(error, count);
-                state.waiting.clear();
-                (state.done, state.taken) = (state.next, state.next);
-                (state.first_taken_at, state.first_waiting_at) = (None, None);
-                drop(state);
-            }
-        }
+        reset_to_done(lane, &mut state, error, &self.failures);
+        drop(state);
         lane.progress.notify_all();
     }
 
@@ -815,6 +873,31 @@ impl Worker {
             .wait_timeout(state, pause)
             .unwrap_or_else(PoisonError::into_inner)
             .0
+    }
+}
+
+/// Forgets what the worker took but did not finish: with the outbox, it is
+/// read back from there by the next worker; in memory, it is reported as
+/// failed with `error`, with every other write not applied.
+fn reset_to_done(lane: &Lane, state: &mut State, error: Error, failures: &Mutex<Failures>) {
+    match lane.store {
+        Store::Outbox(..) => {
+            state.taken = state.done;
+            // Memory holds writes from `taken` on, or none.
+            state.waiting.clear();
+            state.first_waiting_at = state.first_taken_at.take().or(state.first_waiting_at);
+        }
+        Store::Memory => {
+            let count = state.pending();
+            lane.counters.failed.fetch_add(count, Ordering::Relaxed);
+            failures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(error, count);
+            state.waiting.clear();
+            (state.done, state.taken) = (state.next, state.next);
+            (state.first_taken_at, state.first_waiting_at) = (None, None);
+        }
     }
 }
 
@@ -909,6 +992,9 @@ mod tests {
         fn flush(&self) -> Result<()> {
             Ok(())
         }
+        fn destination(&self) -> String {
+            "the faulty test backend".into()
+        }
         fn batch_limit(&self) -> BatchLimit {
             BatchLimit {
                 writes: 3,
@@ -932,8 +1018,9 @@ mod tests {
             interval: 3600.0,
             ..QueueConfig::default()
         };
-        let outbox = outbox.map(|path| Outbox::open(path, 1 << 20).unwrap());
-        let queue = Queue::new(settings, &backends, outbox, Logger::new(Level::None)).unwrap();
+        let log = Logger::new(Level::None);
+        let outbox = outbox.map(|path| Outbox::open(path, 1 << 20, &backends, log).unwrap());
+        let queue = Queue::new(settings, &backends, outbox, log).unwrap();
         queue.start().unwrap();
         queue
     }
@@ -1073,9 +1160,9 @@ mod tests {
             capacity: 3,
             ..QueueConfig::default()
         };
-        let outbox = Outbox::open(&dir.path().join("outbox"), 1 << 20).unwrap();
-        let queue =
-            Queue::new(settings, &backends, Some(outbox), Logger::new(Level::None)).unwrap();
+        let log = Logger::new(Level::None);
+        let outbox = Outbox::open(&dir.path().join("outbox"), 1 << 20, &backends, log).unwrap();
+        let queue = Queue::new(settings, &backends, Some(outbox), log).unwrap();
         queue.start().unwrap();
         for i in 0..50 {
             push(&queue, &format!("k{i}"));

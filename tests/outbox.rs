@@ -92,9 +92,12 @@ fn an_etcd_outage_across_a_close_loses_no_queued_write_and_repeats_none() {
 fn a_dynamodb_outage_across_a_close_loses_no_queued_write_and_repeats_none() {
     use common::moto;
 
-    let Some(first) = moto::own_server() else {
+    let Some(server) = moto::own_server() else {
         return;
     };
+    // The outage is the proxy's: the destination, its address, stays the
+    // same, as the outbox demands. It records every put that reaches moto.
+    let proxy = moto::Proxy::start(server.addr);
     let outbox = new_outbox_path();
     let table = moto::table("outbox");
     let queue_batch = format!(r#"{{"size": 25, "interval": 0.05, "outbox_path": {outbox:?}}}"#);
@@ -104,20 +107,17 @@ fn a_dynamodb_outage_across_a_close_loses_no_queued_write_and_repeats_none() {
     };
     // A new emulator's first answers can be slow: the table is made with a
     // long timeout, the outage met with a short one.
-    Db::open_json(Some(&config(&first.url(), 10.0)))
+    Db::open_json(Some(&config(&proxy.url(), 10.0)))
         .unwrap()
         .close()
         .unwrap();
-    let db = Db::open_json(Some(&config(&first.url(), 0.5))).unwrap();
-    drop(first);
+    let db = Db::open_json(Some(&config(&proxy.url(), 0.5))).unwrap();
+    proxy.state().down = true;
     queue_rounds(&db);
     close_during_the_outage(db, &outbox);
+    assert!(proxy.state().batch_written.is_empty());
 
-    // moto keeps its data in memory: the restarted emulator is empty, and
-    // the handle creates the table again. A proxy in front of it records
-    // every put that reaches it.
-    let second = moto::own_server().unwrap();
-    let proxy = moto::Proxy::start(second.addr);
+    proxy.state().down = false;
     let db = Db::open_json(Some(&config(&proxy.url(), 10.0))).unwrap();
     wait_until(|| db.flush().is_ok());
     let expected: Vec<String> = (0..ROUNDS)

@@ -500,6 +500,10 @@ impl Backend for DynamoDb {
             })
     }
 
+    fn destination(&self) -> String {
+        format!("the table {}{}", self.table, self.whereabouts())
+    }
+
     fn flush(&self) -> Result<()> {
         // DynamoDB makes a write durable before it answers.
         Ok(())

@@ -40,6 +40,8 @@ pub struct Etcd {
     timeout: Duration,
     max_txn_ops: usize,
     max_request_bytes: usize,
+    /// The cluster's endpoints, for the outbox.
+    endpoints: Vec<String>,
     /// Declared last: dropped after the client, whose tasks it runs.
     runtime: Arc<Runtime>,
 }
@@ -74,6 +76,11 @@ impl Etcd {
             timeout,
             max_txn_ops: config.max_txn_ops,
             max_request_bytes: config.max_request_bytes,
+            endpoints: {
+                let mut urls = urls;
+                urls.sort();
+                urls
+            },
             runtime,
         })
     }
@@ -206,6 +213,10 @@ impl Backend for Etcd {
         // Errors name no key: the worker reports how many writes failed.
         self.call("", |mut kv| async move { kv.txn(txn).await })
             .map(drop)
+    }
+
+    fn destination(&self) -> String {
+        format!("the etcd cluster at {}", self.endpoints.join(", "))
     }
 
     fn flush(&self) -> Result<()> {

@@ -15,6 +15,8 @@ const NAME: &str = "local";
 
 pub struct Local {
     db: sled::Db,
+    /// The store's directory, absolute.
+    path: PathBuf,
     /// Declared after `db`, so that it is dropped after it.
     _released: AwaitUnlock,
 }
@@ -35,6 +37,7 @@ impl Local {
             })?;
         Ok(Local {
             db,
+            path: path.canonicalize().unwrap_or_else(|_| path.to_owned()),
             _released: AwaitUnlock::new(path),
         })
     }
@@ -145,6 +148,10 @@ impl Backend for Local {
                 format!("batch of {} writes: {e}", writes.len()),
             )
         })
+    }
+
+    fn destination(&self) -> String {
+        format!("the store {}", self.path.display())
     }
 
     fn flush(&self) -> Result<()> {

@@ -84,6 +84,11 @@ pub trait Backend: Send + Sync {
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;
 
+    /// What identifies where its writes go (a store's path, a cluster's
+    /// endpoints, a table and its region): the outbox keeps queued writes
+    /// for this destination and delivers them to no other.
+    fn destination(&self) -> String;
+
     /// Fails with `TooLarge` when the engine would refuse this write for its
     /// size, so that a queued write is refused before it is queued.
     fn accepts(&self, _key: &str, _value: &[u8]) -> Result<()> {
