@@ -1192,7 +1192,11 @@ mod tests {
         }
         backend.flush_fails.store(false, Ordering::SeqCst);
         let outbox = open(&path, &backend, 1 << 20).unwrap();
-        assert_eq!(outbox.lane(0).held(), 0..1, "applied, but maybe not durably");
+        assert_eq!(
+            outbox.lane(0).held(),
+            0..1,
+            "applied, but maybe not durably"
+        );
     }
 
     #[test]
