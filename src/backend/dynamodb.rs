@@ -609,7 +609,16 @@ where
         SdkError::ServiceError(service) => {
             let code = error.code().unwrap_or_default();
             let message = error.message().unwrap_or_default();
-            let cause = format!("{code}: {message}");
+            let cause = match code {
+                // An answer without an error type, such as a load
+                // balancer's 503: its status says what happened.
+                "" => http_cause(
+                    service.raw().status().as_u16(),
+                    service.raw().body().bytes().unwrap_or_default(),
+                ),
+                code if message.is_empty() => code.to_owned(),
+                code => format!("{code}: {message}"),
+            };
             if TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error() {
                 Error::unavailable(NAME, key, cause)
             } else if code == "ResourceNotFoundException" {
@@ -632,6 +641,30 @@ where
         // Timeouts, connections refused or dropped, an answer that could
         // not be read, credentials not (yet) available.
         _ => Error::unavailable(NAME, key, causes(&error)),
+    }
+}
+
+/// "HTTP 503 Service Unavailable", and the start of the body where there is
+/// one: the cause of an error answer that names no error type.
+fn http_cause(status: u16, body: &[u8]) -> String {
+    let reason = match status {
+        400 => " Bad Request",
+        403 => " Forbidden",
+        404 => " Not Found",
+        413 => " Payload Too Large",
+        429 => " Too Many Requests",
+        500 => " Internal Server Error",
+        502 => " Bad Gateway",
+        503 => " Service Unavailable",
+        504 => " Gateway Timeout",
+        _ => "",
+    };
+    let body = String::from_utf8_lossy(body);
+    let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match body.char_indices().nth(200) {
+        None if body.is_empty() => format!("HTTP {status}{reason}"),
+        None => format!("HTTP {status}{reason}: {body}"),
+        Some((end, _)) => format!("HTTP {status}{reason}: {}...", &body[..end]),
     }
 }
 
@@ -696,6 +729,17 @@ mod tests {
             value_of("k", numeric).unwrap_err().status(),
             crate::Status::Io
         );
+    }
+
+    #[test]
+    fn an_error_answer_without_a_type_is_told_by_its_status() {
+        assert_eq!(http_cause(503, b""), "HTTP 503 Service Unavailable");
+        assert_eq!(
+            http_cause(502, b"<html>\n  <h1>Bad   gateway</h1>\n</html>\n"),
+            "HTTP 502 Bad Gateway: <html> <h1>Bad gateway</h1> </html>"
+        );
+        let long = http_cause(599, "\u{e9}".repeat(300).as_bytes());
+        assert_eq!(long, format!("HTTP 599: {}...", "\u{e9}".repeat(200)));
     }
 
     #[test]
