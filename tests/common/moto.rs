@@ -252,6 +252,8 @@ enum Share {
     /// Each request with this probability (in percent), drawn from a
     /// seeded generator: the same seed gives the same sequence of draws.
     Random { percent: u64, state: u64 },
+    /// The i-th request where `hits[i]` is set; none after the last.
+    Pattern(Vec<bool>),
 }
 
 impl Faults {
@@ -279,6 +281,13 @@ impl Faults {
         )
     }
 
+    /// The i-th request answered with the next of `kinds` where `hits[i]`
+    /// is set; those after the last of `hits` go through.
+    pub fn pattern(hits: &[bool], kinds: &[Fault]) -> Faults {
+        assert!(!kinds.is_empty());
+        Faults::with(Share::Pattern(hits.to_vec()), kinds)
+    }
+
     fn with(share: Share, kinds: &[Fault]) -> Faults {
         Faults {
             kinds: kinds.to_vec(),
@@ -302,8 +311,9 @@ impl Faults {
         }
         self.seen += 1;
         let hit = match &mut self.share {
-            Share::EveryNth(n) => self.seen % *n == 0,
+            Share::EveryNth(n) => self.seen.is_multiple_of(*n),
             Share::Random { percent, state } => splitmix64(state) % 100 < *percent,
+            Share::Pattern(hits) => hits.get(self.seen as usize - 1) == Some(&true),
         };
         if !hit {
             return None;
