@@ -317,31 +317,55 @@ impl DynamoDb {
 
     /// Sends one BatchWriteItem, then resends its unprocessed items with
     /// capped exponential backoff until none is left or `deadline` passes.
+    ///
+    /// Once part of the batch is applied, a resend that fails as
+    /// unavailable (throttled, a server error, after the SDK's own tries)
+    /// is tried again here too: failing would make the worker resend the
+    /// whole batch, applied part included. Before that, nothing of the
+    /// batch is applied and the failure is the worker's to retry.
     async fn write_all(&self, mut requests: Vec<WriteRequest>, deadline: Instant) -> Result<()> {
         let total = requests.len();
         let mut pause = FIRST_RESEND;
+        let mut applied_some = false;
         loop {
-            let answer = self
+            let sending = requests.len();
+            // Kept while part of the batch is applied, to be sent again.
+            let batch = match applied_some {
+                true => requests.clone(),
+                false => std::mem::take(&mut requests),
+            };
+            let sent = self
                 .client
                 .batch_write_item()
-                .request_items(&self.table, requests)
+                .request_items(&self.table, batch)
                 .send()
-                .await
-                .map_err(|error| failure(&self.table, "", error))?;
-            requests = answer
-                .unprocessed_items
-                .and_then(|mut tables| tables.remove(&self.table))
-                .unwrap_or_default();
-            if requests.is_empty() {
-                return Ok(());
-            }
+                .await;
+            let why = match sent {
+                Ok(answer) => {
+                    requests = answer
+                        .unprocessed_items
+                        .and_then(|mut tables| tables.remove(&self.table))
+                        .unwrap_or_default();
+                    if requests.is_empty() {
+                        return Ok(());
+                    }
+                    applied_some |= requests.len() < sending;
+                    "unprocessed (throttled)".to_owned()
+                }
+                Err(error) => {
+                    let error = failure(&self.table, "", error);
+                    if !(applied_some && error.is_transient()) {
+                        return Err(error);
+                    }
+                    format!("unapplied: {}", error.cause())
+                }
+            };
             if Instant::now() + pause > deadline {
                 return Err(Error::unavailable(
                     NAME,
                     "",
                     format!(
-                        "{} of {total} writes of a batch still unprocessed (throttled) after \
-                         {:?}",
+                        "{} of {total} writes of a batch still {why} after {:?}",
                         requests.len(),
                         self.timeout
                     ),
