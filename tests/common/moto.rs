@@ -342,6 +342,10 @@ pub struct ProxyState {
     pub requests: HashMap<String, usize>,
     /// Requests answered with an injected [`Fault`], by operation.
     pub injected: HashMap<String, usize>,
+    /// How many times each request body was answered with an injected
+    /// fault. The SDK's retries of a request send the same body again: a
+    /// count of its attempts means the SDK gave up on that request.
+    pub faulted_bodies: HashMap<Vec<u8>, usize>,
     /// The key of every put request of a BatchWriteItem that reached moto,
     /// in order: each key once means each write was applied once.
     pub batch_written: Vec<String>,
@@ -554,6 +558,7 @@ fn answer(
         };
         if let Some(fault) = fault {
             *state.injected.entry(operation).or_default() += 1;
+            *state.faulted_bodies.entry(request.body).or_default() += 1;
             return Some(fault.answer());
         }
         if operation == "BatchWriteItem" {
