@@ -6,9 +6,9 @@
 //! A binary of its own: the SDK's standard retry mode draws its retries
 //! from a retry quota that every client of the process for DynamoDB in one
 //! region shares (500 tokens; a retry takes 5, 10 after a timeout or a
-//! dropped connection; a call that fails in the end keeps what its retries
-//! took, one that succeeds gives it back). Once it is spent, calls are no
-//! longer retried. The tests here spend far less than that; the outage
+//! dropped connection; a retry that succeeds gives them back, a call that
+//! succeeds at once adds one). Once it is spent, calls are no longer
+//! retried. The tests here spend far less than that; the outage
 //! tests of tests/dynamodb.rs, sharing the process, would make what is
 //! left depend on the order the tests run in.
 #![cfg(feature = "dynamodb")]
