@@ -317,31 +317,55 @@ impl DynamoDb {
 
     /// Sends one BatchWriteItem, then resends its unprocessed items with
     /// capped exponential backoff until none is left or `deadline` passes.
+    ///
+    /// Once part of the batch is applied, a resend that fails as
+    /// unavailable (throttled, a server error, after the SDK's own tries)
+    /// is tried again here too: failing would make the worker resend the
+    /// whole batch, applied part included. Before that, nothing of the
+    /// batch is applied and the failure is the worker's to retry.
     async fn write_all(&self, mut requests: Vec<WriteRequest>, deadline: Instant) -> Result<()> {
         let total = requests.len();
         let mut pause = FIRST_RESEND;
+        let mut applied_some = false;
         loop {
-            let answer = self
+            let sending = requests.len();
+            // Kept while part of the batch is applied, to be sent again.
+            let batch = match applied_some {
+                true => requests.clone(),
+                false => std::mem::take(&mut requests),
+            };
+            let sent = self
                 .client
                 .batch_write_item()
-                .request_items(&self.table, requests)
+                .request_items(&self.table, batch)
                 .send()
-                .await
-                .map_err(|error| failure(&self.table, "", error))?;
-            requests = answer
-                .unprocessed_items
-                .and_then(|mut tables| tables.remove(&self.table))
-                .unwrap_or_default();
-            if requests.is_empty() {
-                return Ok(());
-            }
+                .await;
+            let why = match sent {
+                Ok(answer) => {
+                    requests = answer
+                        .unprocessed_items
+                        .and_then(|mut tables| tables.remove(&self.table))
+                        .unwrap_or_default();
+                    if requests.is_empty() {
+                        return Ok(());
+                    }
+                    applied_some |= requests.len() < sending;
+                    "unprocessed (throttled)".to_owned()
+                }
+                Err(error) => {
+                    let error = failure(&self.table, "", error);
+                    if !(applied_some && error.is_transient()) {
+                        return Err(error);
+                    }
+                    format!("unapplied: {}", error.cause())
+                }
+            };
             if Instant::now() + pause > deadline {
                 return Err(Error::unavailable(
                     NAME,
                     "",
                     format!(
-                        "{} of {total} writes of a batch still unprocessed (throttled) after \
-                         {:?}",
+                        "{} of {total} writes of a batch still {why} after {:?}",
                         requests.len(),
                         self.timeout
                     ),
@@ -613,7 +637,16 @@ where
         SdkError::ServiceError(service) => {
             let code = error.code().unwrap_or_default();
             let message = error.message().unwrap_or_default();
-            let cause = format!("{code}: {message}");
+            let cause = match code {
+                // An answer without an error type, such as a load
+                // balancer's 503: its status says what happened.
+                "" => http_cause(
+                    service.raw().status().as_u16(),
+                    service.raw().body().bytes().unwrap_or_default(),
+                ),
+                code if message.is_empty() => code.to_owned(),
+                code => format!("{code}: {message}"),
+            };
             if TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error() {
                 Error::unavailable(NAME, key, cause)
             } else if code == "ResourceNotFoundException" {
@@ -636,6 +669,30 @@ where
         // Timeouts, connections refused or dropped, an answer that could
         // not be read, credentials not (yet) available.
         _ => Error::unavailable(NAME, key, causes(&error)),
+    }
+}
+
+/// "HTTP 503 Service Unavailable", and the start of the body where there is
+/// one: the cause of an error answer that names no error type.
+fn http_cause(status: u16, body: &[u8]) -> String {
+    let reason = match status {
+        400 => " Bad Request",
+        403 => " Forbidden",
+        404 => " Not Found",
+        413 => " Payload Too Large",
+        429 => " Too Many Requests",
+        500 => " Internal Server Error",
+        502 => " Bad Gateway",
+        503 => " Service Unavailable",
+        504 => " Gateway Timeout",
+        _ => "",
+    };
+    let body = String::from_utf8_lossy(body);
+    let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match body.char_indices().nth(200) {
+        None if body.is_empty() => format!("HTTP {status}{reason}"),
+        None => format!("HTTP {status}{reason}: {body}"),
+        Some((end, _)) => format!("HTTP {status}{reason}: {}...", &body[..end]),
     }
 }
 
@@ -700,6 +757,17 @@ mod tests {
             value_of("k", numeric).unwrap_err().status(),
             crate::Status::Io
         );
+    }
+
+    #[test]
+    fn an_error_answer_without_a_type_is_told_by_its_status() {
+        assert_eq!(http_cause(503, b""), "HTTP 503 Service Unavailable");
+        assert_eq!(
+            http_cause(502, b"<html>\n  <h1>Bad   gateway</h1>\n</html>\n"),
+            "HTTP 502 Bad Gateway: <html> <h1>Bad gateway</h1> </html>"
+        );
+        let long = http_cause(599, "\u{e9}".repeat(300).as_bytes());
+        assert_eq!(long, format!("HTTP 599: {}...", "\u{e9}".repeat(200)));
     }
 
     #[test]

@@ -171,18 +171,193 @@ pub fn config(url: &str, table: &str, extra: &str, queue_batch: &str) -> String 
     )
 }
 
+/// An error answer the proxy gives instead of forwarding a request, so
+/// that the request is certainly not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 400, `ProvisionedThroughputExceededException`: the table's
+    /// capacity is exceeded.
+    ProvisionedThroughputExceeded,
+    /// HTTP 400, `ThrottlingException`: the request rate is too high.
+    Throttling,
+    /// HTTP 500, `InternalServerError`, as DynamoDB answers it.
+    InternalServerError,
+    /// HTTP 503 with an empty body and no error type, as a load balancer
+    /// in front of an endpoint answers.
+    ServiceUnavailable,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 4] = [
+        Fault::ProvisionedThroughputExceeded,
+        Fault::Throttling,
+        Fault::InternalServerError,
+        Fault::ServiceUnavailable,
+    ];
+
+    fn answer(self) -> Message {
+        let (first, error_type) = match self {
+            Fault::ProvisionedThroughputExceeded => (
+                "HTTP/1.1 400 Bad Request",
+                Some("ProvisionedThroughputExceededException"),
+            ),
+            Fault::Throttling => ("HTTP/1.1 400 Bad Request", Some("ThrottlingException")),
+            Fault::InternalServerError => (
+                "HTTP/1.1 500 Internal Server Error",
+                Some("InternalServerError"),
+            ),
+            Fault::ServiceUnavailable => ("HTTP/1.1 503 Service Unavailable", None),
+        };
+        let mut answer = Message {
+            first: first.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        if let Some(error_type) = error_type {
+            let qualified = format!("com.amazonaws.dynamodb.v20120810#{error_type}");
+            answer.body = serde_json::to_vec(&serde_json::json!({
+                "__type": qualified,
+                "message": "injected by the test proxy",
+            }))
+            .unwrap();
+            answer.headers = vec![
+                ("content-type".into(), "application/x-amz-json-1.0".into()),
+                ("x-amzn-ErrorType".into(), qualified),
+            ];
+        }
+        answer
+    }
+}
+
+/// Which requests the proxy answers with a [`Fault`] of its own.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    /// The faults given in turn: the first injected answer is `kinds[0]`,
+    /// the next `kinds[1]`, and so on round.
+    pub kinds: Vec<Fault>,
+    /// The operations concerned (`PutItem`, `BatchWriteItem`...); all
+    /// when empty.
+    pub operations: Vec<String>,
+    share: Share,
+    /// Requests of the operations concerned seen so far.
+    seen: u64,
+    /// Faults injected so far.
+    injected: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Share {
+    /// The n-th, 2n-th... request.
+    EveryNth(u64),
+    /// Each request with this probability (in percent), drawn from a
+    /// seeded generator: the same seed gives the same sequence of draws.
+    Random { percent: u64, state: u64 },
+    /// The i-th request where `hits[i]` is set; none after the last.
+    Pattern(Vec<bool>),
+}
+
+impl Faults {
+    /// Every request, of any operation, answered with `fault`.
+    pub fn all(fault: Fault) -> Faults {
+        Faults::every_nth(1, &[fault])
+    }
+
+    /// The n-th, 2n-th... request answered with the next of `kinds`.
+    pub fn every_nth(n: u64, kinds: &[Fault]) -> Faults {
+        assert!(n > 0 && !kinds.is_empty());
+        Faults::with(Share::EveryNth(n), kinds)
+    }
+
+    /// About `percent` in 100 requests, drawn from `seed`, answered with
+    /// the next of `kinds`.
+    pub fn random(percent: u64, seed: u64, kinds: &[Fault]) -> Faults {
+        assert!(percent <= 100 && !kinds.is_empty());
+        Faults::with(
+            Share::Random {
+                percent,
+                state: seed,
+            },
+            kinds,
+        )
+    }
+
+    /// The i-th request answered with the next of `kinds` where `hits[i]`
+    /// is set; those after the last of `hits` go through.
+    pub fn pattern(hits: &[bool], kinds: &[Fault]) -> Faults {
+        assert!(!kinds.is_empty());
+        Faults::with(Share::Pattern(hits.to_vec()), kinds)
+    }
+
+    fn with(share: Share, kinds: &[Fault]) -> Faults {
+        Faults {
+            kinds: kinds.to_vec(),
+            operations: Vec::new(),
+            share,
+            seen: 0,
+            injected: 0,
+        }
+    }
+
+    /// Only requests of these operations.
+    pub fn on(mut self, operations: &[&str]) -> Faults {
+        self.operations = operations.iter().map(|o| o.to_string()).collect();
+        self
+    }
+
+    /// The fault to answer a request of `operation` with, if any.
+    fn pick(&mut self, operation: &str) -> Option<Fault> {
+        if !self.operations.is_empty() && !self.operations.iter().any(|o| o == operation) {
+            return None;
+        }
+        self.seen += 1;
+        let hit = match &mut self.share {
+            Share::EveryNth(n) => self.seen.is_multiple_of(*n),
+            Share::Random { percent, state } => splitmix64(state) % 100 < *percent,
+            Share::Pattern(hits) => hits.get(self.seen as usize - 1) == Some(&true),
+        };
+        if !hit {
+            return None;
+        }
+        let fault = self.kinds[self.injected % self.kinds.len()];
+        self.injected += 1;
+        Some(fault)
+    }
+}
+
+/// The next number of a SplitMix64 sequence: enough randomness for
+/// choosing requests, reproducible from its seed, and no dependency.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// What the proxy saw and what it is told to do.
 #[derive(Default)]
 pub struct ProxyState {
     /// Requests received, by operation (`PutItem`, `BatchWriteItem`...),
     /// injected answers included.
     pub requests: HashMap<String, usize>,
+    /// Requests answered with an injected [`Fault`], by operation.
+    pub injected: HashMap<String, usize>,
+    /// How many times each request body was answered with an injected
+    /// fault. The SDK's retries of a request send the same body again: a
+    /// count of its attempts means the SDK gave up on that request.
+    pub faulted_bodies: HashMap<Vec<u8>, usize>,
     /// The key of every put request of a BatchWriteItem that reached moto,
     /// in order: each key once means each write was applied once.
     pub batch_written: Vec<String>,
+    /// How many times a write of each key was forwarded to moto: the key
+    /// of a PutItem, and of each put request of a BatchWriteItem.
+    pub written: HashMap<String, usize>,
     /// Answer the next this-many BatchWriteItem requests with a
     /// ProvisionedThroughputExceededException, without forwarding them.
     pub throttle: usize,
+    /// Answer a share of the requests with an error, without forwarding
+    /// them; `None`: forward every request.
+    pub faults: Option<Faults>,
     /// For the next this-many BatchWriteItem requests, forward only the
     /// first half of the items and answer that the rest went unprocessed,
     /// as DynamoDB does when it throttles part of a batch.
@@ -199,6 +374,16 @@ impl ProxyState {
 
     pub fn total(&self) -> usize {
         self.requests.values().sum()
+    }
+
+    /// Injected answers to requests of `operation`.
+    pub fn injected(&self, operation: &str) -> usize {
+        self.injected.get(operation).copied().unwrap_or(0)
+    }
+
+    /// Requests of `operation` forwarded to moto.
+    pub fn forwarded(&self, operation: &str) -> usize {
+        self.count(operation) - self.injected(operation)
     }
 }
 
@@ -363,18 +548,36 @@ fn answer(
         if state.down {
             return None;
         }
-        if operation == "BatchWriteItem" {
-            if state.throttle > 0 {
+        let fault = state.faults.as_mut().and_then(|f| f.pick(&operation));
+        let fault = match operation.as_str() {
+            "BatchWriteItem" if fault.is_none() && state.throttle > 0 => {
                 state.throttle -= 1;
-                return Some(throttled());
+                Some(Fault::ProvisionedThroughputExceeded)
             }
+            _ => fault,
+        };
+        if let Some(fault) = fault {
+            *state.injected.entry(operation).or_default() += 1;
+            *state.faulted_bodies.entry(request.body).or_default() += 1;
+            return Some(fault.answer());
+        }
+        if operation == "BatchWriteItem" {
             if state.leave_unprocessed > 0 {
                 state.leave_unprocessed -= 1;
                 let (forwarded, left) = split_batch(&request.body);
                 request.body = forwarded;
                 unprocessed = Some(left);
             }
-            state.batch_written.extend(batch_keys(&request.body));
+            let keys = batch_keys(&request.body);
+            for key in &keys {
+                *state.written.entry(key.clone()).or_default() += 1;
+            }
+            state.batch_written.extend(keys);
+        }
+        if operation == "PutItem" {
+            if let Some(key) = put_key(&request.body) {
+                *state.written.entry(key).or_default() += 1;
+            }
         }
     }
     let empty = unprocessed
@@ -412,12 +615,10 @@ fn forward(request: &Message, upstream: SocketAddr) -> Option<Message> {
     Some(response)
 }
 
-fn throttled() -> Message {
-    Message {
-        first: "HTTP/1.1 400 Bad Request".into(),
-        headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
-        body: br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"injected by the test proxy"}"#.to_vec(),
-    }
+/// The key of a PutItem body.
+fn put_key(body: &[u8]) -> Option<String> {
+    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    request["Item"]["key"]["S"].as_str().map(str::to_owned)
 }
 
 /// Splits a BatchWriteItem body: the request with the first half of its
