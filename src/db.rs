@@ -36,6 +36,9 @@ pub struct Db {
     not_built: Vec<&'static str>,
     queue: Queue,
     log: Logger,
+    /// The process that opened it: after fork(), a child has none of its
+    /// threads, and any lock it takes may have been held by one of them.
+    owner: u32,
 }
 
 impl Db {
@@ -93,6 +96,7 @@ impl Db {
             not_built,
             queue,
             log,
+            owner: std::process::id(),
         })
     }
 
@@ -240,10 +244,31 @@ impl Db {
         self.backends.iter().map(|b| b.name()).collect()
     }
 
+    /// Fails, before touching anything, when called in another process
+    /// than the one that opened the handle: in a child of fork(), whose
+    /// copy of the handle has no worker, and whose locks may have been held
+    /// by threads that the child does not have.
+    pub fn check_owner(&self) -> Result<()> {
+        let here = std::process::id();
+        if here == self.owner {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "this handle was opened by process {} and cannot be used in process {here}, a \
+             child of fork(): open a handle of its own in the child",
+            self.owner
+        )))
+    }
+
     /// Stops the worker after applying every queued write, makes every
     /// write durable and releases the backends. Reports the first failure;
-    /// the handle is gone either way.
+    /// the handle is gone either way. In a child of fork() it releases
+    /// nothing (the parent's threads are not there to end) and fails.
     pub fn close(self) -> Result<()> {
+        if let Err(error) = self.check_owner() {
+            std::mem::forget(self);
+            return Err(error);
+        }
         let stopped = self.stop();
         let flushed = self.flush();
         self.log.info(format_args!("closed"));

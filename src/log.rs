@@ -2,8 +2,14 @@
 //!
 //! Per handle rather than a process-wide logger: two handles in one program
 //! may want different levels, and a C host has no Rust logger to install.
+//!
+//! A line is written only when stderr can take it at once, in one write(2)
+//! of at most `PIPE_BUF` bytes, and errors are ignored: a full pipe, a
+//! reader gone (EPIPE) or a closed fd 2 never blocks nor panics a worker.
+//! Lines that could not be written are counted, and the next line says so.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 
@@ -68,7 +74,9 @@ impl Logger {
 
     pub fn log(&self, level: Level, message: fmt::Arguments<'_>) {
         if self.enabled(level) {
-            eprintln!("tetherdb {}: {message}", level.label());
+            let mut line = String::new();
+            let _ = write!(line, "tetherdb {}: {message}", level.label());
+            emit(line);
         }
     }
 
@@ -82,6 +90,46 @@ impl Logger {
 
     pub fn error(&self, message: fmt::Arguments<'_>) {
         self.log(Level::Error, message)
+    }
+}
+
+/// The most one write(2) to a pipe carries at once (POSIX's `PIPE_BUF`).
+const PIPE_BUF: usize = 4096;
+
+/// Lines stderr could not take, not yet reported.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `line` to fd 2 if it can take it now, without blocking.
+fn emit(mut line: String) {
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        line = format!("tetherdb warn: {dropped} log line(s) dropped: stderr was full\n{line}");
+    }
+    if line.len() >= PIPE_BUF {
+        let mut end = PIPE_BUF - 4;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push_str("...");
+    }
+    line.push('\n');
+    let mut stderr = libc::pollfd {
+        fd: libc::STDERR_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, valid for the call; a zero timeout never waits.
+    let ready = unsafe { libc::poll(&mut stderr, 1, 0) };
+    if ready != 1 || stderr.revents & libc::POLLOUT == 0 {
+        DROPPED.fetch_add(dropped + 1, Ordering::Relaxed);
+        return;
+    }
+    // SAFETY: the pointer and length are the line's. A pipe with room
+    // (POLLOUT: a free page) takes up to PIPE_BUF bytes without blocking.
+    let written = unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), line.len()) };
+    if written < 0 {
+        DROPPED.fetch_add(dropped + 1, Ordering::Relaxed);
     }
 }
 

@@ -46,11 +46,15 @@ pub fn last_error() -> *const c_char {
     LAST_ERROR.with(|last| last.borrow().as_ptr())
 }
 
-/// The handle behind `db`, or TETHER_INVALID_ARGUMENT for NULL.
+/// The handle behind `db`, or TETHER_INVALID_ARGUMENT for NULL and for a
+/// handle of the parent process used in a child of fork().
 pub unsafe fn db_ref<'a>(db: *mut TetherDb) -> Result<&'a Db> {
-    db.as_ref()
+    let db = db
+        .as_ref()
         .map(|handle| &handle.db)
-        .ok_or_else(|| Error::invalid("db is NULL"))
+        .ok_or_else(|| Error::invalid("db is NULL"))?;
+    db.check_owner()?;
+    Ok(db)
 }
 
 /// A string argument that may be NULL.
