@@ -403,4 +403,19 @@ mod tests {
         assert_eq!(range_end(b""), b"\0");
         assert_eq!(just_after(b"k"), b"k\0");
     }
+
+    #[test]
+    fn only_connection_failures_count_as_never_sent() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let status = tonic::Status::from_error(Box::new(tonic::ConnectError(Box::new(refused))));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(never_sent(&etcd_client::Error::GRpcStatus(status)));
+        // Sent, perhaps applied: the connection broke, or etcd answered.
+        for status in [
+            tonic::Status::unavailable("transport error: connection reset"),
+            tonic::Status::unavailable("etcdserver: leader changed"),
+        ] {
+            assert!(!never_sent(&etcd_client::Error::GRpcStatus(status)));
+        }
+    }
 }
