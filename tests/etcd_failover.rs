@@ -167,11 +167,15 @@ fn killing_the_leader_fails_direct_writes_for_at_most_the_timeout_and_loses_none
         recovered.map(|t| t - killed)
     );
     eprintln!(
-        "direct writes: {} acknowledged, {} failed ({} of those stored nonetheless), \
-         {} started after the window for failures",
+        "direct writes: {} acknowledged, {} failed ({} of those stored nonetheless, \
+         the last returned {:+.3} s after the kill), {} started after the window for failures",
         acknowledged.len(),
         failures.len(),
         failures.iter().filter(|c| is_stored(&c.key)).count(),
+        failures
+            .iter()
+            .map(|c| signed_secs(c.returned, killed))
+            .fold(f64::NAN, f64::max),
         calls.iter().filter(|c| c.started > failures_end).count(),
     );
     eprintln!("queued writes: {} checked", queued.len());
