@@ -3,7 +3,8 @@
 //!
 //! The connection is made lazily, so a handle opens while etcd is down and
 //! works as soon as it is back; each call gives up after the configured
-//! timeout with `Unavailable`.
+//! timeout with `Unavailable`. With several endpoints, a request a dead
+//! member refused goes to another (see `Etcd::call`).
 
 use std::future::Future;
 use std::path::Path;
@@ -35,8 +36,15 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// turn such a listing into an error.
 const MAX_RESPONSE_BYTES: usize = 1 << 30;
 
+/// The pause before a request is sent again once as many members as there
+/// are have refused it: no busy loop while every member is down.
+const RESEND_PAUSE: Duration = Duration::from_millis(10);
+
 pub struct Etcd {
     kv: KvClient,
+    /// How many members `endpoints` names: with several, one may take a
+    /// request another refused.
+    members: usize,
     timeout: Duration,
     max_txn_ops: usize,
     max_request_bytes: usize,
@@ -73,6 +81,7 @@ impl Etcd {
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
         Ok(Etcd {
             kv,
+            members: urls.len(),
             timeout,
             max_txn_ops: config.max_txn_ops,
             max_request_bytes: config.max_request_bytes,
@@ -86,18 +95,51 @@ impl Etcd {
     }
 
     /// Runs one request against the cluster, within the timeout.
-    fn call<T, F>(&self, key: &str, request: impl FnOnce(KvClient) -> F) -> Result<T>
+    ///
+    /// etcd-client balances over every endpoint, dead members included:
+    /// tonic keeps a member it cannot connect to among those it picks from
+    /// and hands the connection error to the request it picks it for. So
+    /// where there are several members, a request that could not connect
+    /// (and so was never sent) goes again, to the member the balancer picks
+    /// next, until the timeout; otherwise a dead member would fail a share
+    /// of the calls for as long as it stays down.
+    fn call<T, F>(&self, key: &str, request: impl Fn(KvClient) -> F) -> Result<T>
     where
         F: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let timeout = self.timeout;
-        match self.runtime.run(timeout, request(self.kv.clone())) {
+        let mut refused = None;
+        let attempts = async {
+            let mut refusals = 0;
+            loop {
+                match request(self.kv.clone()).await {
+                    Err(error) if self.members > 1 && never_sent(&error) => {
+                        refused = Some(error);
+                        refusals += 1;
+                        // At once while another member may take it (the
+                        // one that refused is connecting again meanwhile,
+                        // so the balancer passes it over).
+                        if refusals >= self.members {
+                            tokio::time::sleep(RESEND_PAUSE).await;
+                        }
+                    }
+                    answer => return answer,
+                }
+            }
+        };
+        match self.runtime.run(timeout, attempts) {
             Some(Ok(answer)) => Ok(answer),
             Some(Err(error)) => Err(failure(key, error)),
             None => Err(Error::unavailable(
                 NAME,
                 key,
-                format!("no answer within {timeout:?}"),
+                match refused {
+                    Some(error) => format!(
+                        "no answer within {timeout:?}; a member refused: {}",
+                        causes(&error)
+                    ),
+                    None => format!("no answer within {timeout:?}"),
+                },
             )),
         }
     }
@@ -147,7 +189,10 @@ impl Backend for Etcd {
         let txn = Txn::new()
             .when([Compare::version(key, CompareOp::Greater, 0)])
             .and_then([TxnOp::put(key, value, None)]);
-        let answer = self.call(key, |mut kv| async move { kv.txn(txn).await })?;
+        let answer = self.call(key, |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })?;
         Ok(answer.succeeded())
     }
 
@@ -171,9 +216,9 @@ impl Backend for Etcd {
             let options = GetOptions::new()
                 .with_range(end.clone())
                 .with_limit(i64::try_from(want).unwrap_or(i64::MAX));
-            let start = from.clone();
-            let mut answer = self.call(prefix, |mut kv| async move {
-                kv.get(start, Some(options)).await
+            let mut answer = self.call(prefix, |mut kv| {
+                let (start, options) = (from.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
             })?;
             let more = answer.more();
             let kvs = answer.take_kvs();
@@ -211,8 +256,11 @@ impl Backend for Etcd {
             .collect();
         let txn = Txn::new().and_then(puts);
         // Errors name no key: the worker reports how many writes failed.
-        self.call("", |mut kv| async move { kv.txn(txn).await })
-            .map(drop)
+        self.call("", |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .map(drop)
     }
 
     fn destination(&self) -> String {
@@ -296,6 +344,22 @@ fn failure(key: &str, error: etcd_client::Error) -> Error {
     }
 }
 
+/// Whether the request failed connecting to a member, before any of it was
+/// sent: then sending it again cannot apply it twice.
+fn never_sent(error: &etcd_client::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = match error {
+        etcd_client::Error::GRpcStatus(status) => Some(status),
+        other => Some(other),
+    };
+    while let Some(error) = next {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 /// The message of a gRPC status or error with the errors behind it:
 /// "tcp connect error: Connection refused (os error 111)".
 fn causes(error: &etcd_client::Error) -> String {
@@ -349,5 +413,20 @@ mod tests {
         assert_eq!(range_end(b"\xff"), b"\0");
         assert_eq!(range_end(b""), b"\0");
         assert_eq!(just_after(b"k"), b"k\0");
+    }
+
+    #[test]
+    fn only_connection_failures_count_as_never_sent() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let status = tonic::Status::from_error(Box::new(tonic::ConnectError(Box::new(refused))));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(never_sent(&etcd_client::Error::GRpcStatus(status)));
+        // Sent, perhaps applied: the connection broke, or etcd answered.
+        for status in [
+            tonic::Status::unavailable("transport error: connection reset"),
+            tonic::Status::unavailable("etcdserver: leader changed"),
+        ] {
+            assert!(!never_sent(&etcd_client::Error::GRpcStatus(status)));
+        }
     }
 }
