@@ -22,13 +22,21 @@
  *   - tether_last_error() is per thread: read it on the thread whose call
  *     failed, before that thread's next failing call.
  *   - A tether_page may be read from several threads; free it once.
- *   - A handle runs one worker thread per backend for queued writes (and,
- *     with a remote backend, a tokio runtime's threads); tether_close ends
- *     them all. The one
- *     exception is sled's process-wide I/O pool (`sled-io-*` threads), which
- *     sled starts on first use of the `local` backend and never ends: once
- *     the `local` backend has been used, a host must not dlclose() this
- *     library.
+ *   - A handle runs one worker thread per backend for queued writes, one
+ *     that writes the durable outbox, and, with a remote backend, a tokio
+ *     runtime's threads; tether_close ends them all. The one exception is
+ *     sled's process-wide I/O pool (`sled-io-*` threads), which sled starts
+ *     once a `local` store is opened and never ends: once the `local`
+ *     backend has been used, a host must not dlclose() this library.
+ *   - Logging never blocks a call: a line goes to stderr only when stderr
+ *     can take it at once, and is dropped otherwise.
+ *
+ * Processes
+ *   - A handle belongs to the process that opened it. In a child of fork(),
+ *     every call on an inherited handle returns TETHER_INVALID_ARGUMENT at
+ *     once; tether_close on it frees nothing. A child opens handles of its
+ *     own. A child that does not exec holds the inherited lock of a `local`
+ *     store and of the outbox until it exits: fork before opening them.
  *
  * Errors
  *   Every function that can fail returns a tether_status, never panics

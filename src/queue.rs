@@ -952,6 +952,8 @@ mod tests {
         applied: Mutex<Vec<String>>,
         down: AtomicBool,
         tries: AtomicU64,
+        /// Panics where the worker has no guard: it dies.
+        breaks_worker: AtomicBool,
     }
 
     impl Backend for Faulty {
@@ -996,6 +998,9 @@ mod tests {
             "the faulty test backend".into()
         }
         fn batch_limit(&self) -> BatchLimit {
+            if self.breaks_worker.load(Ordering::SeqCst) {
+                panic!("injected: the worker dies");
+            }
             BatchLimit {
                 writes: 3,
                 ..BatchLimit::NONE
@@ -1065,6 +1070,45 @@ mod tests {
         let err = queue.flush().unwrap_err();
         assert_eq!(err.status(), Status::Internal);
         assert_eq!(*faulty.applied.lock().unwrap(), ["after"]);
+    }
+
+    #[test]
+    fn a_worker_that_dies_fails_every_waiting_call_at_once() {
+        let (queue, faulty) = queue(1);
+        faulty.breaks_worker.store(true, Ordering::SeqCst);
+        push(&queue, "lost");
+        let err = queue.flush().unwrap_err();
+        assert_eq!(err.status(), Status::Internal);
+        assert!(err.to_string().contains("the worker ended"), "{err}");
+        let write = Write {
+            key: "refused".into(),
+            value: b"v".to_vec(),
+        };
+        let err = queue.push(0, write).unwrap_err();
+        assert_eq!(err.status(), Status::Internal);
+        assert!(err.to_string().contains("injected: the worker dies"), "{err}");
+        // A stop and a start make a new worker.
+        faulty.breaks_worker.store(false, Ordering::SeqCst);
+        queue.stop().unwrap();
+        queue.start().unwrap();
+        push(&queue, "after");
+        queue.flush().unwrap();
+        assert_eq!(*faulty.applied.lock().unwrap(), ["after"]);
+    }
+
+    #[test]
+    fn a_dead_worker_gives_the_outbox_back_its_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(Faulty::default());
+        let queue = queue_over(1, &faulty, Some(&dir.path().join("outbox")));
+        faulty.breaks_worker.store(true, Ordering::SeqCst);
+        push(&queue, "kept");
+        assert_eq!(queue.flush().unwrap_err().status(), Status::Internal);
+        faulty.breaks_worker.store(false, Ordering::SeqCst);
+        let _ = queue.stop();
+        queue.start().unwrap();
+        queue.flush().unwrap();
+        assert_eq!(*faulty.applied.lock().unwrap(), ["kept"]);
     }
 
     #[test]
