@@ -307,6 +307,30 @@ impl EtcdConfig {
                 "etcd.cert_file and etcd.key_file go together: give both or neither".into(),
             ));
         }
+        // Without use_ssl the certificates would be ignored and the
+        // connection made in plaintext.
+        let certificates = [
+            ("ca_cert_file", &self.ca_cert_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ];
+        if let Some((setting, Some(file))) = certificates.iter().find(|(_, f)| f.is_some()) {
+            if !self.use_ssl {
+                return Err(Error::Config(format!(
+                    "etcd.{setting} {} is set, but etcd.use_ssl is false: set \"use_ssl\": true \
+                     to connect with TLS, or remove the certificate settings",
+                    file.display()
+                )));
+            }
+        }
+        if self.use_ssl {
+            if let Some(plain) = self.urls().into_iter().find(|u| u.starts_with("http://")) {
+                return Err(Error::Config(format!(
+                    "etcd endpoint {plain:?} is plaintext (http://), but etcd.use_ssl is true: \
+                     write it as https:// or host:port"
+                )));
+            }
+        }
         Ok(())
     }
 }

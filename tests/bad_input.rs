@@ -759,6 +759,51 @@ fn unreadable_certificate_is_a_config_error() {
     assert!(message.contains("missing.pem"), "{message}");
 }
 
+/// Certificates without `use_ssl` would be ignored and the connection made
+/// in plaintext; a plaintext endpoint with `use_ssl` contradicts it.
+#[test]
+fn certificate_settings_without_use_ssl_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    let missing = dir.path().join("missing.pem");
+    for (settings, setting) in [
+        (format!(r#""ca_cert_file": {missing:?}"#), "ca_cert_file"),
+        (
+            format!(r#""cert_file": {missing:?}, "key_file": {missing:?}"#),
+            "cert_file",
+        ),
+    ] {
+        for use_ssl in ["", r#", "use_ssl": false"#] {
+            let json = format!(
+                r#"{{"local": {{"filepath": {store:?}}},
+                    "etcd": {{"endpoints": ["127.0.0.1:1"], {settings}{use_ssl}}}}}"#
+            );
+            let message = open_fails(&json, Status::Config);
+            assert!(
+                message.contains(setting) && message.contains("use_ssl"),
+                "{message} does not name {setting} and use_ssl"
+            );
+            assert!(
+                message.contains(missing.to_str().unwrap()),
+                "{message} does not name the file"
+            );
+        }
+    }
+    // With https:// the certificates would be ignored just the same.
+    let json = format!(
+        r#"{{"etcd": {{"endpoints": ["https://127.0.0.1:1"], "ca_cert_file": {missing:?}}}}}"#
+    );
+    assert!(open_fails(&json, Status::Config).contains("use_ssl"));
+    // An http:// endpoint with use_ssl.
+    let json = r#"{"etcd": {"endpoints": ["http://127.0.0.1:1"], "use_ssl": true}}"#;
+    let message = open_fails(json, Status::Config);
+    assert!(
+        message.contains("http://127.0.0.1:1") && message.contains("use_ssl"),
+        "{message}"
+    );
+    assert!(!store.exists());
+}
+
 /// Nothing listens on port 1 of the loopback: every connection is refused.
 #[cfg(feature = "etcd")]
 #[test]
