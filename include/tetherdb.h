@@ -159,7 +159,8 @@ enum tether_status tether_open(const char *config_json, struct tether_db **out_d
  * `tether_open`.
  *
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when a pointer is NULL or
- * `path` is not UTF-8; TETHER_CONFIG when the file cannot be read or is
+ * `path` is not UTF-8; TETHER_CONFIG when the file cannot be read, is not
+ * a regular file (a directory, a FIFO, a device), is over 1 MiB or is
  * invalid; TETHER_IO; TETHER_INTERNAL.
  */
 enum tether_status tether_open_file(const char *path, struct tether_db **out_db);

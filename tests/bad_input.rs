@@ -699,6 +699,69 @@ fn invalid_json_is_a_config_error() {
     assert!(!store.exists());
 }
 
+/// `tether_open_file` of `path` in a thread, which must fail with
+/// TETHER_CONFIG within a few seconds (not block, not read forever).
+fn open_file_fails_promptly(path: &Path) -> String {
+    let path = c(path.to_str().unwrap());
+    fails_promptly(move |db| unsafe { tether_open_file(path.as_ptr(), db) })
+}
+
+/// `open` in a thread, which must fail with TETHER_CONFIG within a few
+/// seconds, leaving its out-parameter alone; the message.
+fn fails_promptly(open: impl FnOnce(*mut *mut TetherDb) -> Status + Send + 'static) -> String {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut db = ptr::dangling_mut::<TetherDb>();
+        let status = open(&mut db);
+        let _ = done.send((status, db == ptr::dangling_mut(), last_error()));
+    });
+    let (status, untouched, message) = finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("tether_open_file did not return");
+    assert_eq!(status, Status::Config, "{message}");
+    assert!(untouched, "out_db was written");
+    message
+}
+
+#[test]
+fn config_files_that_are_no_regular_file_or_too_large_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // A device that never ends, a directory, a FIFO nobody writes to.
+    open_file_fails_promptly(Path::new("/dev/zero"));
+    open_file_fails_promptly(dir.path());
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let message = open_file_fails_promptly(&fifo);
+    assert!(message.contains("not a regular file"), "{message}");
+    // Valid JSON, padded past 1 MiB.
+    let store = dir.path().join("db");
+    let big = dir.path().join("big.json");
+    let json = format!(r#"{{"local": {{"filepath": {store:?}}}}}"#);
+    std::fs::write(&big, format!("{json}{}", " ".repeat(1 << 20))).unwrap();
+    let message = open_file_fails_promptly(&big);
+    assert!(message.contains("1 MiB"), "{message}");
+    assert!(!store.exists());
+    // Up to the limit it opens.
+    std::fs::write(
+        &big,
+        format!("{json}{}", " ".repeat((1 << 20) - json.len())),
+    )
+    .unwrap();
+    let path = c(big.to_str().unwrap());
+    let mut db = ptr::null_mut();
+    assert_eq!(
+        unsafe { tether_open_file(path.as_ptr(), &mut db) },
+        Status::Ok,
+        "{}",
+        last_error()
+    );
+    assert_eq!(unsafe { tether_close(db) }, Status::Ok);
+}
+
 #[test]
 fn unknown_config_key_is_a_config_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -757,6 +820,30 @@ fn unreadable_certificate_is_a_config_error() {
     );
     let message = open_fails(&json, Status::Config);
     assert!(message.contains("missing.pem"), "{message}");
+}
+
+/// A certificate "file" that never ends, or blocks its reader, fails the
+/// open at once.
+#[cfg(feature = "etcd")]
+#[test]
+fn certificate_files_that_are_no_regular_file_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for file in [Path::new("/dev/zero"), &fifo] {
+        let json = c(&format!(
+            r#"{{"etcd": {{"endpoints": ["127.0.0.1:1"], "use_ssl": true, "ca_cert_file": {file:?}}}}}"#
+        ));
+        let message = fails_promptly(move |db| unsafe { tether_open(json.as_ptr(), db) });
+        assert!(
+            message.contains(file.to_str().unwrap()) && message.contains("not a regular file"),
+            "{message}"
+        );
+    }
 }
 
 /// Certificates without `use_ssl` would be ignored and the connection made

@@ -19,6 +19,7 @@ use tonic::Code;
 use super::remote::Runtime;
 use super::{Backend, BatchLimit, Listing, Write};
 use crate::config::EtcdConfig;
+use crate::config_file;
 use crate::error::{Error, Result};
 use crate::keys;
 
@@ -247,8 +248,11 @@ fn tls_options(config: &EtcdConfig) -> Result<TlsOptions> {
     Ok(tls)
 }
 
+/// The largest certificate file read; CA bundles run to a few hundred KiB.
+const MAX_PEM_BYTES: u64 = 16 << 20;
+
 fn read_pem(path: &Path, setting: &str) -> Result<Vec<u8>> {
-    let pem = std::fs::read(path)
+    let pem = config_file::read_regular(path, MAX_PEM_BYTES, "16 MiB")
         .map_err(|e| Error::Config(format!("etcd.{setting} {}: {e}", path.display())))?;
     if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
         return Err(Error::Config(format!(

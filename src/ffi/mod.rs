@@ -9,11 +9,13 @@
 mod boundary;
 
 use std::ffi::{c_char, CString};
+use std::path::Path;
 use std::ptr;
 
 use boundary::{bytes, db_ref, guard, optional_str, required_str, set_last_error, write_out};
 
 use crate::config::Config;
+use crate::config_file;
 use crate::db::{Db, Page};
 use crate::error::{Error, Status};
 
@@ -86,7 +88,8 @@ pub unsafe extern "C" fn tether_open(
 /// `tether_open`.
 ///
 /// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when a pointer is NULL or
-/// `path` is not UTF-8; TETHER_CONFIG when the file cannot be read or is
+/// `path` is not UTF-8; TETHER_CONFIG when the file cannot be read, is not
+/// a regular file (a directory, a FIFO, a device), is over 1 MiB or is
 /// invalid; TETHER_IO; TETHER_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn tether_open_file(
@@ -96,7 +99,7 @@ pub unsafe extern "C" fn tether_open_file(
     guard("tether_open_file", || {
         let path = required_str(path, "path")?;
         let out_db = write_out(out_db, "out_db")?;
-        let db = Db::open(Config::from_file(path)?)?;
+        let db = Db::open(config_file::load(Path::new(path))?)?;
         *out_db = Box::into_raw(Box::new(TetherDb { db }));
         Ok(())
     })
