@@ -205,6 +205,30 @@ impl Error {
     }
 }
 
+/// `url` with its user name and password shown as `user:***@`: a password
+/// must never be repeated in a message or log line.
+pub fn redacted_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(info) = url_userinfo(url) else {
+        return url.into();
+    };
+    let shown = match url[info.clone()].split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".into(),
+    };
+    format!("{}{shown}{}", &url[..info.start], &url[info.end..]).into()
+}
+
+/// Where the `user:password` of `url` (with or without a scheme) is, the
+/// `@` after it excluded; `None` when it has none.
+pub fn url_userinfo(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://").map_or(0, |i| i + "://".len());
+    let authority = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(&url[start..], |end| &url[start..start + end]);
+    let at = authority.rfind('@')?;
+    Some(start..start + at)
+}
+
 /// The result type of the safe Rust API.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -226,5 +250,19 @@ mod tests {
         );
         let open = Error::io("local", "", "cannot open x");
         assert_eq!(open.to_string(), "local: storage failed: cannot open x");
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        for (url, shown) in [
+            ("http://127.0.0.1:1", "http://127.0.0.1:1"),
+            ("http://u:pw@h:1/p@q", "http://u:***@h:1/p@q"),
+            ("u:p:w@h:1", "u:***@h:1"),
+            ("https://token@h", "https://***@h"),
+            ("http://a@b:c@h:1", "http://a@b:***@h:1"),
+            ("h:1/x@y", "h:1/x@y"),
+        ] {
+            assert_eq!(redacted_url(url), shown);
+        }
     }
 }

@@ -891,6 +891,56 @@ fn certificate_settings_without_use_ssl_are_config_errors() {
     assert!(!store.exists());
 }
 
+/// A password in an endpoint would be repeated in every message about it;
+/// TetherDB sends none from its configuration, so it is refused, unrepeated.
+#[test]
+fn passwords_in_endpoint_urls_are_config_errors_that_do_not_repeat_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    let secret = "s3cr3t-pw";
+    for (section, setting) in [
+        (
+            format!(r#""etcd": {{"endpoints": ["http://user:{secret}@127.0.0.1:1"]}}"#),
+            "etcd",
+        ),
+        (
+            format!(r#""etcd": {{"endpoints": ["127.0.0.1:2", "user:{secret}@127.0.0.1:1"]}}"#),
+            "etcd",
+        ),
+        (
+            format!(r#""etcd": {{"host": "user:{secret}@127.0.0.1", "port": 1}}"#),
+            "etcd",
+        ),
+        (
+            format!(
+                r#""etcd": {{"endpoints": ["https://{secret}@127.0.0.1:1"], "use_ssl": true}}"#
+            ),
+            "etcd",
+        ),
+        (
+            format!(
+                r#""dynamodb": {{"table_name": "Table1", "region": "us-east-1", "timeout": 1,
+                    "endpoint_url": "http://user:{secret}@127.0.0.1:1/"}}"#
+            ),
+            "dynamodb.endpoint_url",
+        ),
+    ] {
+        if setting.starts_with("dynamodb") && !cfg!(feature = "dynamodb") {
+            continue;
+        }
+        let json = format!(r#"{{"local": {{"filepath": {store:?}}}, {section}}}"#);
+        let message = open_fails(&json, Status::Config);
+        assert!(!message.contains(secret), "{message}");
+        assert!(
+            message.contains(setting) && message.contains("***@"),
+            "{message}"
+        );
+        // The same through the Rust API.
+        let err = tetherdb::Db::open_json(Some(&json)).err().unwrap();
+        assert!(!err.to_string().contains(secret), "{err}");
+    }
+}
+
 /// Nothing listens on port 1 of the loopback: every connection is refused.
 #[cfg(feature = "etcd")]
 #[test]

@@ -31,7 +31,7 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use super::remote::Runtime;
 use super::{Backend, BatchLimit, Listing, Write};
 use crate::config::DynamoDbConfig;
-use crate::error::{Error, Result};
+use crate::error::{redacted_url, url_userinfo, Error, Result};
 use crate::keys;
 
 const NAME: &str = "dynamodb";
@@ -88,6 +88,18 @@ pub struct DynamoDb {
 
 impl DynamoDb {
     pub(crate) fn open(config: &DynamoDbConfig, runtime: Arc<Runtime>) -> Result<DynamoDb> {
+        // It would be repeated in messages, and credentials come from the
+        // AWS chain only.
+        if let Some(url) = config.endpoint_url.as_deref() {
+            if url_userinfo(url).is_some() {
+                return Err(Error::Config(format!(
+                    "dynamodb.endpoint_url {:?} holds a user name or password: remove it \
+                     (credentials come from the standard AWS chain: environment, profile, \
+                     instance role)",
+                    redacted_url(url)
+                )));
+            }
+        }
         let timeout = config.timeout();
         let sdk_config = runtime.run(timeout, sdk_config(config)).ok_or_else(|| {
             Error::unavailable(
@@ -210,7 +222,7 @@ impl DynamoDb {
             at += &format!(" in region {region}");
         }
         if let Some(endpoint) = &self.endpoint_url {
-            at += &format!(" at {endpoint}");
+            at += &format!(" at {}", redacted_url(endpoint));
         }
         at
     }

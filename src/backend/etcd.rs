@@ -20,7 +20,7 @@ use super::remote::Runtime;
 use super::{Backend, BatchLimit, Listing, Write};
 use crate::config::EtcdConfig;
 use crate::config_file;
-use crate::error::{Error, Result};
+use crate::error::{redacted_url, Error, Result};
 use crate::keys;
 
 const NAME: &str = "etcd";
@@ -66,7 +66,10 @@ impl Etcd {
         let client = runtime
             .run(timeout, connect)
             .ok_or_else(|| Error::unavailable(NAME, "", "connecting timed out"))?
-            .map_err(|e| Error::Config(format!("etcd endpoints {urls:?}: {e}")))?;
+            .map_err(|e| {
+                let urls: Vec<_> = urls.iter().map(|u| redacted_url(u)).collect();
+                Error::Config(format!("etcd endpoints {urls:?}: {e}"))
+            })?;
         let kv = client
             .kv_client()
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
