@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{redacted_url, url_userinfo, Error, Result};
+use crate::error::{redacted_url, url_userinfo, Error, Quoted, Result};
 use crate::log::Level;
 
 /// The whole configuration. A backend exists in a handle only when its
@@ -327,16 +327,17 @@ impl EtcdConfig {
         // It would be sent nowhere, only repeated in messages.
         if let Some(url) = urls.iter().find(|u| url_userinfo(u).is_some()) {
             return Err(Error::Config(format!(
-                "etcd endpoint {:?} holds a user name or password: remove it \
+                "etcd endpoint {} holds a user name or password: remove it \
                  (TetherDB takes no password from its configuration)",
-                redacted_url(url)
+                Quoted(&redacted_url(url))
             )));
         }
         if self.use_ssl {
             if let Some(plain) = urls.iter().find(|u| u.starts_with("http://")) {
                 return Err(Error::Config(format!(
-                    "etcd endpoint {plain:?} is plaintext (http://), but etcd.use_ssl is true: \
-                     write it as https:// or host:port"
+                    "etcd endpoint {} is plaintext (http://), but etcd.use_ssl is true: \
+                     write it as https:// or host:port",
+                    Quoted(plain)
                 )));
             }
         }

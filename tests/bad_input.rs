@@ -584,6 +584,105 @@ fn unknown_backend_is_unknown_backend() {
 }
 
 /// `local` sets no limit of its own: what memory and disk hold.
+/// A message quotes at most the start of a huge key (or bucket, or backend
+/// name), with its length, however the call fails.
+#[test]
+fn messages_quote_huge_keys_only_in_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    let huge = "k".repeat(16 << 20);
+    let key = c(&huge);
+    let bounded = |what: &str| {
+        let message = last_error();
+        assert!(
+            message.len() < 4096,
+            "{what}: a message of {} bytes",
+            message.len()
+        );
+        assert!(message.contains(" bytes)"), "{what}: {message}");
+    };
+    unsafe {
+        assert_eq!(get(db, "", "", &huge), Err(Status::NotFound));
+        bounded("tether_read");
+        let status = tether_delete(db, ptr::null(), ptr::null(), key.as_ptr());
+        assert_eq!(status, Status::NotFound);
+        bounded("tether_delete");
+        let status = tether_update(db, ptr::null(), ptr::null(), key.as_ptr(), b"v".as_ptr(), 1);
+        assert_eq!(status, Status::NotFound);
+        bounded("tether_update");
+        let (nope, bad_bucket) = (c("nope"), c("a:b"));
+        let status = tether_write(
+            db,
+            nope.as_ptr(),
+            ptr::null(),
+            key.as_ptr(),
+            ptr::null(),
+            0,
+            0,
+        );
+        assert_eq!(status, Status::UnknownBackend);
+        bounded("unknown backend");
+        let status = tether_write(
+            db,
+            ptr::null(),
+            bad_bucket.as_ptr(),
+            key.as_ptr(),
+            ptr::null(),
+            0,
+            0,
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        bounded("bucket with ':'");
+        assert!(
+            last_error().contains("the bucket contains ':'"),
+            "{}",
+            last_error()
+        );
+        // A huge backend name or prefix, too.
+        let mut page = ptr::null_mut();
+        let status = tether_list(
+            db,
+            key.as_ptr(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            1,
+            &mut page,
+        );
+        assert_eq!(status, Status::UnknownBackend);
+        assert!(last_error().len() < 4096, "{} bytes", last_error().len());
+        let status = tether_list(
+            db,
+            ptr::null(),
+            bad_bucket.as_ptr(),
+            key.as_ptr(),
+            ptr::null(),
+            1,
+            &mut page,
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        bounded("listing");
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+    // The Rust API's errors, too.
+    let store = dir.path().join("rust");
+    let json = format!(r#"{{"logging": "none", "local": {{"filepath": {store:?}}}}}"#);
+    let db = tetherdb::Db::open_json(Some(&json)).unwrap();
+    let err = db.read(None, None, &huge).unwrap_err();
+    assert!(
+        err.to_string().len() < 4096,
+        "{} bytes",
+        err.to_string().len()
+    );
+    let err = db.read(None, Some("a:b"), &huge).unwrap_err();
+    assert!(
+        err.to_string().len() < 4096,
+        "{} bytes",
+        err.to_string().len()
+    );
+    db.close().unwrap();
+}
+
 #[test]
 fn local_stores_large_keys_and_values() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,7 +31,7 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use super::remote::Runtime;
 use super::{Backend, BatchLimit, Listing, Write};
 use crate::config::DynamoDbConfig;
-use crate::error::{redacted_url, url_userinfo, Error, Result};
+use crate::error::{redacted_url, url_userinfo, Error, Quoted, Result};
 use crate::keys;
 
 const NAME: &str = "dynamodb";
@@ -93,10 +93,10 @@ impl DynamoDb {
         if let Some(url) = config.endpoint_url.as_deref() {
             if url_userinfo(url).is_some() {
                 return Err(Error::Config(format!(
-                    "dynamodb.endpoint_url {:?} holds a user name or password: remove it \
+                    "dynamodb.endpoint_url {} holds a user name or password: remove it \
                      (credentials come from the standard AWS chain: environment, profile, \
                      instance role)",
-                    redacted_url(url)
+                    Quoted(&redacted_url(url))
                 )));
             }
         }
