@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::{redacted_url, url_userinfo, Error, Quoted, Result};
 use crate::log::Level;
 
 /// The whole configuration. A backend exists in a handle only when its
@@ -213,9 +213,19 @@ impl DynamoDbConfig {
             return Err(Error::Config("dynamodb.region is empty".into()));
         }
         if let Some(url) = &self.endpoint_url {
+            let shown = crate::error::Quoted(&crate::error::redacted_url(url)).to_string();
+            if crate::error::url_userinfo(url).is_some() {
+                // It would be repeated in messages, and credentials come
+                // from the AWS chain only.
+                return Err(Error::Config(format!(
+                    "dynamodb.endpoint_url {shown} holds a user name or password: remove it \
+                     (credentials come from the standard AWS chain: environment, profile, \
+                     instance role)"
+                )));
+            }
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(Error::Config(format!(
-                    "dynamodb.endpoint_url {url:?} must start with http:// or https://"
+                    "dynamodb.endpoint_url {shown} must start with http:// or https://"
                 )));
             }
         }
@@ -307,6 +317,40 @@ impl EtcdConfig {
                 "etcd.cert_file and etcd.key_file go together: give both or neither".into(),
             ));
         }
+        // Without use_ssl the certificates would be ignored and the
+        // connection made in plaintext.
+        let certificates = [
+            ("ca_cert_file", &self.ca_cert_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ];
+        if let Some((setting, Some(file))) = certificates.iter().find(|(_, f)| f.is_some()) {
+            if !self.use_ssl {
+                return Err(Error::Config(format!(
+                    "etcd.{setting} {} is set, but etcd.use_ssl is false: set \"use_ssl\": true \
+                     to connect with TLS, or remove the certificate settings",
+                    file.display()
+                )));
+            }
+        }
+        let urls = self.urls();
+        // It would be sent nowhere, only repeated in messages.
+        if let Some(url) = urls.iter().find(|u| url_userinfo(u).is_some()) {
+            return Err(Error::Config(format!(
+                "etcd endpoint {} holds a user name or password: remove it \
+                 (TetherDB takes no password from its configuration)",
+                Quoted(&redacted_url(url))
+            )));
+        }
+        if self.use_ssl {
+            if let Some(plain) = urls.iter().find(|u| u.starts_with("http://")) {
+                return Err(Error::Config(format!(
+                    "etcd endpoint {} is plaintext (http://), but etcd.use_ssl is true: \
+                     write it as https:// or host:port",
+                    Quoted(plain)
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -327,11 +371,7 @@ impl Config {
 
     /// Reads, parses and validates a configuration file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        Config::from_json(Some(&text))
-            .map_err(|e| Error::Config(format!("{}: {}", path.display(), config_cause(e))))
+        crate::config_file::load(path.as_ref())
     }
 
     /// The names of the configured backends, in a fixed order.
@@ -445,13 +485,6 @@ impl Config {
             dynamodb.validate()?;
         }
         self.default_backend_name().map(|_| ())
-    }
-}
-
-fn config_cause(error: Error) -> String {
-    match error {
-        Error::Config(cause) => cause,
-        other => other.to_string(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::backend::{self, Backend, Write, NOT_BUILT};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 use crate::keys::{self, StoredKey};
 use crate::log::Logger;
 use crate::outbox::{self, Outbox};
@@ -192,16 +192,25 @@ impl Db {
         let bucket = keys::bucket(bucket).map_err(|e| e.about(subject()))?;
         let prefix = keys::list_prefix(bucket, prefix.unwrap_or(""));
         let start_after = start_after.map(|after| keys::list_prefix(bucket, after));
-        let listing = backend.list(&prefix, start_after.as_deref(), page_size)?;
-        let entries: Vec<Entry> = listing
+        // A bucket's listing leaves out the stored key `bucket:` (an empty
+        // key, which no call can name with the bucket): one more is
+        // fetched so that a full page stays full.
+        let wanted = match bucket {
+            Some(_) => page_size.saturating_add(1),
+            None => page_size,
+        };
+        let listing = backend.list(&prefix, start_after.as_deref(), wanted)?;
+        let mut entries: Vec<Entry> = listing
             .entries
             .into_iter()
-            .map(|(key, value)| Entry {
-                key: keys::unstored(bucket, &key).to_owned(),
-                value,
+            .filter_map(|(key, value)| {
+                let key = keys::in_bucket(bucket, &key)?.to_owned();
+                Some(Entry { key, value })
             })
             .collect();
-        let next = match listing.more {
+        let more = listing.more || entries.len() > page_size;
+        entries.truncate(page_size);
+        let next = match more {
             true => entries.last().map(|e| e.key.clone()),
             false => None,
         };
@@ -312,7 +321,8 @@ impl Db {
             )
         } else {
             format!(
-                "backend {name:?} is not configured in this handle (configured: {})",
+                "backend {} is not configured in this handle (configured: {})",
+                Quoted(name),
                 self.backend_names().join(", ")
             )
         })
@@ -332,9 +342,9 @@ impl fmt::Display for Target<'_> {
         if let Some(backend) = self.backend {
             write!(f, "{backend}: ")?;
         }
-        write!(f, "key {:?}", self.key)?;
+        write!(f, "key {}", Quoted(self.key))?;
         match self.bucket {
-            Some(bucket) if !bucket.is_empty() => write!(f, " in bucket {bucket:?}"),
+            Some(bucket) if !bucket.is_empty() => write!(f, " in bucket {}", Quoted(bucket)),
             _ => Ok(()),
         }
     }
@@ -353,11 +363,11 @@ impl fmt::Display for Listing<'_> {
             write!(f, "{backend}: ")?;
         }
         match self.bucket.filter(|b| !b.is_empty()) {
-            Some(bucket) => write!(f, "listing bucket {bucket:?}")?,
+            Some(bucket) => write!(f, "listing bucket {}", Quoted(bucket))?,
             None => write!(f, "listing all keys")?,
         }
         match self.prefix.filter(|p| !p.is_empty()) {
-            Some(prefix) => write!(f, " with prefix {prefix:?}"),
+            Some(prefix) => write!(f, " with prefix {}", Quoted(prefix)),
             None => Ok(()),
         }
     }

@@ -61,7 +61,7 @@ impl Status {
 /// shows a C programmer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    #[error("{backend}: key {key:?} not found")]
+    #[error("{backend}: key {} not found", Quoted(key))]
     NotFound { backend: String, key: String },
 
     #[error("invalid argument: {0}")]
@@ -88,7 +88,8 @@ pub enum Error {
     },
 
     #[error(
-        "{backend}: key {key:?}: queued write refused: the worker is stopped (call tether_start)"
+        "{backend}: key {}: queued write refused: the worker is stopped (call tether_start)",
+        Quoted(key)
     )]
     NotRunning { backend: String, key: String },
 
@@ -119,17 +120,90 @@ pub enum Error {
 fn about_key(key: &str) -> String {
     match key {
         "" => String::new(),
-        key => format!("key {key:?}: "),
+        key => format!("key {}: ", Quoted(key)),
     }
+}
+
+/// How many bytes of a key, or of other input, a message quotes.
+const QUOTED_BYTES: usize = 256;
+
+/// How long the subject an argument error is about may be: a key and a
+/// bucket quoted in part, with room to spare.
+const SUBJECT_BYTES: usize = 1024;
+
+/// Input as messages quote it, `{:?}`, but only its first 256 bytes when
+/// longer, with its length: `"kkk"… (104857600 bytes)`. A message that
+/// copied a 100 MB key would cost 100 MB, for no reader's benefit.
+pub struct Quoted<'a>(pub &'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.len() {
+            len if len <= QUOTED_BYTES => write!(f, "{:?}", self.0),
+            len => write!(
+                f,
+                "{:?}… ({len} bytes)",
+                &self.0[..char_floor(self.0, QUOTED_BYTES)]
+            ),
+        }
+    }
+}
+
+/// The largest char boundary of `text` at or below `at`.
+fn char_floor(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+/// `display` as text of at most `limit` bytes and a note of what was cut:
+/// for text built from input of any length.
+pub(crate) fn bounded(display: impl std::fmt::Display, limit: usize) -> String {
+    struct Capped {
+        text: String,
+        limit: usize,
+        cut: usize,
+    }
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = self.limit.saturating_sub(self.text.len());
+            let kept = match self.cut {
+                0 => char_floor(s, room),
+                _ => 0,
+            };
+            self.text.push_str(&s[..kept]);
+            self.cut += s.len() - kept;
+            Ok(())
+        }
+    }
+    let mut capped = Capped {
+        text: String::new(),
+        limit,
+        cut: 0,
+    };
+    let _ = std::fmt::write(&mut capped, format_args!("{display}"));
+    if capped.cut > 0 {
+        capped.text += &format!("… ({} more bytes)", capped.cut);
+    }
+    capped.text
 }
 
 impl Error {
     /// Says which call an argument error is about: `subject` names the
     /// backend and key. Other errors name them already.
     pub(crate) fn about(self, subject: impl std::fmt::Display) -> Error {
+        // The subject quotes the caller's key and bucket, of any length.
+        let about = |cause: String| {
+            format!(
+                "{}: {}",
+                bounded(&subject, SUBJECT_BYTES),
+                bounded(cause, SUBJECT_BYTES)
+            )
+        };
         match self {
-            Error::InvalidArgument(cause) => Error::InvalidArgument(format!("{subject}: {cause}")),
-            Error::UnknownBackend(cause) => Error::UnknownBackend(format!("{subject}: {cause}")),
+            Error::InvalidArgument(cause) => Error::InvalidArgument(about(cause)),
+            Error::UnknownBackend(cause) => Error::UnknownBackend(about(cause)),
             other => other,
         }
     }
@@ -205,6 +279,30 @@ impl Error {
     }
 }
 
+/// `url` with its user name and password shown as `user:***@`: a password
+/// must never be repeated in a message or log line.
+pub fn redacted_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(info) = url_userinfo(url) else {
+        return url.into();
+    };
+    let shown = match url[info.clone()].split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".into(),
+    };
+    format!("{}{shown}{}", &url[..info.start], &url[info.end..]).into()
+}
+
+/// Where the `user:password` of `url` (with or without a scheme) is, the
+/// `@` after it excluded; `None` when it has none.
+pub fn url_userinfo(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://").map_or(0, |i| i + "://".len());
+    let authority = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(&url[start..], |end| &url[start..start + end]);
+    let at = authority.rfind('@')?;
+    Some(start..start + at)
+}
+
 /// The result type of the safe Rust API.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -226,5 +324,37 @@ mod tests {
         );
         let open = Error::io("local", "", "cannot open x");
         assert_eq!(open.to_string(), "local: storage failed: cannot open x");
+    }
+
+    #[test]
+    fn long_input_is_quoted_in_part() {
+        assert_eq!(Quoted("k").to_string(), "\"k\"");
+        let long = format!("{}é{}", "k".repeat(255), "x".repeat(1000));
+        assert_eq!(
+            Quoted(&long).to_string(),
+            format!("\"{}\"… (1257 bytes)", "k".repeat(255))
+        );
+        let err = Error::not_found("local", &"k".repeat(1 << 20));
+        assert!(
+            err.to_string().ends_with("… (1048576 bytes) not found"),
+            "{err}"
+        );
+        assert_eq!(bounded("abcdef", 3), "abc… (3 more bytes)");
+        assert_eq!(bounded("abc", 3), "abc");
+        assert_eq!(bounded("aé", 2), "a… (2 more bytes)");
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        for (url, shown) in [
+            ("http://127.0.0.1:1", "http://127.0.0.1:1"),
+            ("http://u:pw@h:1/p@q", "http://u:***@h:1/p@q"),
+            ("u:p:w@h:1", "u:***@h:1"),
+            ("https://token@h", "https://***@h"),
+            ("http://a@b:c@h:1", "http://a@b:***@h:1"),
+            ("h:1/x@y", "h:1/x@y"),
+        ] {
+            assert_eq!(redacted_url(url), shown);
+        }
     }
 }

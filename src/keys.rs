@@ -77,6 +77,19 @@ pub fn unstored<'a>(bucket_name: Option<&str>, stored: &'a str) -> &'a str {
     }
 }
 
+/// The key a caller sees for a stored key listed under `bucket`, or `None`
+/// where no call can name it there: the stored key `bucket:` itself (the
+/// Python TetherDB's empty key in `bucket`, or the key `bucket:` written
+/// without a bucket) has an empty key part, which every call refuses.
+/// Bucket listings leave it out; listed without a bucket it is named as
+/// stored, and read and deleted that way.
+pub fn in_bucket<'a>(bucket_name: Option<&str>, stored: &'a str) -> Option<&'a str> {
+    match unstored(bucket_name, stored) {
+        "" => None,
+        key => Some(key),
+    }
+}
+
 /// A stored key as the C API can hand it out: valid UTF-8 without NUL.
 /// Keys that other tools wrote otherwise cannot be named through the C API,
 /// so listings leave them out.
@@ -129,6 +142,9 @@ mod tests {
         assert_eq!(list_prefix(None, ""), "");
         assert_eq!(unstored(Some("logs"), "logs:k"), "k");
         assert_eq!(unstored(None, "logs:k"), "logs:k");
+        assert_eq!(in_bucket(Some("logs"), "logs:k"), Some("k"));
+        assert_eq!(in_bucket(Some("logs"), "logs:"), None);
+        assert_eq!(in_bucket(None, "logs:"), Some("logs:"));
     }
 
     #[test]

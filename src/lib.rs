@@ -20,6 +20,7 @@
 
 pub mod backend;
 pub mod config;
+mod config_file;
 pub mod db;
 pub mod error;
 pub mod ffi;

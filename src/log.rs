@@ -50,7 +50,8 @@ impl<'de> Deserialize<'de> for Level {
             "none" | "off" => Level::None,
             _ => {
                 return Err(serde::de::Error::custom(format!(
-                    "unknown logging level {name:?}, expected one of debug, info, warn, error, none"
+                    "unknown logging level {}, expected one of debug, info, warn, error, none",
+                    crate::error::Quoted(&name)
                 )))
             }
         })

@@ -1086,7 +1086,10 @@ mod tests {
         };
         let err = queue.push(0, write).unwrap_err();
         assert_eq!(err.status(), Status::Internal);
-        assert!(err.to_string().contains("injected: the worker dies"), "{err}");
+        assert!(
+            err.to_string().contains("injected: the worker dies"),
+            "{err}"
+        );
         // A stop and a start make a new worker.
         faulty.breaks_worker.store(false, Ordering::SeqCst);
         queue.stop().unwrap();

@@ -432,6 +432,84 @@ fn colon_in_bucket_is_an_invalid_argument() {
     }
 }
 
+/// Every key of `bucket`, paging by `page_size`.
+fn bucket_keys(db: *mut TetherDb, bucket: &str, page_size: usize) -> Vec<String> {
+    let bucket = c(bucket);
+    let (mut keys, mut after) = (Vec::new(), None::<CString>);
+    loop {
+        let mut page = ptr::null_mut();
+        let status = unsafe {
+            tether_list(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                ptr::null(),
+                after.as_ref().map_or(ptr::null(), |a| a.as_ptr()),
+                page_size,
+                &mut page,
+            )
+        };
+        assert_eq!(status, Status::Ok, "{}", last_error());
+        let len = unsafe { tether_page_len(page) };
+        for i in 0..len {
+            let key = unsafe { CStr::from_ptr(tether_page_key(page, i)) };
+            keys.push(key.to_str().unwrap().to_owned());
+        }
+        let next = unsafe { tether_page_next(page) };
+        after = (!next.is_null()).then(|| unsafe { CStr::from_ptr(next) }.to_owned());
+        unsafe { tether_page_free(page) };
+        assert!(
+            after.is_none() || len == page_size,
+            "a short page before the last"
+        );
+        if after.is_none() {
+            return keys;
+        }
+    }
+}
+
+/// The stored key `a:` (written without a bucket here; the Python
+/// TetherDB's empty key in bucket `a`) cannot be named in bucket `a`, where
+/// its key part is empty: bucket `a` does not list it. Without a bucket it
+/// is listed, read and deleted as stored.
+#[test]
+fn a_bucket_does_not_list_its_own_name_as_an_empty_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    put(db, "a:", b"bare");
+    let bucket = c("a");
+    for key in ["k1", "k2"] {
+        let key = c(key);
+        let status = unsafe {
+            tether_write(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                key.as_ptr(),
+                b"v".as_ptr(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(status, Status::Ok, "{}", last_error());
+    }
+    for page_size in [1, 2, 10] {
+        assert_eq!(
+            bucket_keys(db, "a", page_size),
+            ["k1", "k2"],
+            "page_size {page_size}"
+        );
+    }
+    assert_eq!(keys(db), ["a:", "a:k1", "a:k2"]);
+    assert_eq!(get(db, "", "", "a:").unwrap(), b"bare");
+    let key = c("a:");
+    assert_eq!(
+        unsafe { tether_delete(db, ptr::null(), ptr::null(), key.as_ptr()) },
+        Status::Ok
+    );
+    assert_eq!(unsafe { tether_close(db) }, Status::Ok);
+}
+
 #[test]
 fn unknown_flags_and_page_size_zero_are_invalid_arguments() {
     let dir = tempfile::tempdir().unwrap();
@@ -505,6 +583,105 @@ fn unknown_backend_is_unknown_backend() {
 }
 
 /// `local` sets no limit of its own: what memory and disk hold.
+/// A message quotes at most the start of a huge key (or bucket, or backend
+/// name), with its length, however the call fails.
+#[test]
+fn messages_quote_huge_keys_only_in_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    let huge = "k".repeat(16 << 20);
+    let key = c(&huge);
+    let bounded = |what: &str| {
+        let message = last_error();
+        assert!(
+            message.len() < 4096,
+            "{what}: a message of {} bytes",
+            message.len()
+        );
+        assert!(message.contains(" bytes)"), "{what}: {message}");
+    };
+    unsafe {
+        assert_eq!(get(db, "", "", &huge), Err(Status::NotFound));
+        bounded("tether_read");
+        let status = tether_delete(db, ptr::null(), ptr::null(), key.as_ptr());
+        assert_eq!(status, Status::NotFound);
+        bounded("tether_delete");
+        let status = tether_update(db, ptr::null(), ptr::null(), key.as_ptr(), b"v".as_ptr(), 1);
+        assert_eq!(status, Status::NotFound);
+        bounded("tether_update");
+        let (nope, bad_bucket) = (c("nope"), c("a:b"));
+        let status = tether_write(
+            db,
+            nope.as_ptr(),
+            ptr::null(),
+            key.as_ptr(),
+            ptr::null(),
+            0,
+            0,
+        );
+        assert_eq!(status, Status::UnknownBackend);
+        bounded("unknown backend");
+        let status = tether_write(
+            db,
+            ptr::null(),
+            bad_bucket.as_ptr(),
+            key.as_ptr(),
+            ptr::null(),
+            0,
+            0,
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        bounded("bucket with ':'");
+        assert!(
+            last_error().contains("the bucket contains ':'"),
+            "{}",
+            last_error()
+        );
+        // A huge backend name or prefix, too.
+        let mut page = ptr::null_mut();
+        let status = tether_list(
+            db,
+            key.as_ptr(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            1,
+            &mut page,
+        );
+        assert_eq!(status, Status::UnknownBackend);
+        assert!(last_error().len() < 4096, "{} bytes", last_error().len());
+        let status = tether_list(
+            db,
+            ptr::null(),
+            bad_bucket.as_ptr(),
+            key.as_ptr(),
+            ptr::null(),
+            1,
+            &mut page,
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        bounded("listing");
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+    // The Rust API's errors, too.
+    let store = dir.path().join("rust");
+    let json = format!(r#"{{"logging": "none", "local": {{"filepath": {store:?}}}}}"#);
+    let db = tetherdb::Db::open_json(Some(&json)).unwrap();
+    let err = db.read(None, None, &huge).unwrap_err();
+    assert!(
+        err.to_string().len() < 4096,
+        "{} bytes",
+        err.to_string().len()
+    );
+    let err = db.read(None, Some("a:b"), &huge).unwrap_err();
+    assert!(
+        err.to_string().len() < 4096,
+        "{} bytes",
+        err.to_string().len()
+    );
+    db.close().unwrap();
+}
+
 #[test]
 fn local_stores_large_keys_and_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -699,6 +876,69 @@ fn invalid_json_is_a_config_error() {
     assert!(!store.exists());
 }
 
+/// `tether_open_file` of `path` in a thread, which must fail with
+/// TETHER_CONFIG within a few seconds (not block, not read forever).
+fn open_file_fails_promptly(path: &Path) -> String {
+    let path = c(path.to_str().unwrap());
+    fails_promptly(move |db| unsafe { tether_open_file(path.as_ptr(), db) })
+}
+
+/// `open` in a thread, which must fail with TETHER_CONFIG within a few
+/// seconds, leaving its out-parameter alone; the message.
+fn fails_promptly(open: impl FnOnce(*mut *mut TetherDb) -> Status + Send + 'static) -> String {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut db = ptr::dangling_mut::<TetherDb>();
+        let status = open(&mut db);
+        let _ = done.send((status, db == ptr::dangling_mut(), last_error()));
+    });
+    let (status, untouched, message) = finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("tether_open_file did not return");
+    assert_eq!(status, Status::Config, "{message}");
+    assert!(untouched, "out_db was written");
+    message
+}
+
+#[test]
+fn config_files_that_are_no_regular_file_or_too_large_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // A device that never ends, a directory, a FIFO nobody writes to.
+    open_file_fails_promptly(Path::new("/dev/zero"));
+    open_file_fails_promptly(dir.path());
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let message = open_file_fails_promptly(&fifo);
+    assert!(message.contains("not a regular file"), "{message}");
+    // Valid JSON, padded past 1 MiB.
+    let store = dir.path().join("db");
+    let big = dir.path().join("big.json");
+    let json = format!(r#"{{"local": {{"filepath": {store:?}}}}}"#);
+    std::fs::write(&big, format!("{json}{}", " ".repeat(1 << 20))).unwrap();
+    let message = open_file_fails_promptly(&big);
+    assert!(message.contains("1 MiB"), "{message}");
+    assert!(!store.exists());
+    // Up to the limit it opens.
+    std::fs::write(
+        &big,
+        format!("{json}{}", " ".repeat((1 << 20) - json.len())),
+    )
+    .unwrap();
+    let path = c(big.to_str().unwrap());
+    let mut db = ptr::null_mut();
+    assert_eq!(
+        unsafe { tether_open_file(path.as_ptr(), &mut db) },
+        Status::Ok,
+        "{}",
+        last_error()
+    );
+    assert_eq!(unsafe { tether_close(db) }, Status::Ok);
+}
+
 #[test]
 fn unknown_config_key_is_a_config_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -757,6 +997,125 @@ fn unreadable_certificate_is_a_config_error() {
     );
     let message = open_fails(&json, Status::Config);
     assert!(message.contains("missing.pem"), "{message}");
+}
+
+/// A certificate "file" that never ends, or blocks its reader, fails the
+/// open at once.
+#[cfg(feature = "etcd")]
+#[test]
+fn certificate_files_that_are_no_regular_file_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for file in [Path::new("/dev/zero"), &fifo] {
+        let json = c(&format!(
+            r#"{{"etcd": {{"endpoints": ["127.0.0.1:1"], "use_ssl": true, "ca_cert_file": {file:?}}}}}"#
+        ));
+        let message = fails_promptly(move |db| unsafe { tether_open(json.as_ptr(), db) });
+        assert!(
+            message.contains(file.to_str().unwrap()) && message.contains("not a regular file"),
+            "{message}"
+        );
+    }
+}
+
+/// Certificates without `use_ssl` would be ignored and the connection made
+/// in plaintext; a plaintext endpoint with `use_ssl` contradicts it.
+#[test]
+fn certificate_settings_without_use_ssl_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    let missing = dir.path().join("missing.pem");
+    for (settings, setting) in [
+        (format!(r#""ca_cert_file": {missing:?}"#), "ca_cert_file"),
+        (
+            format!(r#""cert_file": {missing:?}, "key_file": {missing:?}"#),
+            "cert_file",
+        ),
+    ] {
+        for use_ssl in ["", r#", "use_ssl": false"#] {
+            let json = format!(
+                r#"{{"local": {{"filepath": {store:?}}},
+                    "etcd": {{"endpoints": ["127.0.0.1:1"], {settings}{use_ssl}}}}}"#
+            );
+            let message = open_fails(&json, Status::Config);
+            assert!(
+                message.contains(setting) && message.contains("use_ssl"),
+                "{message} does not name {setting} and use_ssl"
+            );
+            assert!(
+                message.contains(missing.to_str().unwrap()),
+                "{message} does not name the file"
+            );
+        }
+    }
+    // With https:// the certificates would be ignored just the same.
+    let json = format!(
+        r#"{{"etcd": {{"endpoints": ["https://127.0.0.1:1"], "ca_cert_file": {missing:?}}}}}"#
+    );
+    assert!(open_fails(&json, Status::Config).contains("use_ssl"));
+    // An http:// endpoint with use_ssl.
+    let json = r#"{"etcd": {"endpoints": ["http://127.0.0.1:1"], "use_ssl": true}}"#;
+    let message = open_fails(json, Status::Config);
+    assert!(
+        message.contains("http://127.0.0.1:1") && message.contains("use_ssl"),
+        "{message}"
+    );
+    assert!(!store.exists());
+}
+
+/// A password in an endpoint would be repeated in every message about it;
+/// TetherDB sends none from its configuration, so it is refused, unrepeated.
+#[test]
+fn passwords_in_endpoint_urls_are_config_errors_that_do_not_repeat_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("db");
+    let secret = "s3cr3t-pw";
+    for (section, setting) in [
+        (
+            format!(r#""etcd": {{"endpoints": ["http://user:{secret}@127.0.0.1:1"]}}"#),
+            "etcd",
+        ),
+        (
+            format!(r#""etcd": {{"endpoints": ["127.0.0.1:2", "user:{secret}@127.0.0.1:1"]}}"#),
+            "etcd",
+        ),
+        (
+            format!(r#""etcd": {{"host": "user:{secret}@127.0.0.1", "port": 1}}"#),
+            "etcd",
+        ),
+        (
+            format!(
+                r#""etcd": {{"endpoints": ["https://{secret}@127.0.0.1:1"], "use_ssl": true}}"#
+            ),
+            "etcd",
+        ),
+        (
+            format!(
+                r#""dynamodb": {{"table_name": "Table1", "region": "us-east-1", "timeout": 1,
+                    "endpoint_url": "http://user:{secret}@127.0.0.1:1/"}}"#
+            ),
+            "dynamodb.endpoint_url",
+        ),
+    ] {
+        if setting.starts_with("dynamodb") && !cfg!(feature = "dynamodb") {
+            continue;
+        }
+        let json = format!(r#"{{"local": {{"filepath": {store:?}}}, {section}}}"#);
+        let message = open_fails(&json, Status::Config);
+        assert!(!message.contains(secret), "{message}");
+        assert!(
+            message.contains(setting) && message.contains("***@"),
+            "{message}"
+        );
+        // The same through the Rust API.
+        let err = tetherdb::Db::open_json(Some(&json)).err().unwrap();
+        assert!(!err.to_string().contains(secret), "{err}");
+    }
 }
 
 /// Nothing listens on port 1 of the loopback: every connection is refused.

@@ -375,6 +375,10 @@ fn items_over_400_kb_are_refused_before_they_are_sent() {
         db.write_queued(None, None, "k", &over),
         db.update(None, None, "k", &over),
         db.write(None, None, &"k".repeat(2049), b"v"),
+        // No key over DynamoDB's limit can be stored: reading or deleting
+        // one is refused alike.
+        db.read(None, None, &"k".repeat(2049)).map(drop),
+        db.delete(None, None, &"k".repeat(2049)),
     ] {
         let err = result.unwrap_err();
         assert_eq!(err.status(), Status::TooLarge, "{err}");
@@ -382,6 +386,25 @@ fn items_over_400_kb_are_refused_before_they_are_sent() {
     }
     assert_eq!(proxy.state().total(), sent, "nothing was sent");
     db.close().unwrap();
+}
+
+/// Opening checks the table, so an unreachable DynamoDB fails the open,
+/// as the header says.
+#[test]
+fn an_unreachable_endpoint_fails_open_as_unavailable() {
+    let config = moto::config(
+        "http://127.0.0.1:1",
+        &moto::table("unreachable"),
+        r#", "timeout": 1"#,
+        QUICK,
+    );
+    let err = Db::open_json(Some(&config)).err().unwrap();
+    assert_eq!(err.status(), Status::Unavailable, "{err}");
+    let header = include_str!("../include/tetherdb.h");
+    let open = header.find(" tether_open(").unwrap();
+    let doc = &header[header[..open].rfind("/**").unwrap()..open];
+    let returns = &doc[doc.find("Returns").unwrap()..];
+    assert!(returns.contains("TETHER_UNAVAILABLE"), "{doc}");
 }
 
 #[test]

@@ -281,6 +281,50 @@ fn values_over_the_request_limit_are_refused_before_sending() {
     assert_eq!(count(&db, "big"), 3);
 }
 
+/// The doc comment of `function` in the committed header.
+fn header_doc(function: &str) -> String {
+    let header = include_str!("../include/tetherdb.h");
+    let at = header
+        .find(&format!(" {function}("))
+        .unwrap_or_else(|| panic!("{function} is not in the header"));
+    let start = header[..at].rfind("/**").unwrap();
+    header[start..at].to_owned()
+}
+
+/// A key over etcd's request limit cannot be read, deleted or listed
+/// either: every call on it is TETHER_TOO_LARGE, and the header says so.
+#[test]
+fn keys_over_the_request_limit_are_too_large_for_every_call() {
+    let Some((_etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    // Over the server's limit on a received message (2 MiB with the default
+    // --max-request-bytes): refused by etcd, not before sending.
+    let key = "k".repeat(3 << 20);
+    for (function, err) in [
+        ("tether_read", db.read(None, None, &key).unwrap_err()),
+        ("tether_delete", db.delete(None, None, &key).unwrap_err()),
+        (
+            "tether_list",
+            db.list(None, None, Some(&key), None, 10).unwrap_err(),
+        ),
+        (
+            "tether_write",
+            db.write(None, None, &key, b"v").unwrap_err(),
+        ),
+        (
+            "tether_update",
+            db.update(None, None, &key, b"v").unwrap_err(),
+        ),
+    ] {
+        assert_eq!(err.status(), Status::TooLarge, "{function}: {err}");
+        assert!(
+            header_doc(function).contains("TETHER_TOO_LARGE"),
+            "the header does not say {function} can return TETHER_TOO_LARGE"
+        );
+    }
+}
+
 #[test]
 fn etcdctl_and_the_library_see_the_same_data() {
     let Some((etcd, db)) = setup(QUICK, "") else {

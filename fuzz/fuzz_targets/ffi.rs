@@ -806,7 +806,10 @@ impl State {
             false => None,
         };
         for (key, slot) in &self.model {
-            let in_range = key.starts_with(&low)
+            // A bucket's own `bucket:` key has no name in the bucket: it
+            // may be left out (keys::in_bucket).
+            let in_range = (stored_prefix.is_empty() || key.as_slice() != stored_prefix)
+                && key.starts_with(&low)
                 && after.as_ref().is_none_or(|a| key > a)
                 && end.as_ref().is_none_or(|e| key <= e);
             if in_range && matches!(slot, Slot::Known(Some(_))) {

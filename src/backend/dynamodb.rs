@@ -31,7 +31,7 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use super::remote::Runtime;
 use super::{Backend, BatchLimit, Listing, Write};
 use crate::config::DynamoDbConfig;
-use crate::error::{Error, Result};
+use crate::error::{redacted_url, Error, Result};
 use crate::keys;
 
 const NAME: &str = "dynamodb";
@@ -145,17 +145,7 @@ impl DynamoDb {
     /// Fails with `TooLarge` where DynamoDB would refuse the item for its
     /// size, before it is sent.
     fn check_size(&self, key: &str, value: &[u8]) -> Result<()> {
-        if key.len() > MAX_KEY_BYTES {
-            return Err(Error::too_large(
-                NAME,
-                key,
-                format!(
-                    "a key of {} bytes is over DynamoDB's partition key limit of \
-                     {MAX_KEY_BYTES} bytes",
-                    key.len()
-                ),
-            ));
-        }
+        check_key(key)?;
         let size = item_size(key, value);
         if size > MAX_ITEM_BYTES {
             return Err(Error::too_large(
@@ -210,7 +200,7 @@ impl DynamoDb {
             at += &format!(" in region {region}");
         }
         if let Some(endpoint) = &self.endpoint_url {
-            at += &format!(" at {endpoint}");
+            at += &format!(" at {}", redacted_url(endpoint));
         }
         at
     }
@@ -394,6 +384,7 @@ impl Backend for DynamoDb {
     }
 
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
         let request = self
             .client
             .get_item()
@@ -434,6 +425,7 @@ impl Backend for DynamoDb {
     }
 
     fn delete(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
         let request = self
             .client
             .delete_item()
@@ -583,6 +575,24 @@ async fn sdk_config(config: &DynamoDbConfig) -> SdkConfig {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// Fails with `TooLarge` for a key DynamoDB refuses in any request, so that
+/// reads and deletes say so alike, before sending, on DynamoDB and on
+/// emulators that do not check.
+fn check_key(key: &str) -> Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::too_large(
+            NAME,
+            key,
+            format!(
+                "a key of {} bytes is over DynamoDB's partition key limit of \
+                 {MAX_KEY_BYTES} bytes",
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The size DynamoDB counts for an item: attribute names and values.

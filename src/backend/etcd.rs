@@ -20,7 +20,8 @@ use tonic::Code;
 use super::remote::Runtime;
 use super::{Backend, BatchLimit, Listing, Write};
 use crate::config::EtcdConfig;
-use crate::error::{Error, Result};
+use crate::config_file;
+use crate::error::{redacted_url, Error, Result};
 use crate::keys;
 
 const NAME: &str = "etcd";
@@ -75,7 +76,10 @@ impl Etcd {
         let client = runtime
             .run(timeout, connect)
             .ok_or_else(|| Error::unavailable(NAME, "", "connecting timed out"))?
-            .map_err(|e| Error::Config(format!("etcd endpoints {urls:?}: {e}")))?;
+            .map_err(|e| {
+                let urls: Vec<_> = urls.iter().map(|u| redacted_url(u)).collect();
+                Error::Config(format!("etcd endpoints {urls:?}: {e}"))
+            })?;
         let kv = client
             .kv_client()
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
@@ -306,8 +310,11 @@ fn tls_options(config: &EtcdConfig) -> Result<TlsOptions> {
     Ok(tls)
 }
 
+/// The largest certificate file read; CA bundles run to a few hundred KiB.
+const MAX_PEM_BYTES: u64 = 16 << 20;
+
 fn read_pem(path: &Path, setting: &str) -> Result<Vec<u8>> {
-    let pem = std::fs::read(path)
+    let pem = config_file::read_regular(path, MAX_PEM_BYTES, "16 MiB")
         .map_err(|e| Error::Config(format!("etcd.{setting} {}: {e}", path.display())))?;
     if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
         return Err(Error::Config(format!(

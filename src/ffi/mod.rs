@@ -57,15 +57,18 @@ impl From<Page> for TetherPage {
 /// `out_db`: receives the new handle on success and is left untouched
 /// otherwise; close it with `tether_close`.
 ///
-/// Starts the batch worker unless `queue_batch.autostart` is false. A
-/// remote backend connects on first use, so a handle opens while its
-/// server is down; calls then return TETHER_UNAVAILABLE until it is back.
+/// Starts the batch worker unless `queue_batch.autostart` is false. `etcd`
+/// connects on first use, so a handle opens while etcd is down; calls then
+/// return TETHER_UNAVAILABLE until it is back. `dynamodb` checks its table
+/// as the handle opens.
 ///
 /// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `out_db` is NULL or the
 /// JSON is not UTF-8; TETHER_CONFIG when the configuration is invalid,
-/// names an unknown key, or names a certificate file that cannot be read;
+/// names an unknown key, or names a certificate file that cannot be read,
+/// or the DynamoDB table is missing or has another key; TETHER_UNAVAILABLE
+/// when DynamoDB is unreachable or does not answer within its timeout;
 /// TETHER_IO when the local store cannot be opened (for instance, another
-/// handle holds it); TETHER_INTERNAL.
+/// handle holds it) or DynamoDB refuses the table check; TETHER_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn tether_open(
     config_json: *const c_char,
@@ -86,8 +89,10 @@ pub unsafe extern "C" fn tether_open(
 /// `tether_open`.
 ///
 /// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when a pointer is NULL or
-/// `path` is not UTF-8; TETHER_CONFIG when the file cannot be read or is
-/// invalid; TETHER_IO; TETHER_INTERNAL.
+/// `path` is not UTF-8; TETHER_CONFIG when the file cannot be read, is not
+/// a regular file (a directory, a FIFO, a device), is over 1 MiB or is
+/// invalid; TETHER_UNAVAILABLE, TETHER_IO and TETHER_INTERNAL as
+/// `tether_open`.
 #[no_mangle]
 pub unsafe extern "C" fn tether_open_file(
     path: *const c_char,
@@ -247,7 +252,9 @@ pub unsafe extern "C" fn tether_update(
 ///
 /// Returns TETHER_OK; TETHER_NOT_FOUND when the key is absent;
 /// TETHER_INVALID_ARGUMENT (including NULL `out_value` or `out_len`);
-/// TETHER_UNKNOWN_BACKEND; TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+/// TETHER_UNKNOWN_BACKEND; TETHER_TOO_LARGE when the key is over the
+/// backend's limit (so none can be stored under it); TETHER_UNAVAILABLE;
+/// TETHER_IO; TETHER_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn tether_read(
     db: *mut TetherDb,
@@ -273,7 +280,8 @@ pub unsafe extern "C" fn tether_read(
 ///
 /// Returns TETHER_OK when it removed the key; TETHER_NOT_FOUND when there
 /// was nothing to remove; TETHER_INVALID_ARGUMENT; TETHER_UNKNOWN_BACKEND;
-/// TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+/// TETHER_TOO_LARGE when the key is over the backend's limit (so none can
+/// be stored under it); TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn tether_delete(
     db: *mut TetherDb,
@@ -302,7 +310,9 @@ pub unsafe extern "C" fn tether_delete(
 ///
 /// Returns TETHER_OK; TETHER_INVALID_ARGUMENT (NULL `db` or `out_page`, bad
 /// UTF-8, `:` in the bucket, `page_size` 0); TETHER_UNKNOWN_BACKEND;
-/// TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+/// TETHER_TOO_LARGE when the bucket and `prefix` or `start_after` are
+/// over the backend's limits; TETHER_UNAVAILABLE; TETHER_IO;
+/// TETHER_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn tether_list(
     db: *mut TetherDb,
