@@ -107,6 +107,15 @@ pub enum Error {
         cause: String,
     },
 
+    /// The disk is full: TETHER_IO for the call, but queued writes wait
+    /// and are retried, since space may come back.
+    #[error("{backend}: {}storage full: {cause}", about_key(key))]
+    Full {
+        backend: String,
+        key: String,
+        cause: String,
+    },
+
     #[error("internal error: {0}")]
     Internal(String),
 
@@ -219,7 +228,7 @@ impl Error {
             Error::TooLarge { .. } => Status::TooLarge,
             Error::NotRunning { .. } => Status::NotRunning,
             Error::Conflict { .. } => Status::Conflict,
-            Error::Io { .. } => Status::Io,
+            Error::Io { .. } | Error::Full { .. } => Status::Io,
             Error::Internal(_) => Status::Internal,
             Error::QueuedWritesFailed { first, .. } => first.status(),
         }
@@ -231,15 +240,53 @@ impl Error {
             Error::Unavailable { cause, .. }
             | Error::TooLarge { cause, .. }
             | Error::Conflict { cause, .. }
-            | Error::Io { cause, .. } => cause.clone(),
+            | Error::Io { cause, .. }
+            | Error::Full { cause, .. } => cause.clone(),
             other => other.to_string(),
         }
     }
 
     /// Whether trying the same call again later may succeed: the backend
-    /// was unreachable or timed out. The worker retries exactly these.
+    /// was unreachable or timed out, or its disk was full. The worker
+    /// retries exactly these.
     pub fn is_transient(&self) -> bool {
-        self.status() == Status::Unavailable
+        self.status() == Status::Unavailable || matches!(self, Error::Full { .. })
+    }
+
+    /// Queued writes that wait for their backend, saying `cause`, with the
+    /// status of the `last` error that held them up: TETHER_IO for a full
+    /// disk, TETHER_UNAVAILABLE for an unreachable backend.
+    pub(crate) fn still_waiting(last: &Error, backend: &str, cause: String) -> Error {
+        match last {
+            Error::Full { .. } => Error::Full {
+                backend: backend.to_owned(),
+                key: String::new(),
+                cause,
+            },
+            _ => Error::unavailable(backend, "", cause),
+        }
+    }
+
+    /// An I/O error as the library reports it: [`Error::Full`] when the
+    /// disk or the quota is full, [`Error::Io`] otherwise.
+    pub(crate) fn storage(
+        backend: &str,
+        key: &str,
+        cause: impl std::fmt::Display,
+        error: &std::io::Error,
+    ) -> Error {
+        let full = matches!(
+            error.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        );
+        match full {
+            true => Error::Full {
+                backend: backend.to_owned(),
+                key: key.to_owned(),
+                cause: cause.to_string(),
+            },
+            false => Error::io(backend, key, cause),
+        }
     }
 
     pub(crate) fn not_found(backend: &str, key: &str) -> Error {

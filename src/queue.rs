@@ -219,9 +219,9 @@ impl Lane {
         }
         match self.unreachable(state) {
             None => Ok(()),
-            Some(error) => Err(Error::unavailable(
+            Some(error) => Err(Error::still_waiting(
+                &error,
                 self.name(),
-                "",
                 format!(
                     "{} queued write(s) not applied yet; they stay queued and are retried \
                      (last error: {})",
@@ -494,9 +494,11 @@ impl Queue {
                 let cause = state.outage.as_ref().map_or_else(String::new, |(_, e)| {
                     format!(" (last error: {})", e.cause())
                 });
-                return Err(Error::unavailable(
+                let last = state.outage.as_ref().map(|(_, e)| e.clone());
+                let last = last.unwrap_or_else(|| Error::unavailable("", "", ""));
+                return Err(Error::still_waiting(
+                    &last,
                     lane.name(),
-                    "",
                     format!(
                         "{left} queued write(s) not applied yet{cause}; they stay in the \
                          outbox {} and are applied once the worker runs again, in this handle \

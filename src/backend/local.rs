@@ -4,19 +4,28 @@
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{Backend, Listing, Write};
 use crate::config::LocalConfig;
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::outbox::create_private_dir;
 
 const NAME: &str = "local";
 
 pub struct Local {
-    db: sled::Db,
+    /// The open store; `None` once an I/O error closed it and reopening
+    /// failed, until a call reopens it.
+    store: RwLock<Option<Arc<Store>>>,
+    config: LocalConfig,
     /// The store's directory, absolute.
     path: PathBuf,
+}
+
+struct Store {
+    db: sled::Db,
     /// Declared after `db`, so that it is dropped after it.
     _released: AwaitUnlock,
 }
@@ -24,22 +33,102 @@ pub struct Local {
 impl Local {
     pub fn open(config: &LocalConfig) -> Result<Local> {
         let path: &Path = &config.filepath;
+        // Private to its owner when the library makes it: sled creates its
+        // files with the umask's permissions, and the directory keeps them.
+        create_private_dir(path)
+            .map_err(|e| Error::io(NAME, "", format!("cannot create {}: {e}", path.display())))?;
+        let store = Store::open(config)?;
+        Ok(Local {
+            store: RwLock::new(Some(Arc::new(store))),
+            config: config.clone(),
+            path: path.canonicalize().unwrap_or_else(|_| path.to_owned()),
+        })
+    }
+
+    /// Runs `op` on the store. sled 0.34 fails every call after its first
+    /// I/O error (a full disk, say) for as long as the store is open, so
+    /// such an error closes it, and the next call opens it again: once the
+    /// disk takes writes again, the same handle works.
+    fn with<T>(
+        &self,
+        key: &str,
+        context: &str,
+        op: impl FnOnce(&sled::Db) -> sled::Result<T>,
+    ) -> Result<T> {
+        let store = self.store()?;
+        op(&store.db).map_err(|e| {
+            let cause = match context {
+                "" => e.to_string(),
+                _ => format!("{context}: {e}"),
+            };
+            let sled::Error::Io(io) = &e else {
+                return Error::io(NAME, key, cause);
+            };
+            let mut slot = self.store.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.as_ref().is_some_and(|open| Arc::ptr_eq(open, &store)) {
+                *slot = None;
+            }
+            Error::storage(NAME, key, cause, io)
+        })
+    }
+
+    fn store(&self) -> Result<Arc<Store>> {
+        if let Some(store) = &*self.store.read().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(store.clone());
+        }
+        let mut slot = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(store) = &*slot {
+            return Ok(store.clone());
+        }
+        let store = Arc::new(Store::open(&self.config)?);
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+}
+
+impl Store {
+    fn open(config: &LocalConfig) -> Result<Store> {
+        let path: &Path = &config.filepath;
+        remove_unfinished_snapshots(path);
         // sled::open would take sled's default cache of 1 GiB, which a
         // large store fills: the cache is what bounds the process's memory.
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(config.cache_capacity)
             .open()
-            .map_err(|e| Error::Io {
-                backend: NAME.into(),
-                key: String::new(),
-                cause: format!("cannot open {}: {e}", path.display()),
+            .map_err(|e| {
+                let cause = format!("cannot open {}: {e}", path.display());
+                match &e {
+                    sled::Error::Io(io) => Error::storage(NAME, "", cause, io),
+                    _ => Error::io(NAME, "", cause),
+                }
             })?;
-        Ok(Local {
+        Ok(Store {
             db,
-            path: path.canonicalize().unwrap_or_else(|_| path.to_owned()),
             _released: AwaitUnlock::new(path),
         })
+    }
+}
+
+/// sled 0.34 writes a snapshot to `snap.N.generating` and renames it once
+/// complete. One that a failed write left (a full disk, a crash) makes the
+/// store fail to open with "Read corrupted data" (sled #1527), though the
+/// data is whole. Such a file is incomplete by definition: it is removed,
+/// but only while nobody holds the store (its lock is free), since an open
+/// store may be writing one.
+fn remove_unfinished_snapshots(dir: &Path) {
+    let Ok(lock) = File::open(dir.join("db")) else {
+        return;
+    };
+    if lock.try_lock().is_err() {
+        return;
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -83,33 +172,26 @@ impl Backend for Local {
     }
 
     fn write(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.db
-            .insert(key, value)
-            .map(drop)
-            .map_err(|e| Error::io(NAME, key, e))
+        self.with(key, "", |db| db.insert(key, value).map(drop))
     }
 
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.db
-            .get(key)
-            .map(|value| value.map(|v| v.to_vec()))
-            .map_err(|e| Error::io(NAME, key, e))
+        self.with(key, "", |db| {
+            db.get(key).map(|value| value.map(|v| v.to_vec()))
+        })
     }
 
     fn update(&self, key: &str, value: &[u8]) -> Result<bool> {
         // sled retries the closure on a concurrent change (compare-and-swap),
         // and keeping `None` as `None` never creates the key.
-        self.db
-            .fetch_and_update(key, |old| old.map(|_| value))
-            .map(|old| old.is_some())
-            .map_err(|e| Error::io(NAME, key, e))
+        self.with(key, "", |db| {
+            db.fetch_and_update(key, |old| old.map(|_| value))
+                .map(|old| old.is_some())
+        })
     }
 
     fn delete(&self, key: &str) -> Result<bool> {
-        self.db
-            .remove(key)
-            .map(|old| old.is_some())
-            .map_err(|e| Error::io(NAME, key, e))
+        self.with(key, "", |db| db.remove(key).map(|old| old.is_some()))
     }
 
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {
@@ -117,22 +199,24 @@ impl Backend for Local {
             Some(after) if after >= prefix => Bound::Excluded(after.as_bytes()),
             _ => Bound::Included(prefix.as_bytes()),
         };
-        let mut listing = Listing::default();
-        for item in self.db.range::<&[u8], _>((start, Bound::Unbounded)) {
-            let (key, value) = item.map_err(|e| Error::io(NAME, prefix, e))?;
-            if !key.starts_with(prefix.as_bytes()) {
-                break;
+        self.with(prefix, "", |db| {
+            let mut listing = Listing::default();
+            for item in db.range::<&[u8], _>((start, Bound::Unbounded)) {
+                let (key, value) = item?;
+                if !key.starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                let Some(key) = keys::listable(&key) else {
+                    continue;
+                };
+                if listing.entries.len() == limit {
+                    listing.more = true;
+                    break;
+                }
+                listing.entries.push((key.to_owned(), value.to_vec()));
             }
-            let Some(key) = keys::listable(&key) else {
-                continue;
-            };
-            if listing.entries.len() == limit {
-                listing.more = true;
-                break;
-            }
-            listing.entries.push((key.to_owned(), value.to_vec()));
-        }
-        Ok(listing)
+            Ok(listing)
+        })
     }
 
     fn write_batch(&self, writes: &[Write]) -> Result<()> {
@@ -140,14 +224,9 @@ impl Backend for Local {
         for write in writes {
             batch.insert(write.key.as_bytes(), write.value.as_slice());
         }
-        self.db.apply_batch(batch).map_err(|e| {
-            let first = writes.first().map_or("", |w| w.key.as_str());
-            Error::io(
-                NAME,
-                first,
-                format!("batch of {} writes: {e}", writes.len()),
-            )
-        })
+        let first = writes.first().map_or("", |w| w.key.as_str());
+        let context = format!("batch of {} writes", writes.len());
+        self.with(first, &context, |db| db.apply_batch(batch))
     }
 
     fn destination(&self) -> String {
@@ -155,9 +234,6 @@ impl Backend for Local {
     }
 
     fn flush(&self) -> Result<()> {
-        self.db
-            .flush()
-            .map(drop)
-            .map_err(|e| Error::io(NAME, "", format!("flush: {e}")))
+        self.with("", "flush", |db| db.flush().map(drop))
     }
 }
