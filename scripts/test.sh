@@ -4,8 +4,9 @@
 # quickstart example.
 source "$(dirname "$0")/common.sh"
 
-# etcd-server and etcd-client: the etcd and etcdctl the etcd tests start and query.
-ensure_packages "${BUILD_PACKAGES[@]}" g++ cmake make etcd-server etcd-client
+# etcd-server and etcd-client: the etcd and etcdctl the etcd tests start and query;
+# gdb: the soak's watchdog prints a hung child's stacks with it.
+ensure_packages "${BUILD_PACKAGES[@]}" g++ cmake make etcd-server etcd-client gdb
 
 # moto_server: the DynamoDB emulator the dynamodb tests start (PyPI moto[server]).
 ensure_moto

@@ -23,10 +23,12 @@ fn main() {
         Some("child-broken-stderr") => child_broken_stderr(&args[2]),
         Some("child-full-stderr") => child_full_stderr(&args[2]),
         Some("child-fork") => child_fork(&args[2]),
+        Some("child-default-outbox") => child_default_outbox(&args[2]),
         _ => {
             a_broken_stderr_neither_panics_nor_wedges_the_worker();
             a_full_stderr_blocks_no_call();
             a_handle_used_after_fork_fails_at_once();
+            a_remote_only_outbox_is_private_and_named_after_its_destination();
             println!("host tests passed");
         }
     }
@@ -148,6 +150,51 @@ fn child_fork(config: &str) {
     }
     assert_eq!(unsafe { ffi::tether_close(db) }, Status::Ok);
     println!("parent: ok");
+}
+
+fn a_remote_only_outbox_is_private_and_named_after_its_destination() {
+    let state = tempfile::tempdir().unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["child-default-outbox", state.path().to_str().unwrap()])
+        .env("XDG_STATE_HOME", state.path())
+        .current_dir(state.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(finish(child, "child-default-outbox"), "ok\n");
+    println!("a remote-only handle's outbox: private, under XDG_STATE_HOME, per destination");
+}
+
+/// Opens two etcd-only handles (nothing listens; nothing is sent) and
+/// checks where their outboxes are.
+fn child_default_outbox(state: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let outbox_of = |port: u16| {
+        let config =
+            format!(r#"{{"logging": "none", "etcd": {{"endpoints": ["127.0.0.1:{port}"]}}}}"#);
+        let db = tetherdb::Db::open_json(Some(&config)).unwrap();
+        let path = db.stats()["outbox"]["path"].as_str().unwrap().to_owned();
+        db.close().unwrap();
+        std::path::PathBuf::from(path)
+    };
+    let (first, second) = (outbox_of(1), outbox_of(2));
+    let parent = std::path::Path::new(state).join("tetherdb");
+    assert_eq!(first.parent().unwrap(), parent, "{}", first.display());
+    assert!(first
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("outbox-"));
+    assert_ne!(first, second, "two clusters, one outbox");
+    assert_eq!(outbox_of(1), first, "not the same place after a restart");
+    for dir in [&parent, &first] {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    // Not in the working directory.
+    assert!(!std::path::Path::new("tetherdb_data.outbox").exists());
+    println!("ok");
 }
 
 fn spawn(role: &str, config: &str, stderr: Stdio) -> Child {

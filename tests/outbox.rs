@@ -226,3 +226,50 @@ fn with_sync_writers_share_fsyncs() {
     let db = common::open(dir.path(), "{}");
     assert_eq!(common::count(&db, "s"), total as usize);
 }
+
+/// Writes queued for one cluster, left in the outbox by a close during its
+/// outage, are never sent to another cluster that a later configuration
+/// names: the open fails, naming both; deleting the segments discards them.
+#[test]
+fn an_outbox_never_delivers_to_another_cluster() {
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let outbox = new_outbox_path();
+    let queue_batch = format!(r#"{{"outbox_path": {outbox:?}}}"#);
+    // Nothing listens on port 1 of loopback.
+    let gone = format!(
+        r#"{{"logging": "none", "queue_batch": {queue_batch},
+             "etcd": {{"endpoints": ["127.0.0.1:1"], "timeout": 0.3}}}}"#
+    );
+    let db = Db::open_json(Some(&gone)).unwrap();
+    for i in 0..10 {
+        db.write_queued(None, Some("o"), &key(i), b"for the first cluster")
+            .unwrap();
+    }
+    assert_eq!(db.close().unwrap_err().status(), Status::Unavailable);
+
+    let other = etcd.config(&queue_batch, "");
+    let err = Db::open_json(Some(&other)).err().unwrap();
+    assert_eq!(err.status(), Status::Config, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("10 queued write(s)")
+            && message.contains("127.0.0.1:1")
+            && message.contains(&etcd.endpoint()),
+        "{message}"
+    );
+    assert_eq!(etcd.count("o:"), 0, "a write reached the other cluster");
+
+    // Discarded as the message says, the outbox serves the new cluster.
+    for entry in std::fs::read_dir(&outbox).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let db = Db::open_json(Some(&other)).unwrap();
+    db.write_queued(None, Some("o"), "new", b"1").unwrap();
+    db.close().unwrap();
+    assert_eq!(etcd.count("o:"), 1);
+}
