@@ -156,21 +156,21 @@ impl Lane {
             Some(log) => {
                 let held = log.held();
                 (state.done, state.taken, state.next) = (held.start, held.start, held.end);
+                if !held.is_empty() {
+                    let first = log.read(held.start..held.start + 1)?;
+                    state.first_waiting_at = first.first().map(|r| instant_of(r.queued_at));
+                }
                 Store::Outbox(log.clone())
             }
         };
-        let lane = Lane {
+        Ok(Lane {
             backend,
             store,
             state: Mutex::new(state),
             work: Condvar::new(),
             progress: Condvar::new(),
             counters: Counters::default(),
-        };
-        let mut state = lane.lock();
-        state.first_waiting_at = lane.first_queued_at(&state)?;
-        drop(state);
-        Ok(lane)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -179,21 +179,6 @@ impl Lane {
 
     fn name(&self) -> &'static str {
         self.backend.name()
-    }
-
-    /// When the write at `taken` was queued, if one waits.
-    fn first_queued_at(&self, state: &State) -> Result<Option<Instant>> {
-        if let Some(first) = state.waiting.front() {
-            return Ok(Some(first.queued_at));
-        }
-        let seq = state.taken;
-        Ok(match &self.store {
-            Store::Outbox(log) if seq < state.next => {
-                let record = log.read(seq..seq + 1)?;
-                record.first().map(|r| instant_of(r.queued_at))
-            }
-            _ => None,
-        })
     }
 
     /// The last error, once the backend has been unreachable for its timeout.
@@ -651,7 +636,9 @@ impl Worker {
                     || state.flush_to > state.taken
                     || Instant::now() >= due)
             {
-                match self.take(&mut state, waiting) {
+                let (taken, batch) = self.take(state, waiting);
+                state = taken;
+                match batch {
                     Ok(batch) => return Some(batch),
                     Err(error) => {
                         // The outbox cannot be read: nothing to do but
@@ -674,7 +661,13 @@ impl Worker {
     }
 
     /// Takes the next batch of the `waiting` writes: `size` of them at most.
-    fn take(&self, state: &mut State, waiting: u64) -> Result<Vec<Queued>> {
+    /// Reads the outbox, when it must, without the lane's lock: writers go
+    /// on meanwhile, and only this thread moves `taken`.
+    fn take<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        waiting: u64,
+    ) -> (MutexGuard<'a, State>, Result<Vec<Queued>>) {
         let count = waiting.min(self.size as u64);
         let seqs = state.taken..state.taken + count;
         let batch: Vec<Queued> = if state.waiting.len() as u64 >= count {
@@ -684,34 +677,52 @@ impl Worker {
             // outage, or from an earlier run. What it holds starts at
             // `taken`: it goes, and the batch is read back.
             let Store::Outbox(log) = &self.lane.store else {
-                return Err(Error::Internal(format!(
+                let error = Error::Internal(format!(
                     "{}: {waiting} writes wait, {} in memory",
                     self.lane.name(),
                     state.waiting.len()
-                )));
+                ));
+                return (state, Err(error));
             };
             state.waiting.clear();
-            let batch: Vec<Queued> = log
-                .read(seqs.clone())?
-                .into_iter()
-                .map(|record| Queued {
-                    seq: record.seq,
-                    queued_at: instant_of(record.queued_at),
-                    write: record.write,
-                })
-                .collect();
-            if batch.len() as u64 != count {
-                return Err(Error::Internal(format!(
-                    "{}: the outbox holds {} of the writes {seqs:?}",
-                    self.lane.name(),
-                    batch.len()
-                )));
+            drop(state);
+            let read = self.read_back(log, seqs.clone());
+            state = self.lane.lock();
+            match read {
+                Ok(batch) => batch,
+                Err(error) => return (state, Err(error)),
             }
-            batch
         };
         state.first_taken_at = state.first_waiting_at;
         state.taken = seqs.end;
-        state.first_waiting_at = self.lane.first_queued_at(state)?;
+        // The next write's time: in memory, or, when only the outbox holds
+        // it, no later than this batch's last, which was queued before it.
+        state.first_waiting_at = match state.waiting.front() {
+            Some(next) => Some(next.queued_at),
+            None if state.taken < state.next => batch.last().map(|q| q.queued_at),
+            None => None,
+        };
+        (state, Ok(batch))
+    }
+
+    /// The writes numbered `seqs`, read back from the outbox.
+    fn read_back(&self, log: &LaneLog, seqs: std::ops::Range<u64>) -> Result<Vec<Queued>> {
+        let batch: Vec<Queued> = log
+            .read(seqs.clone())?
+            .into_iter()
+            .map(|record| Queued {
+                seq: record.seq,
+                queued_at: instant_of(record.queued_at),
+                write: record.write,
+            })
+            .collect();
+        if batch.len() as u64 != seqs.end - seqs.start {
+            return Err(Error::Internal(format!(
+                "{}: the outbox holds {} of the writes {seqs:?}",
+                self.lane.name(),
+                batch.len()
+            )));
+        }
         Ok(batch)
     }
 
