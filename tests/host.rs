@@ -8,11 +8,13 @@
 //! - fork: a handle used in the child fails at once, and the parent's
 //!   handle goes on.
 
+#[path = "common/watchdog.rs"]
+mod watchdog;
+
 use std::ffi::{c_char, CStr, CString};
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::ptr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tetherdb::ffi::{self, TetherDb, TETHER_QUEUE};
 use tetherdb::Status;
@@ -206,28 +208,11 @@ fn spawn(role: &str, config: &str, stderr: Stdio) -> Child {
         .unwrap()
 }
 
-/// Waits for the child for at most 120 s (a hang fails the test instead of
-/// CI) and returns what it printed.
-fn finish(mut child: Child, role: &str) -> String {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            assert!(status.success(), "{role} failed ({status}): {out}");
-            return out;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("{role} hung");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// What the child printed; a child that has not ended after 120 s fails
+/// the test with its stacks.
+fn finish(child: Child, role: &str) -> String {
+    watchdog::watch(child, role, Duration::from_secs(120))
+        .unwrap_or_else(|stacks| panic!("{role} hung; its threads:\n{stacks}"))
 }
 
 fn open(config: &str) -> *mut TetherDb {

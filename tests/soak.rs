@@ -14,8 +14,10 @@
 //! (default 200,000) calls; `TETHER_SOAK_LIMIT` seconds (default 300) to
 //! a run before it counts as hung.
 
+#[path = "common/watchdog.rs"]
+mod watchdog;
+
 use std::ffi::{c_char, CString};
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::ptr;
 use std::time::{Duration, Instant};
@@ -62,48 +64,18 @@ fn run_watched(role: &str, limit: Duration) -> String {
         dir.path().join("db")
     );
     let started = Instant::now();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([role, &config])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    while started.elapsed() < limit {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            assert!(status.success(), "{role} failed ({status}): {out}");
-            return format!("done in {:.1} s", started.elapsed().as_secs_f64());
+    match watchdog::watch(child, role, limit) {
+        Ok(_) => format!("done in {:.1} s", started.elapsed().as_secs_f64()),
+        Err(stacks) => {
+            eprintln!("{role} did not end within {limit:?}; its threads:\n{stacks}");
+            format!("HUNG (over {limit:?})")
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    let stacks = stacks(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    eprintln!("{role} did not end within {limit:?}; its threads:\n{stacks}");
-    format!("HUNG (over {limit:?})")
-}
-
-/// Every thread's stack of process `pid`, from gdb, bounded in time.
-fn stacks(pid: u32) -> String {
-    let mut gdb = match Command::new("timeout")
-        .args(["60", "gdb", "-p", &pid.to_string(), "-batch", "-ex"])
-        .arg("thread apply all bt")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(gdb) => gdb,
-        Err(e) => return format!("(no stacks: cannot run gdb: {e})"),
-    };
-    let mut out = String::new();
-    let _ = gdb.stdout.take().unwrap().read_to_string(&mut out);
-    let _ = gdb.wait();
-    out
 }
 
 /// Queues `writes` writes of 100 bytes from one thread, then flushes.
