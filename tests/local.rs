@@ -338,3 +338,33 @@ fn cache_capacity_has_a_bounded_default_and_is_validated() {
     );
     db.close().unwrap();
 }
+
+/// What the library creates is its owner's alone, whatever the umask; a
+/// directory that exists keeps its permissions.
+#[test]
+fn the_store_and_its_outbox_are_private_to_their_owner() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let made = dir.path().join("new/store");
+    let config = format!(r#"{{"local": {{"filepath": {made:?}}}}}"#);
+    Db::open_json(Some(&config)).unwrap().close().unwrap();
+    assert_eq!(mode(&dir.path().join("new")), 0o700);
+    assert_eq!(mode(&made), 0o700);
+    let outbox = dir.path().join("new/store.outbox");
+    assert_eq!(mode(&outbox), 0o700);
+    for file in std::fs::read_dir(&outbox).unwrap() {
+        assert_eq!(mode(&file.unwrap().path()), 0o600);
+    }
+
+    let shared = dir.path().join("shared");
+    std::fs::DirBuilder::new()
+        .mode(0o750)
+        .create(&shared)
+        .unwrap();
+    let config = format!(r#"{{"local": {{"filepath": {shared:?}}}}}"#);
+    Db::open_json(Some(&config)).unwrap().close().unwrap();
+    assert_eq!(mode(&shared), 0o750, "the user's own directory changed");
+}
