@@ -207,6 +207,9 @@ pub(crate) struct LaneLog {
 #[derive(Default)]
 struct Staged {
     buffer: Vec<u8>,
+    /// The buffer last written out, emptied, for the next swap: two
+    /// buffers serve, instead of one allocation per round.
+    spare: Vec<u8>,
     /// Bytes staged since open: a writer's position, for the group commit.
     end: u64,
     /// The last write's seq in `buffer`.
@@ -379,14 +382,16 @@ impl LaneLog {
             .unwrap_or_default()
             .as_millis() as u64;
         let key = write.key.as_bytes();
-        let mut body = Vec::with_capacity((size - FRAME_PREFIX) as usize);
-        body.push(WRITE);
-        body.extend_from_slice(&seq.to_le_bytes());
-        body.extend_from_slice(&queued_at.to_le_bytes());
-        body.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        body.extend_from_slice(key);
-        body.extend_from_slice(&write.value);
-        push_frame(&mut staged.buffer, &body);
+        let buffer = &mut staged.buffer;
+        let start = buffer.len();
+        buffer.extend_from_slice(&[0; FRAME_PREFIX as usize]);
+        buffer.push(WRITE);
+        buffer.extend_from_slice(&seq.to_le_bytes());
+        buffer.extend_from_slice(&queued_at.to_le_bytes());
+        buffer.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        buffer.extend_from_slice(key);
+        buffer.extend_from_slice(&write.value);
+        seal_frame(&mut buffer[start..]);
         staged.end += size;
         staged.last_seq = Some(seq);
         Ok(staged.end)
@@ -428,8 +433,9 @@ impl LaneLog {
         let mut files = locked(&self.files);
         let (buffer, end, last_seq, done) = {
             let mut staged = locked(&self.staged);
+            let spare = std::mem::take(&mut staged.spare);
             (
-                std::mem::take(&mut staged.buffer),
+                std::mem::replace(&mut staged.buffer, spare),
                 staged.end,
                 staged.last_seq.take(),
                 staged.done.take(),
@@ -446,6 +452,12 @@ impl LaneLog {
             return Err(self.error(e));
         }
         files.written = end;
+        {
+            let mut buffer = buffer;
+            buffer.clear();
+            buffer.shrink_to(4 * BUFFER_BYTES);
+            locked(&self.staged).spare = buffer;
+        }
         if let Some(done) = done {
             let freed = files.done_written.map_or(0, |(_, bytes)| bytes);
             files.done_written = Some((done.0, done.1 + freed));
@@ -901,9 +913,18 @@ fn remove_file(path: &Path) -> Result<()> {
 }
 
 fn push_frame(out: &mut Vec<u8>, body: &[u8]) {
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_PREFIX as usize]);
     out.extend_from_slice(body);
+    seal_frame(&mut out[start..]);
+}
+
+/// Fills in the length and CRC-32 of a frame whose body follows room left
+/// for them.
+fn seal_frame(frame: &mut [u8]) {
+    let (prefix, body) = frame.split_at_mut(FRAME_PREFIX as usize);
+    prefix[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    prefix[4..].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
 }
 
 fn decode_header(body: &[u8]) -> Option<String> {
