@@ -227,6 +227,8 @@ struct Files {
     tail: File,
     /// Bytes staged that are now in the files.
     written: u64,
+    /// Bytes staged that the last fsync covered.
+    synced: u64,
     /// The done mark written, with the bytes it frees, not yet fsynced.
     done_written: Option<(u64, u64)>,
     /// The done mark on disk for sure.
@@ -313,6 +315,7 @@ impl LaneLog {
                 segments,
                 tail,
                 written: 0,
+                synced: 0,
                 done_written: None,
                 done_durable: found.start,
                 cursor: None,
@@ -468,6 +471,7 @@ impl LaneLog {
                 self.error(format!("fsync: {e}"))
             })?;
             self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+            files.synced = end;
             if let Some((done, freed)) = files.done_written.take() {
                 files.done_durable = done;
                 self.shared.bytes.fetch_sub(freed, Ordering::Relaxed);
@@ -569,8 +573,11 @@ impl LaneLog {
     /// (that bounds what a crash loses), then the done mark.
     fn round(&self) -> Result<()> {
         let staged = locked(&self.staged).end;
-        let written = locked(&self.files).written;
-        if staged > written {
+        let unsynced = {
+            let files = locked(&self.files);
+            staged > files.synced || files.done_written.is_some()
+        };
+        if unsynced {
             self.persist(true)?;
         }
         self.mark_done()?;
@@ -1196,6 +1203,30 @@ mod tests {
         // Numbering goes on after the writes left.
         log.stage(5, &write("k5", 1)).unwrap();
         assert_eq!(keys(&log.read(5..6).unwrap()), ["k5"]);
+    }
+
+    /// Polls `done` for at most a minute: a hang check, not a timing one.
+    fn eventually(done: impl Fn() -> bool) {
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(std::time::Instant::now() < give_up, "gave up waiting");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_outbox_thread_syncs_and_forgets_without_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(&dir.path().join("outbox"), &sink("here"), 1 << 20).unwrap();
+        let log = outbox.lane(0);
+        // Written, but not synced, by a writer whose buffer was full.
+        let position = log.stage(0, &write("k", 10)).unwrap();
+        log.persist(false).unwrap();
+        eventually(|| locked(&log.files).synced >= position);
+        // Applied, then idle: the done mark reaches the disk, the bytes go.
+        log.applied(1, write_size(&write("k", 10)));
+        eventually(|| outbox.bytes() == 0);
+        eventually(|| locked(&log.files).done_durable == 1);
     }
 
     #[test]
