@@ -99,6 +99,7 @@ impl Outbox {
     ) -> Result<Outbox> {
         create_private_dir(dir).map_err(|e| outbox_error(dir, format!("cannot create it: {e}")))?;
         let lock = DirLock::take(dir)?;
+        migrate_sled_outbox(dir, backends)?;
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
             max_bytes,
@@ -384,17 +385,13 @@ impl LaneLog {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64;
-        let key = write.key.as_bytes();
-        let buffer = &mut staged.buffer;
-        let start = buffer.len();
-        buffer.extend_from_slice(&[0; FRAME_PREFIX as usize]);
-        buffer.push(WRITE);
-        buffer.extend_from_slice(&seq.to_le_bytes());
-        buffer.extend_from_slice(&queued_at.to_le_bytes());
-        buffer.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        buffer.extend_from_slice(key);
-        buffer.extend_from_slice(&write.value);
-        seal_frame(&mut buffer[start..]);
+        push_write(
+            &mut staged.buffer,
+            seq,
+            queued_at,
+            write.key.as_bytes(),
+            &write.value,
+        );
         staged.end += size;
         staged.last_seq = Some(seq);
         Ok(staged.end)
@@ -720,6 +717,85 @@ impl Flusher {
     }
 }
 
+/// Moves the writes of an outbox that an earlier TetherDB kept in a sled
+/// store (one tree `queued:<backend>` per backend; keys the big-endian
+/// sequence numbers; records of the time queued in ms and the key's length,
+/// big-endian, then the key and the value) into the logs of this handle's
+/// backends, then deletes the sled files. Those writes had no recorded
+/// destination: they go to the backend of that name, as they would have.
+/// Until the sled files are gone they are the truth: a migration cut short
+/// starts again.
+fn migrate_sled_outbox(dir: &Path, backends: &[Arc<dyn Backend>]) -> Result<()> {
+    if !(dir.join("db").is_file() && dir.join("conf").is_file()) {
+        return Ok(());
+    }
+    let old_error = |e: sled::Error| outbox_error(dir, format!("the earlier (sled) outbox: {e}"));
+    {
+        // Declared first, dropped last: the store's lock is free after it.
+        let _released = crate::backend::local::AwaitUnlock::new(dir);
+        let old = sled::Config::new().path(dir).open().map_err(old_error)?;
+        for tree_name in old.tree_names() {
+            let Some(name) = tree_name.strip_prefix(b"queued:") else {
+                continue;
+            };
+            let tree = old.open_tree(&tree_name).map_err(old_error)?;
+            if tree.is_empty() {
+                continue;
+            }
+            let name = String::from_utf8_lossy(name).into_owned();
+            let Some(backend) = backends.iter().find(|b| b.name() == name) else {
+                return Err(Error::Config(format!(
+                    "the outbox {} holds {} queued write(s) for backend {name}, kept by an \
+                     earlier TetherDB, and this configuration has no {name}: open it with one \
+                     that has",
+                    dir.display(),
+                    tree.len()
+                )));
+            };
+            for first_seq in segment_seqs(dir, &name)? {
+                remove_file(&segment_path(dir, &name, first_seq))?;
+            }
+            let (_, mut file) = new_segment(dir, &name, 0, &backend.destination())?;
+            let mut frames = Vec::new();
+            for entry in tree.iter() {
+                let (key, record) = entry.map_err(old_error)?;
+                let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
+                let damaged =
+                    || outbox_error(dir, format!("the earlier outbox's record {seq} is damaged"));
+                let millis =
+                    u64::from_be_bytes(record.get(..8).ok_or_else(damaged)?.try_into().unwrap());
+                let key_len =
+                    u32::from_be_bytes(record.get(8..12).ok_or_else(damaged)?.try_into().unwrap())
+                        as usize;
+                let stored_key = record.get(12..12 + key_len).ok_or_else(damaged)?;
+                let value = &record[12 + key_len..];
+                push_write(&mut frames, seq, millis, stored_key, value);
+            }
+            file.write_all(&frames)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| outbox_error(dir, e))?;
+        }
+        sync_dir(dir).map_err(|e| outbox_error(dir, e))?;
+    }
+    // `db` first: without it, the outbox is no sled store any more.
+    for file in ["db", "conf"] {
+        remove_file(&dir.join(file))?;
+    }
+    for entry in fs::read_dir(dir)
+        .map_err(|e| outbox_error(dir, e))?
+        .flatten()
+    {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") {
+            remove_file(&entry.path())?;
+        } else if name == "blobs" {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(())
+}
+
 /// What a log's files hold: its segments, the destination, the writes not
 /// done (`start..end`) and their bytes.
 struct Scan {
@@ -917,6 +993,20 @@ fn remove_file(path: &Path) -> Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(outbox_error(path, e)),
         _ => Ok(()),
     }
+}
+
+/// Appends the frame of write `seq`, queued at `queued_at` (ms since the
+/// epoch), encoded in place.
+fn push_write(out: &mut Vec<u8>, seq: u64, queued_at: u64, key: &[u8], value: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_PREFIX as usize]);
+    out.push(WRITE);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&queued_at.to_le_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    seal_frame(&mut out[start..]);
 }
 
 fn push_frame(out: &mut Vec<u8>, body: &[u8]) {
@@ -1345,6 +1435,52 @@ mod tests {
         outbox.checkpoint().unwrap();
         assert_eq!(segments(), 1);
         assert_eq!(outbox.bytes(), 0);
+    }
+
+    /// Writes an outbox as TetherDB kept it before its own log: a sled
+    /// store, one tree per backend.
+    fn old_outbox(dir: &Path, backend: &str, keys: &[&str]) {
+        let old = sled::open(dir).unwrap();
+        let tree = old.open_tree(format!("queued:{backend}")).unwrap();
+        for (seq, key) in keys.iter().enumerate() {
+            let mut record = 1_700_000_000_000u64.to_be_bytes().to_vec();
+            record.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            record.extend_from_slice(key.as_bytes());
+            record.extend_from_slice(b"value");
+            tree.insert((seq as u64 + 7).to_be_bytes(), record).unwrap();
+        }
+        old.flush().unwrap();
+        drop(tree);
+        drop(old);
+        drop(crate::backend::local::AwaitUnlock::new(dir));
+    }
+
+    #[test]
+    fn writes_an_earlier_sled_outbox_held_move_into_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox");
+        old_outbox(&path, "sink", &["b:one", "b:two", "b:three"]);
+        let outbox = open(&path, &sink("here"), 1 << 20).unwrap();
+        let log = outbox.lane(0);
+        assert_eq!(log.held(), 7..10);
+        let records = log.read(7..10).unwrap();
+        assert_eq!(keys(&records), ["b:one", "b:two", "b:three"]);
+        assert_eq!(records[2].write.value, b"value");
+        assert!(!path.join("db").exists() && !path.join("conf").exists());
+        drop(outbox);
+        let outbox = open(&path, &sink("here"), 1 << 20).unwrap();
+        assert_eq!(outbox.lane(0).held(), 7..10, "moved once");
+    }
+
+    #[test]
+    fn an_earlier_sled_outbox_for_an_unconfigured_backend_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox");
+        old_outbox(&path, "etcd", &["b:one"]);
+        let error = open(&path, &sink("here"), 1 << 20).err().unwrap();
+        assert_eq!(error.status(), Status::Config);
+        assert!(error.to_string().contains("backend etcd"), "{error}");
+        assert!(path.join("db").exists(), "the writes were dropped");
     }
 
     #[test]
