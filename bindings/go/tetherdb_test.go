@@ -65,8 +65,8 @@ type on struct {
 
 // config is a configuration for this backend; queueBatch is the members of
 // its queue_batch section, if any. Without a local section the outbox
-// would default to ./tetherdb_data.outbox, shared by every test: on etcd it
-// goes in the test's directory.
+// would default to one per cluster under ~/.local/state/tetherdb, shared by
+// every test: on etcd it goes in the test's directory.
 func (o on) config(queueBatch string) string {
 	if o.backend == "local" {
 		extra := ""

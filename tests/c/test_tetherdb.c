@@ -1053,7 +1053,7 @@ static void test_stop_races_writers(struct fixture *fx)
 /* ------------------------------------------------------------------ */
 
 /* A handle's workers end with tether_stop; the threads of its stores (sled's
- * flushers, the outbox's remover) with tether_close. Only sled's
+ * flushers, the outbox's thread) with tether_close. Only sled's
  * process-wide I/O pool stays (header, Threads). */
 static void test_no_threads_left_after_close(struct fixture *fx)
 {

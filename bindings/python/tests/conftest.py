@@ -55,8 +55,9 @@ def outbox_path(backend, tmp_path):
 @pytest.fixture
 def backend_config(backend, config, outbox_path):
     """A configuration whose only backend is `backend`. Without a local
-    section the outbox would default to ./tetherdb_data.outbox, shared by
-    every test: on etcd it goes in this test's temporary directory."""
+    section the outbox would default to one per cluster under
+    ~/.local/state/tetherdb, shared by every test: on etcd it goes in this
+    test's temporary directory."""
     if backend == "local":
         return config
     return {
