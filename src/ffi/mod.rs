@@ -1,4 +1,4 @@
-//! The C ABI (design.md §3). Nothing but conversion lives here: each entry
+//! The C ABI (docs/c-api.md). Nothing but conversion lives here: each entry
 //! point checks its pointers, converts C types to Rust, calls [`Db`], and
 //! converts the result back. Every entry point catches panics.
 //!
