@@ -36,11 +36,13 @@ for doc in README.md docs/*.md bindings/*/README.md; do
   done < <(sed -n 's/^<!-- file: \(.*\) -->$/\1/p' "$doc")
 done
 
-preamble="$(awk '
+preamble="$(mktemp)"
+trap 'rm -f "$preamble"' EXIT
+awk '
   /^header = """/ { inside = 1; next }
   inside && /"""/ { exit }
   inside && $0 != "/*" { sub(/^ \* ?/, ""); print }
-' cbindgen.toml)"
-same "docs/c-api.md's header preamble" <(printf '%s\n' "$preamble") \
+' cbindgen.toml >"$preamble"
+same "docs/c-api.md's header preamble (cbindgen.toml's header)" "$preamble" \
   "$(block docs/c-api.md '<!-- header-preamble: cbindgen.toml -->')"
 exit $status
