@@ -50,7 +50,7 @@ impl From<Page> for TetherPage {
     }
 }
 
-/// Opens a handle from a JSON configuration (see the README).
+/// Opens a handle from a JSON configuration (see docs/configuration.md).
 ///
 /// `config_json`: NULL, `""` or `"{}"` open the embedded default, a `local`
 /// backend in `./tetherdb_data`. Borrowed for the call only.
