@@ -2,7 +2,8 @@
 //! directly, against `moto_server` on a loopback port.
 //!
 //! Run with `cargo bench --bench dynamodb`. It prints figures; it asserts
-//! nothing about time (design.md §6). Every library call goes through the
+//! nothing about time (the figures are in docs/performance.md). Every
+//! library call goes through the
 //! `extern "C"` entry points with C strings, as a C caller's would; the SDK
 //! side sends the same items (`bench:key-%06d`, 100-byte values) with
 //! PutItem one at a time, and with BatchWriteItem 25 at a time.

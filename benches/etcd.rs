@@ -2,7 +2,8 @@
 //! against one local etcd started for the run (as the tests start it).
 //!
 //! Run with `cargo bench --bench etcd`. It prints figures; it asserts
-//! nothing about time (design.md §6). Library calls go through the
+//! nothing about time (the figures are in docs/performance.md). Library
+//! calls go through the
 //! `extern "C"` entry points with C strings, as a C caller's would; the
 //! etcd-client side awaits its calls in a loop on a tokio runtime of its
 //! own, the natural way to use it, with keys of the same shape and the

@@ -1,7 +1,8 @@
 //! The `local` backend through the C ABI, beside sled used directly.
 //!
 //! Run with `cargo bench --bench local`. It prints figures; it asserts
-//! nothing about time (design.md §6). Every library call goes through the
+//! nothing about time (the figures are in docs/performance.md). Every
+//! library call goes through the
 //! `extern "C"` entry points with C strings, exactly as a C caller's would;
 //! the sled side calls `sled::Tree` on a database opened as the library
 //! opens it (sled's defaults, with the library's default page cache,

@@ -141,7 +141,7 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Opens a handle from a JSON configuration (see the README).
+ * Opens a handle from a JSON configuration (see docs/configuration.md).
  *
  * `config_json`: NULL, `""` or `"{}"` open the embedded default, a `local`
  * backend in `./tetherdb_data`. Borrowed for the call only.

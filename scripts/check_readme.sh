@@ -1,22 +1,48 @@
 #!/usr/bin/env bash
-# Checks that every code block the README marks with
+# Checks that every code block the README, docs/ and the bindings' READMEs
+# mark with
 #   <!-- file: PATH -->
-# is a verbatim copy of PATH, a file that CI builds and runs.
+# is a verbatim copy of PATH, a file that CI builds and runs; and that the
+# block docs/c-api.md marks with
+#   <!-- header-preamble: cbindgen.toml -->
+# is the comment of cbindgen.toml's `header`, the header's preamble, without
+# its " * " margins.
 source "$(dirname "$0")/common.sh"
 
-status=0
-while read -r path; do
-  block="$(awk -v marker="<!-- file: $path -->" '
+# The lines of the first code block after the line MARKER in file DOC.
+block() {
+  awk -v marker="$2" '
     $0 == marker { found = 1; next }
     found && /^```/ { if (inside) exit; inside = 1; next }
     inside { print }
-  ' README.md)"
-  if ! diff -u "$path" <(printf '%s\n' "$block") >/dev/null; then
-    echo "error: the README's copy of $path differs from the file:" >&2
-    diff -u "$path" <(printf '%s\n' "$block") >&2 || true
+  ' "$1"
+}
+
+status=0
+same() { # what, expected file, actual text
+  if ! diff -u "$2" <(printf '%s\n' "$3") >/dev/null; then
+    echo "error: $1 differs:" >&2
+    diff -u "$2" <(printf '%s\n' "$3") >&2 || true
     status=1
   else
-    echo "README matches $path"
+    echo "$1 matches"
   fi
-done < <(sed -n 's/^<!-- file: \(.*\) -->$/\1/p' README.md)
+}
+
+for doc in README.md docs/*.md bindings/*/README.md; do
+  [ -f "$doc" ] || continue
+  while read -r path; do
+    same "$doc's copy of $path" "$path" "$(block "$doc" "<!-- file: $path -->")"
+  done < <(sed -n 's/^<!-- file: \(.*\) -->$/\1/p' "$doc")
+done
+
+preamble="$(mktemp)"
+trap 'rm -f "$preamble"' EXIT
+awk '
+  /^header = """/ { inside = 1; next }
+  inside && /"""/ { exit }
+  inside && $0 != "/*" { sub(/^ \* ?/, ""); print }
+' cbindgen.toml >"$preamble"
+same "docs/c-api.md's header preamble (cbindgen.toml's header)" "$preamble" \
+  "$(block docs/c-api.md '<!-- header-preamble: cbindgen.toml -->')"
 exit $status

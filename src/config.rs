@@ -1,4 +1,4 @@
-//! The JSON configuration (design.md §5), as a string or a file.
+//! The JSON configuration (docs/configuration.md), as a string or a file.
 //!
 //! Every section rejects unknown keys so that a typo is reported, not ignored.
 

@@ -1,4 +1,4 @@
-//! The batch worker (design.md §4): queued writes per backend, applied in
+//! The batch worker: queued writes per backend, applied in
 //! batches of `size`, or once the oldest write of a batch has waited
 //! `interval` — whichever comes first.
 //!

@@ -1,4 +1,4 @@
-//! The README's "Bad input" table, one test per row, through the C entry
+//! The table of docs/bad-input.md, one test per row, through the C entry
 //! points the way a C caller reaches them: each asserts the status the
 //! table gives and what it says happens to the data.
 

@@ -1,6 +1,6 @@
 //! The `dynamodb` backend against a real emulator, `moto_server`, started
 //! on a loopback port (tests/common/moto.rs), and through a loopback proxy
-//! for the faults moto cannot produce: every semantic of design.md §2–§4.
+//! for the faults moto cannot produce: every semantic of docs/c-api.md.
 #![cfg(feature = "dynamodb")]
 
 mod common;

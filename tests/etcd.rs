@@ -1,4 +1,4 @@
-//! design.md §2–§4 on a real etcd (plain and mutual TLS), its batch limits,
+//! Keys, calls and queued writes on a real etcd (plain and mutual TLS), its batch limits,
 //! outages, and what etcdctl sees: the data the Python TetherDB shares.
 
 mod common;

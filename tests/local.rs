@@ -1,4 +1,5 @@
-//! design.md §2–§4 on the `local` backend, through the safe Rust API.
+//! Keys, calls and queued writes (docs/c-api.md) on the `local` backend,
+//! through the safe Rust API.
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Model-based test (issue 7, point 5): random sequences of write, queued
 //! write, update, delete, read, list, flush, stop and start, issued through
 //! the C ABI by several threads on one handle, each checked against an
-//! in-memory model of what design.md §3–§4 allow. Runs on `local` (a
+//! in-memory model of what docs/c-api.md allows. Runs on `local` (a
 //! temporary directory) and on a real etcd on loopback ports.
 //!
 //! How the model stays exact under concurrency:
@@ -920,7 +920,7 @@ fn during_another_threads_stop(then: fn(Handle) -> Status) -> bool {
     stored
 }
 
-/// design.md §3: `tether_flush` returns once every write queued before it
+/// docs/c-api.md: `tether_flush` returns once every write queued before it
 /// is applied — also while another thread's `tether_stop` is applying them.
 #[test]
 fn flush_during_another_threads_stop_returns_after_the_queue_is_applied() {
@@ -930,7 +930,7 @@ fn flush_during_another_threads_stop_returns_after_the_queue_is_applied() {
     );
 }
 
-/// design.md §3: `tether_stop` is idempotent and applies every queued write
+/// docs/c-api.md: `tether_stop` is idempotent and applies every queued write
 /// before it returns — also when another thread's stop is applying them.
 #[test]
 fn stop_during_another_threads_stop_returns_after_the_queue_is_applied() {

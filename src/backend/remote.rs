@@ -2,7 +2,8 @@
 //!
 //! The C API is blocking, so each call runs its future to completion on the
 //! caller's thread with a deadline; the runtime's own threads drive the
-//! sockets and timers. `local` never comes here (design.md §7).
+//! sockets and timers. `local` never comes here: a hop
+//! through a runtime would cost more than its whole sled call.
 
 use std::future::Future;
 use std::sync::Arc;

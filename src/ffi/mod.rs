@@ -1,4 +1,4 @@
-//! The C ABI (design.md §3). Nothing but conversion lives here: each entry
+//! The C ABI (docs/c-api.md). Nothing but conversion lives here: each entry
 //! point checks its pointers, converts C types to Rust, calls [`Db`], and
 //! converts the result back. Every entry point catches panics.
 //!
@@ -50,7 +50,7 @@ impl From<Page> for TetherPage {
     }
 }
 
-/// Opens a handle from a JSON configuration (see the README).
+/// Opens a handle from a JSON configuration (see docs/configuration.md).
 ///
 /// `config_json`: NULL, `""` or `"{}"` open the embedded default, a `local`
 /// backend in `./tetherdb_data`. Borrowed for the call only.

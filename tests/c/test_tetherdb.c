@@ -1,5 +1,5 @@
 /*
- * C tests of the TetherDB C ABI (include/tetherdb.h; design.md §2-§4).
+ * C tests of the TetherDB C ABI (include/tetherdb.h; docs/c-api.md).
  *
  * One test body, three executables. The library is reached only through
  * the `struct api` table below:
@@ -574,7 +574,7 @@ static void test_round_trip(struct fixture *fx)
     CHECK_OK(put(db, "b2", "same", "again", 0));
     CHECK(has(db, "b2", "same", "again"));
 
-    /* The stored key is bucket + ":" + key (design.md §2); ':' is fine in keys. */
+    /* The stored key is bucket + ":" + key; ':' is fine in keys. */
     CHECK_OK(put(db, "b", "x", "scheme", 0));
     CHECK(has(db, NULL, "b:x", "scheme"));
     CHECK_OK(put(db, "b", "a:b", "colon", 0));
@@ -795,7 +795,7 @@ static void test_bad_arguments_list(struct fixture *fx)
     CHECK(page == PAGE_SENTINEL);
 }
 
-/* Backends this build has but this handle does not configure (design.md §5).
+/* Backends this build has but this handle does not configure (docs/configuration.md).
  * A default build has every backend; the Rust tests cover a configured
  * backend a build lacks (cargo test --no-default-features). */
 static void test_unconfigured_backends(struct fixture *fx)

@@ -1,4 +1,4 @@
-//! The listing semantics of design.md §2–§3, checked on whatever backend
+//! The listing semantics of docs/c-api.md, checked on whatever backend
 //! is the default of the handle given: every ordered backend must pass
 //! them alike. Each check writes under buckets of its own.
 

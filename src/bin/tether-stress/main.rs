@@ -1,7 +1,7 @@
 //! tether-stress: N threads sharing one TetherDB handle write (and read,
 //! and update) through the C ABI exactly as a C program would, then every
-//! written key is read back and checked. See `--help`, and the README's
-//! "Stress testing and the benchmark report".
+//! written key is read back and checked. See `--help`, and
+//! docs/stress.md.
 
 mod args;
 mod histogram;

@@ -25,7 +25,7 @@ pub type Outcome = Result<(), Failure>;
 
 /// One key as the calls need it, built once per operation in one buffer:
 /// `bucket:key\0`. The C ABI takes the key part (with the NUL); an engine
-/// takes the stored key, `bucket:key` (design.md §2), so both sides store
+/// takes the stored key, `bucket:key`, so both sides store
 /// the same bytes.
 pub struct KeyBuf {
     buf: Vec<u8>,
@@ -108,7 +108,7 @@ pub struct CAbi {
     bucket: CString,
 }
 
-// SAFETY: the C contract (README, "Threads") makes one handle safe to use
+// SAFETY: the C contract (docs/c-api.md, "Threads") makes one handle safe to use
 // from any number of threads at once; only tether_close must not overlap
 // another call, and `close` takes the target by value after every thread
 // has ended.
