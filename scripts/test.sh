@@ -43,7 +43,7 @@ ctest --test-dir build/c --output-on-failure
 step "C quickstart example"
 ./scripts/quickstart.sh
 
-step "README examples are the files CI runs"
+step "the examples in README.md, docs/ and the bindings' READMEs are the files CI runs; the header preamble is docs/c-api.md's"
 ./scripts/check_readme.sh
 
 ./scripts/test_bindings.sh
