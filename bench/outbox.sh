@@ -10,7 +10,7 @@ source "$(dirname "$0")/../scripts/common.sh"
 source bench/etcd.sh
 trap stop_etcd EXIT
 
-cargo build --release --quiet --bin tether-stress
+cargo build --release --quiet -p tether-stress
 start_etcd >/dev/null
 stress=target/release/tether-stress
 scratch="$(mktemp -d)"

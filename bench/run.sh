@@ -28,7 +28,7 @@ BACKENDS="${BACKENDS:-local etcd dynamodb}"
 [[ " $BACKENDS " != *" dynamodb "* ]] || ensure_moto
 
 step "building tether-stress (release)"
-cargo build --release --bin tether-stress
+cargo build --release -p tether-stress
 TOOL="$ROOT/target/release/tether-stress"
 
 RESULTS="$ROOT/bench/results"

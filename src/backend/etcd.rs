@@ -390,7 +390,7 @@ fn causes(error: &etcd_client::Error) -> String {
 
 /// The first key after every key starting with `prefix`: etcd's range end
 /// for a prefix, `"\0"` (to the end of the keyspace) for the empty one.
-pub fn range_end(prefix: &[u8]) -> Vec<u8> {
+fn range_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

@@ -666,7 +666,7 @@ pub mod engines {
                 let mut page = page as i64;
                 loop {
                     let options = GetOptions::new()
-                        .with_range(tetherdb::backend::etcd::range_end(&start))
+                        .with_range(range_end(&start))
                         .with_limit(page);
                     let reply = match self.runtime.block_on(kv.get(from.clone(), Some(options))) {
                         Ok(reply) => reply,
@@ -696,6 +696,33 @@ pub mod engines {
 
             fn close(self: Box<Self>) -> Outcome {
                 Ok(())
+            }
+        }
+
+        /// The first key after every key starting with `prefix`: etcd's
+        /// range end for a prefix, `"\0"` (to the end of the keyspace) for
+        /// the empty one. The library's own is private to its etcd backend.
+        fn range_end(prefix: &[u8]) -> Vec<u8> {
+            let mut end = prefix.to_vec();
+            while let Some(last) = end.pop() {
+                if last < 0xff {
+                    end.push(last + 1);
+                    return end;
+                }
+            }
+            vec![0]
+        }
+
+        #[cfg(test)]
+        mod tests {
+            use super::range_end;
+
+            #[test]
+            fn range_ends() {
+                assert_eq!(range_end(b"logs:"), b"logs;");
+                assert_eq!(range_end(b"a\xff\xff"), b"b");
+                assert_eq!(range_end(b"\xff"), b"\0");
+                assert_eq!(range_end(b""), b"\0");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The `etcd` backend through the C ABI, beside etcd-client used directly,
 //! against one local etcd started for the run (as the tests start it).
 //!
-//! Run with `cargo bench --bench etcd`. It prints figures; it asserts
+//! Run with `cargo bench -p tetherdb-bench --bench etcd`. It prints figures; it asserts
 //! nothing about time (the figures are in docs/performance.md). Library
 //! calls go through the
 //! `extern "C"` entry points with C strings, as a C caller's would; the
@@ -12,7 +12,7 @@
 //! Each figure is the median of five runs; within a run the two sides of a
 //! measurement run back to back, and which goes first alternates.
 
-#[path = "../tests/common/etcd.rs"]
+#[path = "../../../tests/common/etcd.rs"]
 #[allow(dead_code)]
 mod etcd;
 

@@ -957,7 +957,8 @@ impl Summary<'_> {
         });
         json!({
             "tool": "tether-stress",
-            "library_version": env!("CARGO_PKG_VERSION"),
+            // The library's, not this tool's (a crate of its own).
+            "library_version": library_version(),
             "target": self.described,
             "engine_direct": o.engine_direct,
             "backend": o.backend,
@@ -1174,6 +1175,14 @@ fn name_of(s: usize) -> &'static str {
         Status::Internal,
     ];
     status_name(ALL[s])
+}
+
+/// The version of the library this tool is linked with, as its C ABI says.
+fn library_version() -> String {
+    // SAFETY: tether_version returns a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(tetherdb::ffi::tether_version()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The `local` backend through the C ABI, beside sled used directly.
 //!
-//! Run with `cargo bench --bench local`. It prints figures; it asserts
+//! Run with `cargo bench -p tetherdb-bench --bench local`. It prints figures; it asserts
 //! nothing about time (the figures are in docs/performance.md). Every
 //! library call goes through the
 //! `extern "C"` entry points with C strings, exactly as a C caller's would;

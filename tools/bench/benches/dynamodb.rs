@@ -1,7 +1,7 @@
 //! The `dynamodb` backend through the C ABI, beside aws-sdk-dynamodb used
 //! directly, against `moto_server` on a loopback port.
 //!
-//! Run with `cargo bench --bench dynamodb`. It prints figures; it asserts
+//! Run with `cargo bench -p tetherdb-bench --bench dynamodb`. It prints figures; it asserts
 //! nothing about time (the figures are in docs/performance.md). Every
 //! library call goes through the
 //! `extern "C"` entry points with C strings, as a C caller's would; the SDK
@@ -18,7 +18,7 @@
 //! moto is a Python emulator: its figures show the cost of a request, and
 //! so what batching saves, not DynamoDB's own speed.
 
-#[path = "../tests/common/moto.rs"]
+#[path = "../../../tests/common/moto.rs"]
 mod moto;
 
 use std::collections::HashMap;
