@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::{Error, Quoted, Result};
 use crate::keys::{self, StoredKey};
 use crate::log::Logger;
-use crate::outbox::{self, Outbox};
+use crate::queue::outbox::{self, Outbox};
 use crate::queue::{Backends, Queue};
 
 /// One listed entry: the key without its bucket part, and the value.

@@ -26,7 +26,6 @@ pub mod error;
 pub mod ffi;
 pub mod keys;
 pub mod log;
-mod outbox;
 mod queue;
 
 pub use config::Config;

@@ -11,7 +11,7 @@ use super::{Backend, Listing, Write};
 use crate::config::LocalConfig;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::outbox::create_private_dir;
+use crate::queue::outbox::create_private_dir;
 
 const NAME: &str = "local";
 
