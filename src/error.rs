@@ -256,9 +256,9 @@ impl Error {
     /// Queued writes that wait for their backend, saying `cause`, with the
     /// status of the `last` error that held them up: TETHER_IO for a full
     /// disk, TETHER_UNAVAILABLE for an unreachable backend.
-    pub(crate) fn still_waiting(last: &Error, backend: &str, cause: String) -> Error {
+    pub(crate) fn still_waiting(last: Option<&Error>, backend: &str, cause: String) -> Error {
         match last {
-            Error::Full { .. } => Error::Full {
+            Some(Error::Full { .. }) => Error::Full {
                 backend: backend.to_owned(),
                 key: String::new(),
                 cause,

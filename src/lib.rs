@@ -24,6 +24,7 @@ mod config_file;
 pub mod db;
 pub mod error;
 pub mod ffi;
+mod files;
 pub mod keys;
 pub mod log;
 mod queue;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::{Backend, Listing, Write};
 use crate::config::LocalConfig;
 use crate::error::{Error, Result};
+use crate::files::create_private_dir;
 use crate::keys;
-use crate::queue::outbox::create_private_dir;
 
 const NAME: &str = "local";
 

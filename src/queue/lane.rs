@@ -181,7 +181,7 @@ impl Lane {
         match self.unreachable(state) {
             None => Ok(()),
             Some(error) => Err(Error::still_waiting(
-                &error,
+                Some(&error),
                 self.name(),
                 format!(
                     "{} queued write(s) not applied yet; they stay queued and are retried \

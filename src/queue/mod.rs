@@ -176,10 +176,8 @@ impl Queue {
                 let cause = state.outage.as_ref().map_or_else(String::new, |(_, e)| {
                     format!(" (last error: {})", e.cause())
                 });
-                let last = state.outage.as_ref().map(|(_, e)| e.clone());
-                let last = last.unwrap_or_else(|| Error::unavailable("", "", ""));
                 return Err(Error::still_waiting(
-                    &last,
+                    state.outage.as_ref().map(|(_, e)| e),
                     lane.name(),
                     format!(
                         "{left} queued write(s) not applied yet{cause}; they stay in the \

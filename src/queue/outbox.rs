@@ -31,6 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::backend::{Backend, Write};
 use crate::error::{Error, Result};
+use crate::files::{create_private_dir, private_file};
 use crate::log::Logger;
 
 /// How often the outbox's thread writes what writers queued to disk, with
@@ -196,8 +197,9 @@ pub(crate) struct LaneLog {
     /// The group commit: what the last fsync covered, and whether one runs.
     synced: Mutex<Synced>,
     sync_done: Condvar,
-    /// Serializes done marks: the backend's flush, then the mark.
-    marking: Mutex<Marking>,
+    /// The last done mark staged; held across the backend's flush, so
+    /// that marks are made one at a time, each after its flush.
+    marking: Mutex<u64>,
     /// Writes before it are applied (or failed for good), and the bytes
     /// they hold that no done mark covers yet; set by the worker.
     applied: Mutex<(u64, u64)>,
@@ -255,12 +257,6 @@ struct Segment {
 struct Synced {
     covered: u64,
     running: bool,
-}
-
-#[derive(Default)]
-struct Marking {
-    /// The last done mark staged.
-    done: u64,
 }
 
 impl LaneLog {
@@ -323,7 +319,7 @@ impl LaneLog {
             }),
             synced: Mutex::default(),
             sync_done: Condvar::new(),
-            marking: Mutex::new(Marking { done: found.start }),
+            marking: Mutex::new(found.start),
             applied: Mutex::new((found.start, 0)),
             held: found.start..found.end,
         })
@@ -545,7 +541,7 @@ impl LaneLog {
     fn mark_done(&self) -> Result<()> {
         let mut marking = locked(&self.marking);
         let (end, bytes) = *locked(&self.applied);
-        if end <= marking.done {
+        if end <= *marking {
             return Ok(());
         }
         // Before the mark: a mark on disk before the data would lose the
@@ -562,7 +558,7 @@ impl LaneLog {
         push_frame(&mut staged.buffer, &body);
         let freed = staged.done.map_or(0, |(_, b)| b);
         staged.done = Some((end, bytes + freed));
-        marking.done = end;
+        *marking = end;
         Ok(())
     }
 
@@ -1147,25 +1143,6 @@ pub(crate) fn default_path(backends: &[Arc<dyn Backend>]) -> Result<PathBuf> {
     let destinations: Vec<String> = backends.iter().map(|b| b.destination()).collect();
     let hash = crc32fast::hash(destinations.join("\n").as_bytes());
     Ok(state.join("tetherdb").join(format!("outbox-{hash:08x}")))
-}
-
-/// Creates `dir` and its missing parents readable by their owner alone; an
-/// existing directory keeps its permissions.
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-/// Opens `path` for appending, creating it readable by its owner alone.
-fn private_file(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.create(true).append(true).read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
