@@ -116,13 +116,6 @@ typedef enum tether_status {
 } tether_status;
 
 /**
- * How much one [`Backend::write_batch`] call may carry: at most `writes`
- * writes, whose keys and values plus `overhead` each add up to at most
- * `bytes`.
- */
-typedef struct BatchLimit BatchLimit;
-
-/**
  * A handle on the configured backends: open it with `tether_open` or
  * `tether_open_file`, close it with `tether_close`. Opaque. Safe to share
  * between threads.
@@ -134,8 +127,6 @@ typedef struct tether_db tether_db;
  * functions, free it with `tether_page_free`.
  */
 typedef struct tether_page tether_page;
-
-
 
 #ifdef __cplusplus
 extern "C" {

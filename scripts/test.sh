@@ -37,6 +37,12 @@ if ! diff -u "$committed" include/tetherdb.h; then
   echo "error: include/tetherdb.h is stale: build, then commit the regenerated header" >&2
   exit 1
 fi
+# The header holds the C API only: a Rust-internal type that cbindgen
+# picked up (an associated constant makes it export its struct) is a leak.
+if stray="$(grep -oE '^typedef (struct|enum) [A-Za-z_]+' include/tetherdb.h | grep -v ' tether_')"; then
+  echo "error: include/tetherdb.h declares types outside the C API: $stray" >&2
+  exit 1
+fi
 
 step "C tests"
 cmake -S tests/c -B build/c -DTETHERDB_LIB_DIR="$ROOT/target/release" >/dev/null

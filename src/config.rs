@@ -7,26 +7,66 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{redacted_url, url_userinfo, Error, Quoted, Result};
+use crate::backend::dynamodb::DynamoDbConfig;
+use crate::backend::etcd::EtcdConfig;
+use crate::backend::local::LocalConfig;
+use crate::backend::Section;
+use crate::error::{Error, Result};
 use crate::log::Level;
 
-/// The whole configuration. A backend exists in a handle only when its
-/// section is present; with none present, `local` is opened in
-/// `./tetherdb_data`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// What the library writes to stderr; `warn` when absent.
-    #[serde(default)]
-    pub logging: Level,
-    /// The backend used when a call names none. Optional when one backend
-    /// is configured; when several are and it is absent, `local`.
-    pub default_backend: Option<String>,
-    #[serde(default)]
-    pub queue_batch: QueueConfig,
-    pub local: Option<LocalConfig>,
-    pub dynamodb: Option<DynamoDbConfig>,
-    pub etcd: Option<EtcdConfig>,
+/// The registry of engines: one line each, naming the configuration
+/// section (and backend) and the engine's section type, in the order a
+/// handle opens them and `backend_names` lists them. Each engine's code
+/// lives in its own folder under `src/backend/`.
+macro_rules! engines {
+    ($($name:ident: $section:ty,)*) => {
+        /// The whole configuration. A backend exists in a handle only when
+        /// its section is present; with none present, `local` is opened in
+        /// `./tetherdb_data`.
+        #[derive(Clone, Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Config {
+            /// What the library writes to stderr; `warn` when absent.
+            #[serde(default)]
+            pub logging: Level,
+            /// The backend used when a call names none. Optional when one
+            /// backend is configured; when several are and it is absent,
+            /// `local`.
+            pub default_backend: Option<String>,
+            #[serde(default)]
+            pub queue_batch: QueueConfig,
+            $(pub $name: Option<$section>,)*
+        }
+
+        impl Config {
+            /// The sections present, in the registry's order.
+            fn sections_present(&self) -> Vec<&dyn Section> {
+                let mut sections: Vec<&dyn Section> = Vec::new();
+                $(if let Some(section) = &self.$name {
+                    sections.push(section);
+                })*
+                sections
+            }
+        }
+
+        /// The engines this build has no code for (a Cargo feature left
+        /// out): a configuration may name them, and calls to them fail
+        /// with `TETHER_UNKNOWN_BACKEND`.
+        pub fn engines_not_built() -> Vec<&'static str> {
+            let mut names = Vec::new();
+            $(let section = <$section>::default();
+            if !section.is_built() {
+                names.push(section.name());
+            })*
+            names
+        }
+    };
+}
+
+engines! {
+    local: LocalConfig,
+    etcd: EtcdConfig,
+    dynamodb: DynamoDbConfig,
 }
 
 /// The largest `queue_batch.capacity`: a queue that long in memory is a
@@ -82,279 +122,6 @@ impl QueueConfig {
     }
 }
 
-/// The embedded `local` backend.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LocalConfig {
-    /// The directory sled keeps its files in.
-    pub filepath: PathBuf,
-    /// Bytes of sled's page cache (`sled::Config::cache_capacity`): what
-    /// bounds the `local` store's memory, beside the queue. sled's own
-    /// default is 1 GiB.
-    #[serde(deserialize_with = "cache_capacity")]
-    pub cache_capacity: u64,
-}
-
-/// A `local.cache_capacity` that is no byte count (negative, fractional,
-/// text) is an error that names the key, as a value out of range is.
-fn cache_capacity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
-    use serde::de::Error as _;
-    u64::deserialize(d).map_err(|e| {
-        D::Error::custom(format!(
-            "local.cache_capacity must be a number of bytes: {e}"
-        ))
-    })
-}
-
-impl LocalConfig {
-    /// The default `cache_capacity`: 32 MiB.
-    const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
-    /// The smallest `cache_capacity` accepted: 1 MiB.
-    const MIN_CACHE_CAPACITY: u64 = 1024 * 1024;
-    /// The largest `cache_capacity` accepted: 1 TiB.
-    const MAX_CACHE_CAPACITY: u64 = 1 << 40;
-
-    fn validate(&self) -> Result<()> {
-        if self.filepath.as_os_str().is_empty() {
-            return Err(Error::Config("local.filepath is empty".into()));
-        }
-        let range = Self::MIN_CACHE_CAPACITY..=Self::MAX_CACHE_CAPACITY;
-        if !range.contains(&self.cache_capacity) {
-            return Err(Error::Config(format!(
-                "local.cache_capacity must be between {} (1 MiB) and {} (1 TiB) bytes, not {}",
-                range.start(),
-                range.end(),
-                self.cache_capacity
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Default for LocalConfig {
-    fn default() -> Self {
-        LocalConfig {
-            filepath: PathBuf::from("tetherdb_data"),
-            cache_capacity: Self::DEFAULT_CACHE_CAPACITY,
-        }
-    }
-}
-
-/// The `dynamodb` section: which table, where, and how to talk to it.
-/// Credentials are not here: they come from the standard AWS chain
-/// (environment, profile, instance role), never from this file.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DynamoDbConfig {
-    /// The table; its partition key is `key` (S), as the Python TetherDB
-    /// makes it. Required.
-    pub table_name: String,
-    /// The AWS region; the standard chain's (`AWS_REGION`, the profile)
-    /// when absent.
-    pub region: Option<String>,
-    /// Another endpoint than AWS's, e.g. a local emulator:
-    /// `http://127.0.0.1:8000`.
-    pub endpoint_url: Option<String>,
-    /// Whether opening creates a missing table (on-demand billing) and
-    /// waits until it is active; when false, a missing table fails the
-    /// open with `TETHER_CONFIG`.
-    pub create_table: bool,
-    /// Whether reads and listings see every write acknowledged before them
-    /// (strongly consistent reads, twice the read capacity), rather than
-    /// eventually consistent ones.
-    pub consistent_read: bool,
-    /// Seconds a request, retries included, may take before it fails with
-    /// `TETHER_UNAVAILABLE`; also how long opening waits for a new table.
-    pub timeout: f64,
-}
-
-impl Default for DynamoDbConfig {
-    fn default() -> Self {
-        DynamoDbConfig {
-            table_name: String::new(),
-            region: None,
-            endpoint_url: None,
-            create_table: false,
-            consistent_read: true,
-            timeout: 5.0,
-        }
-    }
-}
-
-impl DynamoDbConfig {
-    /// The timeout as a duration; valid after [`Config::validate`].
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout)
-    }
-
-    fn validate(&self) -> Result<()> {
-        // DynamoDB's own rule for table names.
-        let name = &self.table_name;
-        if name.is_empty() {
-            return Err(Error::Config("dynamodb.table_name is required".into()));
-        }
-        if !(3..=255).contains(&name.len())
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(Error::Config(format!(
-                "dynamodb.table_name {name:?} is not a DynamoDB table name \
-                 (3 to 255 of a-z, A-Z, 0-9, '_', '-', '.')"
-            )));
-        }
-        if !(self.timeout.is_finite() && self.timeout > 0.0 && self.timeout <= 86_400.0) {
-            return Err(Error::Config(format!(
-                "dynamodb.timeout must be above 0 and at most 86400 seconds, not {}",
-                self.timeout
-            )));
-        }
-        if self.region.as_deref().is_some_and(|r| r.trim().is_empty()) {
-            return Err(Error::Config("dynamodb.region is empty".into()));
-        }
-        if let Some(url) = &self.endpoint_url {
-            let shown = crate::error::Quoted(&crate::error::redacted_url(url)).to_string();
-            if crate::error::url_userinfo(url).is_some() {
-                // It would be repeated in messages, and credentials come
-                // from the AWS chain only.
-                return Err(Error::Config(format!(
-                    "dynamodb.endpoint_url {shown} holds a user name or password: remove it \
-                     (credentials come from the standard AWS chain: environment, profile, \
-                     instance role)"
-                )));
-            }
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(Error::Config(format!(
-                    "dynamodb.endpoint_url {shown} must start with http:// or https://"
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The `etcd` section: where the cluster is, and how to talk to it.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EtcdConfig {
-    /// One server, used when `endpoints` is empty.
-    pub host: String,
-    pub port: u16,
-    /// The cluster's servers as `host:port` or URLs; replaces `host` and `port`.
-    pub endpoints: Vec<String>,
-    /// TLS, verifying the servers against `ca_cert_file` (else the system's
-    /// roots) and, with `cert_file` and `key_file`, presenting a client
-    /// certificate.
-    pub use_ssl: bool,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub ca_cert_file: Option<PathBuf>,
-    /// Seconds a connection or request may take before it fails with
-    /// `TETHER_UNAVAILABLE`.
-    pub timeout: f64,
-    /// The most operations in one transaction: etcd's `--max-txn-ops`.
-    pub max_txn_ops: usize,
-    /// The largest request etcd accepts: its `--max-request-bytes`.
-    pub max_request_bytes: usize,
-}
-
-impl Default for EtcdConfig {
-    fn default() -> Self {
-        EtcdConfig {
-            host: "localhost".into(),
-            port: 2379,
-            endpoints: Vec::new(),
-            use_ssl: false,
-            cert_file: None,
-            key_file: None,
-            ca_cert_file: None,
-            timeout: 5.0,
-            max_txn_ops: 128,
-            max_request_bytes: 1536 * 1024,
-        }
-    }
-}
-
-impl EtcdConfig {
-    /// The servers to connect to, each with its scheme.
-    pub fn urls(&self) -> Vec<String> {
-        let scheme = if self.use_ssl { "https" } else { "http" };
-        let with_scheme = |endpoint: &str| match endpoint.contains("://") {
-            true => endpoint.to_owned(),
-            false => format!("{scheme}://{endpoint}"),
-        };
-        match self.endpoints.is_empty() {
-            true => vec![with_scheme(&format!("{}:{}", self.host, self.port))],
-            false => self.endpoints.iter().map(|e| with_scheme(e)).collect(),
-        }
-    }
-
-    /// The timeout as a duration; valid after [`Config::validate`].
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout)
-    }
-
-    fn validate(&self) -> Result<()> {
-        if !(self.timeout.is_finite() && self.timeout > 0.0 && self.timeout <= 86_400.0) {
-            return Err(Error::Config(format!(
-                "etcd.timeout must be above 0 and at most 86400 seconds, not {}",
-                self.timeout
-            )));
-        }
-        if self.max_txn_ops == 0 {
-            return Err(Error::Config("etcd.max_txn_ops must be at least 1".into()));
-        }
-        if self.max_request_bytes < 4096 {
-            return Err(Error::Config(
-                "etcd.max_request_bytes must be at least 4096".into(),
-            ));
-        }
-        if self.endpoints.iter().any(|e| e.trim().is_empty()) {
-            return Err(Error::Config("etcd.endpoints holds an empty entry".into()));
-        }
-        if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(Error::Config(
-                "etcd.cert_file and etcd.key_file go together: give both or neither".into(),
-            ));
-        }
-        // Without use_ssl the certificates would be ignored and the
-        // connection made in plaintext.
-        let certificates = [
-            ("ca_cert_file", &self.ca_cert_file),
-            ("cert_file", &self.cert_file),
-            ("key_file", &self.key_file),
-        ];
-        if let Some((setting, Some(file))) = certificates.iter().find(|(_, f)| f.is_some()) {
-            if !self.use_ssl {
-                return Err(Error::Config(format!(
-                    "etcd.{setting} {} is set, but etcd.use_ssl is false: set \"use_ssl\": true \
-                     to connect with TLS, or remove the certificate settings",
-                    file.display()
-                )));
-            }
-        }
-        let urls = self.urls();
-        // It would be sent nowhere, only repeated in messages.
-        if let Some(url) = urls.iter().find(|u| url_userinfo(u).is_some()) {
-            return Err(Error::Config(format!(
-                "etcd endpoint {} holds a user name or password: remove it \
-                 (TetherDB takes no password from its configuration)",
-                Quoted(&redacted_url(url))
-            )));
-        }
-        if self.use_ssl {
-            if let Some(plain) = urls.iter().find(|u| u.starts_with("http://")) {
-                return Err(Error::Config(format!(
-                    "etcd endpoint {} is plaintext (http://), but etcd.use_ssl is true: \
-                     write it as https:// or host:port",
-                    Quoted(plain)
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Config {
     /// Parses and validates a configuration; `None`, `""` and `"{}"` give
     /// the embedded default.
@@ -374,19 +141,19 @@ impl Config {
         crate::config_file::load(path.as_ref())
     }
 
-    /// The names of the configured backends, in a fixed order.
+    /// The names of the configured backends, in the registry's order.
     pub fn backend_names(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        if self.local.is_some() || self.is_embedded_default() {
-            names.push("local");
+        self.sections().iter().map(|s| s.name()).collect()
+    }
+
+    /// The configured engines' sections, in the registry's order: the
+    /// embedded default's `local` when none is present.
+    pub(crate) fn sections(&self) -> Vec<&dyn Section> {
+        static EMBEDDED_DEFAULT: std::sync::OnceLock<LocalConfig> = std::sync::OnceLock::new();
+        match self.sections_present() {
+            none if none.is_empty() => vec![EMBEDDED_DEFAULT.get_or_init(LocalConfig::default)],
+            sections => sections,
         }
-        if self.etcd.is_some() {
-            names.push("etcd");
-        }
-        if self.dynamodb.is_some() {
-            names.push("dynamodb");
-        }
-        names
     }
 
     /// The backend a call without a backend name goes to.
@@ -433,7 +200,7 @@ impl Config {
     }
 
     fn is_embedded_default(&self) -> bool {
-        self.local.is_none() && self.etcd.is_none() && self.dynamodb.is_none()
+        self.sections_present().is_empty()
     }
 
     fn validate(&self) -> Result<()> {
@@ -475,14 +242,8 @@ impl Config {
                 q.outbox_max_bytes
             )));
         }
-        if let Some(local) = &self.local {
-            local.validate()?;
-        }
-        if let Some(etcd) = &self.etcd {
-            etcd.validate()?;
-        }
-        if let Some(dynamodb) = &self.dynamodb {
-            dynamodb.validate()?;
+        for section in self.sections_present() {
+            section.validate()?;
         }
         self.default_backend_name().map(|_| ())
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::backend::{self, Backend, Write, NOT_BUILT};
+use crate::backend::{self, Backend, Write};
 use crate::config::Config;
 use crate::error::{Error, Quoted, Result};
 use crate::keys::{self, StoredKey};
@@ -49,9 +49,10 @@ impl Db {
         let default_name = config.default_backend_name()?.to_owned();
         let backends = backend::open_all(&config)?;
         let not_built: Vec<&'static str> = config
-            .backend_names()
+            .sections()
             .into_iter()
-            .filter(|name| NOT_BUILT.contains(name))
+            .filter(|section| !section.is_built())
+            .map(|section| section.name())
             .collect();
         for name in &not_built {
             log.warn(format_args!(

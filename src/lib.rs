@@ -18,17 +18,23 @@
 //! # Ok::<(), tetherdb::Error>(())
 //! ```
 
-pub mod backend;
-pub mod config;
+// The C ABI is `ffi`; the Rust API is the list below. Every other module
+// is private: what it holds may change without notice.
+mod backend;
+mod config;
 mod config_file;
-pub mod db;
-pub mod error;
+mod db;
+mod error;
 pub mod ffi;
 mod files;
-pub mod keys;
-pub mod log;
+mod keys;
+mod log;
 mod queue;
 
-pub use config::Config;
+pub use backend::dynamodb::DynamoDbConfig;
+pub use backend::etcd::EtcdConfig;
+pub use backend::local::LocalConfig;
+pub use config::{engines_not_built, Config, QueueConfig};
 pub use db::{Db, Entry, Page};
 pub use error::{Error, Result, Status};
+pub use log::Level;

@@ -304,8 +304,8 @@ fn a_second_handle_on_one_store_is_an_io_error() {
 
 #[test]
 fn cache_capacity_has_a_bounded_default_and_is_validated() {
-    use tetherdb::config::LocalConfig;
     use tetherdb::Config;
+    use tetherdb::LocalConfig;
     // Absent (every existing configuration): 32 MiB, not sled's 1 GiB.
     assert_eq!(LocalConfig::default().cache_capacity, 32 << 20);
     for json in [r#"{"local": {"filepath": "d"}}"#, "{}"] {

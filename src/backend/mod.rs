@@ -1,17 +1,20 @@
-//! The `Backend` trait: everything that differs from one engine to the next.
+//! The engines: the `Backend` trait, which holds everything that differs
+//! from one engine to the next, and one folder per engine with its
+//! configuration section and its backend.
 //!
 //! Keys here are stored keys (`bucket:key`), already validated. Each method
 //! returns errors that name the backend and the key, since they reach the C
 //! caller as they are.
+//!
+//! An engine joins with a folder of its own here, one line in
+//! [`crate::config`]'s registry, and its page in docs/engines.md
+//! (docs/design.md walks through it).
 
-pub mod local;
+pub(crate) mod dynamodb;
+pub(crate) mod etcd;
+pub(crate) mod local;
 #[cfg(any(feature = "etcd", feature = "dynamodb"))]
 mod remote;
-
-#[cfg(feature = "dynamodb")]
-pub mod dynamodb;
-#[cfg(feature = "etcd")]
-pub mod etcd;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,19 +41,22 @@ pub struct Listing {
 /// writes, whose keys and values plus `overhead` each add up to at most
 /// `bytes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchLimit {
+pub(crate) struct BatchLimit {
     pub writes: usize,
     pub bytes: usize,
     pub overhead: usize,
 }
 
 impl BatchLimit {
-    /// No limit: the whole batch goes in one call.
-    pub const NONE: BatchLimit = BatchLimit {
-        writes: usize::MAX,
-        bytes: usize::MAX,
-        overhead: 0,
-    };
+    /// No limit: the whole batch goes in one call. (A function, not an
+    /// associated constant, which cbindgen would put in the C header.)
+    pub(crate) fn none() -> BatchLimit {
+        BatchLimit {
+            writes: usize::MAX,
+            bytes: usize::MAX,
+            overhead: 0,
+        }
+    }
 }
 
 /// A storage engine. Implementations are shared between the callers'
@@ -98,7 +104,7 @@ pub trait Backend: Send + Sync {
     /// The engine's limits on one batch (etcd's `--max-txn-ops`, for one);
     /// the worker splits larger batches.
     fn batch_limit(&self) -> BatchLimit {
-        BatchLimit::NONE
+        BatchLimit::none()
     }
 
     /// How long a call waits on the engine before it fails with
@@ -110,33 +116,52 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// The engines a configuration names that this build has no code for.
-pub const NOT_BUILT: &[&str] = &[
-    #[cfg(not(feature = "etcd"))]
-    "etcd",
-    #[cfg(not(feature = "dynamodb"))]
-    "dynamodb",
-];
+/// An engine's configuration section, as the registry in [`crate::config`]
+/// sees it: a name, a check, and a way to open the engine's backend.
+pub(crate) trait Section {
+    /// The section's key in the configuration, and the backend's name.
+    fn name(&self) -> &'static str;
 
-/// Opens every configured backend this build has, in the order of
-/// [`Config::backend_names`]; remote ones share one tokio runtime.
-pub(crate) fn open_all(config: &Config) -> Result<Vec<Arc<dyn Backend>>> {
-    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
-    if let Some(local) = config.local_config() {
-        backends.push(Arc::new(local::Local::open(&local)?));
+    /// Checks values the types alone do not (ranges, names, files).
+    fn validate(&self) -> Result<()>;
+
+    /// Whether this build has the engine's code (its Cargo feature).
+    fn is_built(&self) -> bool {
+        true
     }
+
+    /// Opens the backend; `None` when this build has no code for the
+    /// engine.
+    fn open(&self, shared: &mut Shared) -> Result<Option<Arc<dyn Backend>>>;
+}
+
+/// What the backends of one handle share: the tokio runtime, made by the
+/// first remote backend that opens.
+#[derive(Default)]
+pub(crate) struct Shared {
     #[cfg(any(feature = "etcd", feature = "dynamodb"))]
-    let runtime = remote::Runtime::shared_by(config)?;
-    #[cfg(feature = "etcd")]
-    if let (Some(section), Some(runtime)) = (&config.etcd, &runtime) {
-        backends.push(Arc::new(etcd::Etcd::open(section, runtime.clone())?));
+    runtime: Option<Arc<remote::Runtime>>,
+}
+
+impl Shared {
+    #[cfg(any(feature = "etcd", feature = "dynamodb"))]
+    fn runtime(&mut self) -> Result<Arc<remote::Runtime>> {
+        if let Some(runtime) = &self.runtime {
+            return Ok(runtime.clone());
+        }
+        let runtime = Arc::new(remote::Runtime::new()?);
+        self.runtime = Some(runtime.clone());
+        Ok(runtime)
     }
-    #[cfg(feature = "dynamodb")]
-    if let (Some(section), Some(runtime)) = (&config.dynamodb, &runtime) {
-        backends.push(Arc::new(dynamodb::DynamoDb::open(
-            section,
-            runtime.clone(),
-        )?));
+}
+
+/// Opens every configured backend this build has, in the registry's
+/// order; remote ones share one tokio runtime.
+pub(crate) fn open_all(config: &Config) -> Result<Vec<Arc<dyn Backend>>> {
+    let mut shared = Shared::default();
+    let mut backends = Vec::new();
+    for section in config.sections() {
+        backends.extend(section.open(&mut shared)?);
     }
     Ok(backends)
 }

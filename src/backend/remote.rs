@@ -6,22 +6,18 @@
 //! through a runtime would cost more than its whole sled call.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub(crate) struct Runtime(tokio::runtime::Runtime);
 
 impl Runtime {
-    /// One runtime for the remote backends of `config`; `None` when it has
-    /// none. It lives as long as the last backend holding it, and dropping
-    /// it joins its threads, so none is left after `tether_close`.
-    pub fn shared_by(config: &Config) -> Result<Option<Arc<Runtime>>> {
-        if config.etcd.is_none() && config.dynamodb.is_none() {
-            return Ok(None);
-        }
+    /// The runtime the remote backends of one handle share (see
+    /// `backend::Shared`). It lives as long as the last backend holding
+    /// it, and dropping it joins its threads, so none is left after
+    /// `tether_close`.
+    pub fn new() -> Result<Runtime> {
         // The runtime's threads only move bytes; the callers' threads run
         // the calls. Two are plenty, whatever the machine.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
@@ -31,7 +27,7 @@ impl Runtime {
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the tokio runtime: {e}")))?;
-        Ok(Some(Arc::new(Runtime(runtime))))
+        Ok(Runtime(runtime))
     }
 
     /// Runs `call` on the calling thread; `None` when it takes longer than

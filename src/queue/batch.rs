@@ -80,7 +80,7 @@ mod tests {
             bytes,
             overhead: 0,
         };
-        assert_eq!(piece_len(&writes, BatchLimit::NONE), 10);
+        assert_eq!(piece_len(&writes, BatchLimit::none()), 10);
         assert_eq!(piece_len(&writes, limit(3, usize::MAX)), 3);
         assert_eq!(piece_len(&writes, limit(10, 450)), 4);
         assert_eq!(

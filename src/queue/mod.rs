@@ -356,7 +356,7 @@ mod tests {
             }
             BatchLimit {
                 writes: 3,
-                ..BatchLimit::NONE
+                ..BatchLimit::none()
             }
         }
         fn timeout(&self) -> Duration {

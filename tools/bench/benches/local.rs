@@ -107,7 +107,7 @@ fn close_library(db: Handle) {
 fn open_sled(dir: &Path) -> sled::Db {
     sled::Config::new()
         .path(dir.join("db"))
-        .cache_capacity(tetherdb::config::LocalConfig::default().cache_capacity)
+        .cache_capacity(tetherdb::LocalConfig::default().cache_capacity)
         .open()
         .expect("sled open")
 }
@@ -401,7 +401,7 @@ fn main() {
     println!("library config: {}", config_json(Path::new("<tmpdir>")));
     println!(
         "sled:    sled's defaults with a {} MiB cache, as the library opens it; Batch of {BATCH_SIZE}",
-        tetherdb::config::LocalConfig::default().cache_capacity >> 20
+        tetherdb::LocalConfig::default().cache_capacity >> 20
     );
     println!(
         "threads: {:?}; with T threads each thread works on its own {}-key range \

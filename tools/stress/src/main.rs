@@ -1372,7 +1372,7 @@ mod tests {
     #[test]
     fn a_backend_the_build_lacks_is_named_by_the_library() {
         // Whichever those are: dynamodb until its backend lands.
-        for &name in tetherdb::backend::NOT_BUILT {
+        for name in tetherdb::engines_not_built() {
             let o = options(&["--backend", name]);
             let (target, _dir) = library(&o, 5);
             let error = probe(&*target, &o, 5).unwrap_err();

@@ -749,7 +749,7 @@ pub mod engines {
         };
         use aws_sdk_dynamodb::Client;
         use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-        use tetherdb::config::DynamoDbConfig;
+        use tetherdb::DynamoDbConfig;
 
         /// BatchWriteItem's limit.
         const MAX_BATCH: usize = 25;

@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use super::{Backend, Listing, Write};
-use crate::config::LocalConfig;
+use super::LocalConfig;
+use crate::backend::{Backend, Listing, Write};
 use crate::error::{Error, Result};
 use crate::files::create_private_dir;
 use crate::keys;
 
 const NAME: &str = "local";
 
-pub struct Local {
+pub(crate) struct Local {
     /// The open store; `None` once an I/O error closed it and reopening
     /// failed, until a call reopens it.
     store: RwLock<Option<Arc<Store>>>,
@@ -31,7 +31,7 @@ struct Store {
 }
 
 impl Local {
-    pub fn open(config: &LocalConfig) -> Result<Local> {
+    pub(crate) fn open(config: &LocalConfig) -> Result<Local> {
         let path: &Path = &config.filepath;
         // Private to its owner when the library makes it: sled creates its
         // files with the umask's permissions, and the directory keeps them.

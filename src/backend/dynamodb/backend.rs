@@ -28,9 +28,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use super::remote::Runtime;
-use super::{Backend, BatchLimit, Listing, Write};
-use crate::config::DynamoDbConfig;
+use super::DynamoDbConfig;
+use crate::backend::remote::Runtime;
+use crate::backend::{Backend, BatchLimit, Listing, Write};
 use crate::error::{redacted_url, Error, Result};
 use crate::keys;
 
@@ -75,7 +75,7 @@ const TABLE_CREATION_WAIT: Duration = Duration::from_secs(60);
 
 type Item = HashMap<String, AttributeValue>;
 
-pub struct DynamoDb {
+pub(crate) struct DynamoDb {
     client: Client,
     table: String,
     /// For messages about the table.

@@ -1,4 +1,4 @@
-//! The `etcd` backend, on etcd-client: put, get, a transaction for update,
+//! The `etcd` backend on etcd-client: put, get, a transaction for update,
 //! ranges for listing, one transaction per batch.
 //!
 //! The connection is made lazily, so a handle opens while etcd is down and
@@ -17,9 +17,9 @@ use etcd_client::{
 };
 use tonic::Code;
 
-use super::remote::Runtime;
-use super::{Backend, BatchLimit, Listing, Write};
-use crate::config::EtcdConfig;
+use super::EtcdConfig;
+use crate::backend::remote::Runtime;
+use crate::backend::{Backend, BatchLimit, Listing, Write};
 use crate::config_file;
 use crate::error::{redacted_url, Error, Result};
 use crate::keys;
@@ -41,7 +41,7 @@ const MAX_RESPONSE_BYTES: usize = 1 << 30;
 /// are have refused it: no busy loop while every member is down.
 const RESEND_PAUSE: Duration = Duration::from_millis(10);
 
-pub struct Etcd {
+pub(crate) struct Etcd {
     kv: KvClient,
     /// How many members `endpoints` names: with several, one may take a
     /// request another refused.

@@ -1,0 +1,27 @@
+//! `local`: the embedded store, on sled, in a directory of its own. The
+//! embedded default: a configuration that names no engine opens it.
+
+mod config;
+mod store;
+
+use std::sync::Arc;
+
+pub use config::LocalConfig;
+pub(crate) use store::AwaitUnlock;
+
+use super::{Backend, Section, Shared};
+use crate::error::Result;
+
+impl Section for LocalConfig {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn validate(&self) -> Result<()> {
+        LocalConfig::validate(self)
+    }
+
+    fn open(&self, _: &mut Shared) -> Result<Option<Arc<dyn Backend>>> {
+        Ok(Some(Arc::new(store::Local::open(self)?)))
+    }
+}
