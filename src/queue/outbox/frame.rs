@@ -1,0 +1,132 @@
+//! The log's frames: length, CRC-32, then a body, of three kinds.
+
+use super::*;
+
+pub(super) const MAGIC: &[u8; 16] = b"tetherdb-outbox1";
+
+pub(super) const HEADER: u8 = 0;
+pub(super) const WRITE: u8 = 1;
+pub(super) const DONE: u8 = 2;
+/// Length and CRC-32 before each frame's body.
+pub(super) const FRAME_PREFIX: u64 = 8;
+/// A write frame's body before its key and value: kind, sequence number,
+/// time, key length.
+pub(super) const WRITE_PREFIX: u64 = 1 + 8 + 8 + 4;
+
+/// The bytes a write takes in the outbox, as `outbox_max_bytes` counts them.
+pub(crate) fn write_size(write: &Write) -> u64 {
+    FRAME_PREFIX + WRITE_PREFIX + (write.key.len() + write.value.len()) as u64
+}
+
+/// A write read back from the outbox.
+pub(crate) struct Record {
+    pub seq: u64,
+    /// When it was queued.
+    pub queued_at: SystemTime,
+    pub write: Write,
+}
+
+/// Appends the frame of write `seq`, queued at `queued_at` (ms since the
+/// epoch), encoded in place.
+pub(super) fn push_write(out: &mut Vec<u8>, seq: u64, queued_at: u64, key: &[u8], value: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_PREFIX as usize]);
+    out.push(WRITE);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&queued_at.to_le_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    seal_frame(&mut out[start..]);
+}
+
+pub(super) fn push_frame(out: &mut Vec<u8>, body: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_PREFIX as usize]);
+    out.extend_from_slice(body);
+    seal_frame(&mut out[start..]);
+}
+
+/// Fills in the length and CRC-32 of a frame whose body follows room left
+/// for them.
+pub(super) fn seal_frame(frame: &mut [u8]) {
+    let (prefix, body) = frame.split_at_mut(FRAME_PREFIX as usize);
+    prefix[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    prefix[4..].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+}
+
+pub(super) fn decode_header(body: &[u8]) -> Option<String> {
+    let rest = body.get(1..)?.strip_prefix(MAGIC.as_slice())?;
+    String::from_utf8(rest.to_vec()).ok()
+}
+
+pub(super) fn decode_write(body: &[u8]) -> Option<Record> {
+    if body.first() != Some(&WRITE) {
+        return None;
+    }
+    let u64_at = |at: usize| {
+        body.get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    let seq = u64_at(1)?;
+    let millis = u64_at(9)?;
+    let key_len = u32::from_le_bytes(body.get(17..21)?.try_into().ok()?) as usize;
+    let key = body.get(21..21 + key_len)?;
+    let value = body.get(21 + key_len..)?;
+    Some(Record {
+        seq,
+        queued_at: UNIX_EPOCH + Duration::from_millis(millis),
+        write: Write {
+            key: String::from_utf8(key.to_vec()).ok()?,
+            value: value.to_vec(),
+        },
+    })
+}
+
+/// Reads frames from `offset` to `end` of a segment.
+pub(super) struct FrameReader {
+    pub(super) reader: BufReader<File>,
+    pub(super) position: u64,
+    pub(super) end: u64,
+}
+
+impl FrameReader {
+    pub(super) fn open(path: &Path, offset: u64, end: u64) -> std::io::Result<FrameReader> {
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(FrameReader {
+            reader: BufReader::with_capacity(1 << 16, file),
+            position: offset,
+            end,
+        })
+    }
+
+    /// The next frame's offset and body; `None` at the end; an error for a
+    /// frame cut short or damaged.
+    pub(super) fn next(&mut self) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+        if self.position >= self.end {
+            return Ok(None);
+        }
+        let damaged =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        if self.end - self.position < FRAME_PREFIX {
+            return Err(damaged("a frame cut short"));
+        }
+        let mut prefix = [0u8; 8];
+        self.reader.read_exact(&mut prefix)?;
+        let len = u32::from_le_bytes(prefix[..4].try_into().unwrap()) as u64;
+        let crc = u32::from_le_bytes(prefix[4..].try_into().unwrap());
+        if self.end - self.position - FRAME_PREFIX < len {
+            return Err(damaged("a frame cut short"));
+        }
+        let mut body = vec![0; len as usize];
+        self.reader.read_exact(&mut body)?;
+        if crc32fast::hash(&body) != crc {
+            return Err(damaged("a frame whose checksum does not match"));
+        }
+        let offset = self.position;
+        self.position += FRAME_PREFIX + len;
+        Ok(Some((offset, body)))
+    }
+}
