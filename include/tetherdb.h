@@ -57,7 +57,7 @@
 #define TETHER_VERSION_PATCH 0
 
 /**
- * Write flag: hand the write to the batch worker instead of applying it
+ * Write flag: hand the write to the queue instead of applying it
  * before the call returns.
  */
 #define TETHER_QUEUE 1
@@ -140,7 +140,7 @@ extern "C" {
  * `out_db`: receives the new handle on success and is left untouched
  * otherwise; close it with `tether_close`.
  *
- * Starts the batch worker unless `queue_batch.autostart` is false. `etcd`
+ * Starts the queue's workers unless `queue_batch.autostart` is false. `etcd`
  * connects on first use, so a handle opens while etcd is down; calls then
  * return TETHER_UNAVAILABLE until it is back. `dynamodb` checks its table
  * as the handle opens.
@@ -170,7 +170,7 @@ enum tether_status tether_open(const char *config_json, struct tether_db **out_d
 enum tether_status tether_open_file(const char *path, struct tether_db **out_db);
 
 /**
- * Starts the batch worker. Idempotent. Thread-safe.
+ * Starts the queue's workers. Idempotent. Thread-safe.
  *
  * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL;
  * TETHER_INTERNAL when no thread can be started.
@@ -178,7 +178,7 @@ enum tether_status tether_open_file(const char *path, struct tether_db **out_db)
 enum tether_status tether_start(struct tether_db *db);
 
 /**
- * Applies every queued write, then stops the batch worker. Idempotent.
+ * Applies every queued write, then stops the queue's workers. Idempotent.
  * Thread-safe. Queued writes fail with TETHER_NOT_RUNNING until
  * `tether_start`. A backend unreachable for longer than its timeout gets
  * no more tries: with the durable outbox (`queue_batch.durable`, the
@@ -235,7 +235,7 @@ enum tether_status tether_close(struct tether_db *db);
  * `key`: a non-empty UTF-8 string. `value`: `value_len` bytes, copied
  * before the call returns; may be NULL when `value_len` is 0.
  * `flags`: 0 to write before returning, or TETHER_QUEUE to hand the write to
- * the batch worker (it returns once the write is queued, waiting only while
+ * the queue (it returns once the write is queued, waiting only while
  * the queue is full; failures are reported by the next flush/stop/close).
  * With `queue_batch.durable` (the default), a queued write is in the
  * on-disk outbox before the call returns, and on disk for good when
@@ -378,7 +378,7 @@ void tether_page_free(struct tether_page *page);
 void tether_free(uint8_t *value, size_t len);
 
 /**
- * What the batch worker of each backend has done and what waits for it,
+ * What the queue's worker of each backend has done and what waits for it,
  * as a JSON object, so that an operator can watch an outage build up:
  *
  * `{"running": true, "outbox": {"path", "bytes", "max_bytes", "sync",

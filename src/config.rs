@@ -74,7 +74,7 @@ engines! {
 /// plan, and running out of memory aborts the process.
 const MAX_QUEUE_CAPACITY: usize = 10_000_000;
 
-/// Settings of the batch worker that applies queued writes.
+/// The `queue_batch` section: how the queue applies queued writes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {

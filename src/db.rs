@@ -1,4 +1,4 @@
-//! `Db`: one handle over the configured backends and the batch worker.
+//! `Db`: one handle over the configured backends and their queue.
 //! Routes each call to its backend; the FFI layer is a thin skin over it.
 
 use std::fmt;

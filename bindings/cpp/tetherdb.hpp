@@ -79,7 +79,7 @@ using StringPtr = std::unique_ptr<char, StringDeleter>;
 struct Options {
   std::string backend{};
   std::string bucket{};
-  bool queue = false;  // write only: hand the write to the batch worker
+  bool queue = false;  // write only: hand the write to the queue
 };
 
 // What a listing covers. page_size must be at least 1.

@@ -16,7 +16,7 @@ func Backend(name string) Option { return func(o *options) { o.backend = name } 
 // must not contain ':'.
 func Bucket(name string) Option { return func(o *options) { o.bucket = name } }
 
-// Queued hands a write to the batch worker: Write returns once the write is
+// Queued hands a write to the queue: Write returns once the write is
 // queued, and Flush, Stop or Close report whether it was applied. For Write,
 // WriteJSON and Tether only.
 func Queued() Option { return func(o *options) { o.queue = true } }

@@ -11,7 +11,7 @@ import (
 	"fmt"
 )
 
-// Stats is what the batch workers have done and what waits for them, as
+// Stats is what the queue's workers have done and what waits for them, as
 // tether_stats reports it. Counts are of writes since the handle opened.
 type Stats struct {
 	// Running tells whether the workers run (Start) or are stopped (Stop).

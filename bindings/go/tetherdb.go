@@ -99,7 +99,7 @@ func (db *DB) Close() error {
 	return call(func() C.enum_tether_status { return C.tether_close(handle) })
 }
 
-// Start starts the batch worker; idempotent.
+// Start starts the queue's workers; idempotent.
 func (db *DB) Start() error {
 	return call(func() C.enum_tether_status { return C.tether_start(db.handle) })
 }

@@ -16,13 +16,36 @@ thread_local! {
 /// Runs the body of entry point `function`: a panic becomes
 /// TETHER_INTERNAL, and a failure sets this thread's last error.
 pub fn guard(function: &str, body: impl FnOnce() -> Result<()>) -> Status {
-    let error = match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => return Status::Ok,
-        Ok(Err(error)) => error,
-        Err(panic) => Error::Internal(format!("panic: {}", panic_message(&*panic))),
-    };
-    set_last_error(function, &error);
-    error.status()
+    match catch(body) {
+        Ok(()) => Status::Ok,
+        Err(error) => {
+            set_last_error(function, &error);
+            error.status()
+        }
+    }
+}
+
+/// Runs the body of entry point `function`, which reports no status
+/// (an accessor, a free function): a panic returns `fallback` and sets
+/// this thread's last error.
+pub fn guard_value<T>(function: &str, fallback: T, body: impl FnOnce() -> T) -> T {
+    catch(|| Ok(body())).unwrap_or_else(|error| {
+        set_last_error(function, &error);
+        fallback
+    })
+}
+
+/// The one place a panic is caught at the boundary (both guards come
+/// here): it becomes `Error::Internal` with the panic's message. The entry
+/// points outside a guard (`tether_last_error`, `tether_status_name`,
+/// `tether_version`) read a thread-local or a static and cannot panic.
+fn catch<T>(body: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+        Err(Error::Internal(format!(
+            "panic: {}",
+            panic_message(&*panic)
+        )))
+    })
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {

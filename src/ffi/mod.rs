@@ -11,7 +11,7 @@ mod boundary;
 use std::ffi::{c_char, CString};
 use std::ptr;
 
-use boundary::{bytes, db_ref, guard, optional_str, required_str, set_last_error, write_out};
+use boundary::{bytes, db_ref, guard, guard_value, optional_str, required_str, write_out};
 
 use crate::config::Config;
 use crate::db::{Db, Page};
@@ -24,7 +24,7 @@ pub struct TetherDb {
     db: Db,
 }
 
-/// Write flag: hand the write to the batch worker instead of applying it
+/// Write flag: hand the write to the queue instead of applying it
 /// before the call returns.
 pub const TETHER_QUEUE: u32 = 1;
 
@@ -57,7 +57,7 @@ impl From<Page> for TetherPage {
 /// `out_db`: receives the new handle on success and is left untouched
 /// otherwise; close it with `tether_close`.
 ///
-/// Starts the batch worker unless `queue_batch.autostart` is false. `etcd`
+/// Starts the queue's workers unless `queue_batch.autostart` is false. `etcd`
 /// connects on first use, so a handle opens while etcd is down; calls then
 /// return TETHER_UNAVAILABLE until it is back. `dynamodb` checks its table
 /// as the handle opens.
@@ -107,7 +107,7 @@ pub unsafe extern "C" fn tether_open_file(
     })
 }
 
-/// Starts the batch worker. Idempotent. Thread-safe.
+/// Starts the queue's workers. Idempotent. Thread-safe.
 ///
 /// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db` is NULL;
 /// TETHER_INTERNAL when no thread can be started.
@@ -116,7 +116,7 @@ pub unsafe extern "C" fn tether_start(db: *mut TetherDb) -> Status {
     guard("tether_start", || db_ref(db)?.start())
 }
 
-/// Applies every queued write, then stops the batch worker. Idempotent.
+/// Applies every queued write, then stops the queue's workers. Idempotent.
 /// Thread-safe. Queued writes fail with TETHER_NOT_RUNNING until
 /// `tether_start`. A backend unreachable for longer than its timeout gets
 /// no more tries: with the durable outbox (`queue_batch.durable`, the
@@ -181,7 +181,7 @@ pub unsafe extern "C" fn tether_close(db: *mut TetherDb) -> Status {
 /// `key`: a non-empty UTF-8 string. `value`: `value_len` bytes, copied
 /// before the call returns; may be NULL when `value_len` is 0.
 /// `flags`: 0 to write before returning, or TETHER_QUEUE to hand the write to
-/// the batch worker (it returns once the write is queued, waiting only while
+/// the queue (it returns once the write is queued, waiting only while
 /// the queue is full; failures are reported by the next flush/stop/close).
 /// With `queue_batch.durable` (the default), a queued write is in the
 /// on-disk outbox before the call returns, and on disk for good when
@@ -339,7 +339,9 @@ pub unsafe extern "C" fn tether_list(
 /// The number of entries in `page`; 0 for NULL. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_len(page: *const TetherPage) -> usize {
-    guard_value(0, || page.as_ref().map_or(0, |p| p.keys.len()))
+    guard_value("tether_page_len", 0, || {
+        page.as_ref().map_or(0, |p| p.keys.len())
+    })
 }
 
 /// The key of entry `i`, without the bucket part, NUL-terminated; NULL
@@ -347,7 +349,7 @@ pub unsafe extern "C" fn tether_page_len(page: *const TetherPage) -> usize {
 /// until `tether_page_free`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_key(page: *const TetherPage, i: usize) -> *const c_char {
-    guard_value(ptr::null(), || {
+    guard_value("tether_page_key", ptr::null(), || {
         page.as_ref()
             .and_then(|p| p.keys.get(i))
             .map_or(ptr::null(), |key| key.as_ptr())
@@ -364,7 +366,7 @@ pub unsafe extern "C" fn tether_page_value(
     i: usize,
     out_len: *mut usize,
 ) -> *const u8 {
-    guard_value(ptr::null(), || {
+    guard_value("tether_page_value", ptr::null(), || {
         let Some(value) = page.as_ref().and_then(|p| p.values.get(i)) else {
             return ptr::null();
         };
@@ -380,7 +382,7 @@ pub unsafe extern "C" fn tether_page_value(
 /// the page: valid until `tether_page_free`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_next(page: *const TetherPage) -> *const c_char {
-    guard_value(ptr::null(), || {
+    guard_value("tether_page_next", ptr::null(), || {
         page.as_ref()
             .and_then(|p| p.next.as_ref())
             .map_or(ptr::null(), |next| next.as_ptr())
@@ -391,7 +393,7 @@ pub unsafe extern "C" fn tether_page_next(page: *const TetherPage) -> *const c_c
 /// be in use by another thread.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_free(page: *mut TetherPage) {
-    guard_value((), || {
+    guard_value("tether_page_free", (), || {
         if !page.is_null() {
             drop(Box::from_raw(page));
         }
@@ -402,14 +404,14 @@ pub unsafe extern "C" fn tether_page_free(page: *mut TetherPage) {
 /// NULL-safe. Thread-safe; free each value once.
 #[no_mangle]
 pub unsafe extern "C" fn tether_free(value: *mut u8, len: usize) {
-    guard_value((), || {
+    guard_value("tether_free", (), || {
         if !value.is_null() {
             drop(Box::from_raw(ptr::slice_from_raw_parts_mut(value, len)));
         }
     })
 }
 
-/// What the batch worker of each backend has done and what waits for it,
+/// What the queue's worker of each backend has done and what waits for it,
 /// as a JSON object, so that an operator can watch an outage build up:
 ///
 /// `{"running": true, "outbox": {"path", "bytes", "max_bytes", "sync",
@@ -444,7 +446,7 @@ pub unsafe extern "C" fn tether_stats(db: *mut TetherDb, out_json: *mut *mut c_c
 /// each string once.
 #[no_mangle]
 pub unsafe extern "C" fn tether_free_string(string: *mut c_char) {
-    guard_value((), || {
+    guard_value("tether_free_string", (), || {
         if !string.is_null() {
             drop(CString::from_raw(string));
         }
@@ -495,14 +497,5 @@ unsafe fn keyed<'a>(
         backend: optional_str(backend, "backend")?,
         bucket: optional_str(bucket, "bucket")?,
         key: required_str(key, "key")?,
-    })
-}
-
-/// Runs `f` for an entry point that reports no status, with `fallback` if
-/// it panics.
-fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        set_last_error("tether", &Error::Internal("panic".into()));
-        fallback
     })
 }

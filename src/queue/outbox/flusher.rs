@@ -4,8 +4,8 @@ use super::*;
 
 /// The outbox's thread: every [`FLUSH_EVERY`], a round on every lane.
 pub(super) struct Flusher {
-    pub(super) stop: Arc<(Mutex<bool>, Condvar)>,
-    pub(super) thread: JoinHandle<()>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: JoinHandle<()>,
 }
 
 impl Flusher {

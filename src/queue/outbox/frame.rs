@@ -11,7 +11,7 @@ pub(super) const DONE: u8 = 2;
 pub(super) const FRAME_PREFIX: u64 = 8;
 /// A write frame's body before its key and value: kind, sequence number,
 /// time, key length.
-pub(super) const WRITE_PREFIX: u64 = 1 + 8 + 8 + 4;
+const WRITE_PREFIX: u64 = 1 + 8 + 8 + 4;
 
 /// The bytes a write takes in the outbox, as `outbox_max_bytes` counts them.
 pub(crate) fn write_size(write: &Write) -> u64 {
@@ -49,7 +49,7 @@ pub(super) fn push_frame(out: &mut Vec<u8>, body: &[u8]) {
 
 /// Fills in the length and CRC-32 of a frame whose body follows room left
 /// for them.
-pub(super) fn seal_frame(frame: &mut [u8]) {
+fn seal_frame(frame: &mut [u8]) {
     let (prefix, body) = frame.split_at_mut(FRAME_PREFIX as usize);
     prefix[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
     prefix[4..].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
@@ -86,9 +86,9 @@ pub(super) fn decode_write(body: &[u8]) -> Option<Record> {
 
 /// Reads frames from `offset` to `end` of a segment.
 pub(super) struct FrameReader {
-    pub(super) reader: BufReader<File>,
+    reader: BufReader<File>,
     pub(super) position: u64,
-    pub(super) end: u64,
+    end: u64,
 }
 
 impl FrameReader {

@@ -6,76 +6,69 @@ use super::*;
 /// The log of one backend's queued writes.
 pub(crate) struct LaneLog {
     pub(super) name: &'static str,
-    pub(super) destination: String,
-    pub(super) backend: Arc<dyn Backend>,
-    pub(super) shared: Arc<Shared>,
+    destination: String,
+    backend: Arc<dyn Backend>,
+    shared: Arc<Shared>,
     /// Frames encoded but not yet written. Held only to copy bytes.
-    pub(super) staged: Mutex<Staged>,
+    staged: Mutex<Staged>,
     /// The files. Held across their I/O, never while a queue's lock is held.
     pub(super) files: Mutex<Files>,
     /// The group commit: what the last fsync covered, and whether one runs.
-    pub(super) synced: Mutex<Synced>,
-    pub(super) sync_done: Condvar,
+    synced: Mutex<Synced>,
+    sync_done: Condvar,
     /// The last done mark staged; held across the backend's flush, so
     /// that marks are made one at a time, each after its flush.
     pub(super) marking: Mutex<u64>,
     /// Writes before it are applied (or failed for good), and the bytes
     /// they hold that no done mark covers yet; set by the worker.
-    pub(super) applied: Mutex<(u64, u64)>,
+    applied: Mutex<(u64, u64)>,
     /// The first seq and the end of what an earlier run left here.
-    pub(super) held: std::ops::Range<u64>,
+    held: std::ops::Range<u64>,
 }
 
 #[derive(Default)]
-pub(super) struct Staged {
-    pub(super) buffer: Vec<u8>,
+struct Staged {
+    buffer: Vec<u8>,
     /// The buffer last written out, emptied, for the next swap: two
     /// buffers serve, instead of one allocation per round.
-    pub(super) spare: Vec<u8>,
+    spare: Vec<u8>,
     /// Bytes staged since open: a writer's position, for the group commit.
-    pub(super) end: u64,
+    end: u64,
     /// The last write's seq in `buffer`.
-    pub(super) last_seq: Option<u64>,
+    last_seq: Option<u64>,
     /// A done mark in `buffer`, and the bytes it frees once on disk.
-    pub(super) done: Option<(u64, u64)>,
+    done: Option<(u64, u64)>,
     /// Why the last attempt to write failed: later writes are refused
     /// until the disk takes them again.
-    pub(super) failed: Option<String>,
+    failed: Option<String>,
 }
 
 pub(super) struct Files {
     /// In order; the last is the one written to.
-    pub(super) segments: Vec<Segment>,
-    pub(super) tail: File,
+    segments: Vec<Segment>,
+    tail: File,
     /// Bytes staged that are now in the files.
-    pub(super) written: u64,
+    written: u64,
     /// Bytes staged that the last fsync covered.
     pub(super) synced: u64,
     /// The done mark written, with the bytes it frees, not yet fsynced.
-    pub(super) done_written: Option<(u64, u64)>,
+    done_written: Option<(u64, u64)>,
     /// The done mark on disk for sure.
     pub(super) done_durable: u64,
     /// Where the read-back left off: a write's seq and its frame.
-    pub(super) cursor: Option<(u64, Position)>,
+    cursor: Option<(u64, Position)>,
 }
 
 #[derive(Clone, Copy)]
-pub(super) struct Position {
-    pub(super) segment_first: u64,
-    pub(super) offset: u64,
-}
-
-pub(super) struct Segment {
-    pub(super) first_seq: u64,
-    pub(super) path: PathBuf,
-    pub(super) len: u64,
-    pub(super) last_seq: Option<u64>,
+struct Position {
+    segment_first: u64,
+    offset: u64,
 }
 
 #[derive(Default)]
-pub(super) struct Synced {
-    pub(super) covered: u64,
-    pub(super) running: bool,
+struct Synced {
+    covered: u64,
+    running: bool,
 }
 
 impl LaneLog {
@@ -294,7 +287,7 @@ impl LaneLog {
         Ok(end)
     }
 
-    pub(super) fn write_out(
+    fn write_out(
         &self,
         files: &mut Files,
         buffer: &[u8],
@@ -327,7 +320,7 @@ impl LaneLog {
 
     /// Deletes the segments, but the one written to, whose writes are all
     /// done on disk.
-    pub(super) fn trim(&self, files: &mut Files) -> Result<()> {
+    fn trim(&self, files: &mut Files) -> Result<()> {
         let done = files.done_durable;
         while files.segments.len() > 1 {
             let first = &files.segments[0];
@@ -357,7 +350,7 @@ impl LaneLog {
 
     /// Makes the applied writes durable in their backend, then stages the
     /// done mark that lets the outbox forget them.
-    pub(super) fn mark_done(&self) -> Result<()> {
+    fn mark_done(&self) -> Result<()> {
         let mut marking = locked(&self.marking);
         let (end, bytes) = *locked(&self.applied);
         if end <= *marking {
@@ -471,7 +464,7 @@ impl LaneLog {
         Ok(records)
     }
 
-    pub(super) fn error(&self, cause: impl std::fmt::Display) -> Error {
+    fn error(&self, cause: impl std::fmt::Display) -> Error {
         outbox_error(&self.shared.dir, cause)
     }
 }

@@ -29,11 +29,12 @@ mod segments;
 #[cfg(test)]
 mod tests;
 
+// The parts are one module split by idea: each takes this module's
+// imports and its siblings' items with `use super::*`.
 use flusher::Flusher;
 use frame::*;
 pub(crate) use frame::{write_size, Record};
 pub(crate) use lane_log::LaneLog;
-use lane_log::*;
 use migrate::migrate_sled_outbox;
 use segments::*;
 

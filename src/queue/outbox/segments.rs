@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// One segment file of a log: the writes from `first_seq` on.
+pub(super) struct Segment {
+    pub(super) first_seq: u64,
+    pub(super) path: PathBuf,
+    pub(super) len: u64,
+    pub(super) last_seq: Option<u64>,
+}
+
 /// What a log's files hold: its segments, the destination, the writes not
 /// done (`start..end`) and their bytes.
 pub(super) struct Scan {

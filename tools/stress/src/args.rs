@@ -20,7 +20,7 @@ usage: tether-stress [options]
   --duration S         run for S seconds instead of a count of operations
   --value-size BYTES   bytes per value, at least 16 (default 100)
   --direct             writes are stored before the call returns (default)
-  --queued             writes go through the batch worker (TETHER_QUEUE); the
+  --queued             writes go through the queue (TETHER_QUEUE); the
                        run ends with tether_flush, which is timed too
   --mix R:W:U          weights of reads, writes and updates (default 0:1:0).
                        Reads and updates pick keys this thread wrote. With
