@@ -5,6 +5,12 @@
 #[cfg(feature = "dynamodb")]
 mod backend;
 mod config;
+#[cfg(feature = "dynamodb")]
+mod errors;
+#[cfg(feature = "dynamodb")]
+mod items;
+#[cfg(feature = "dynamodb")]
+mod table;
 
 use std::sync::Arc;
 
@@ -13,9 +19,11 @@ pub use config::DynamoDbConfig;
 use super::{Backend, Section, Shared};
 use crate::error::Result;
 
+const NAME: &str = "dynamodb";
+
 impl Section for DynamoDbConfig {
     fn name(&self) -> &'static str {
-        "dynamodb"
+        NAME
     }
 
     fn is_built(&self) -> bool {

@@ -7,24 +7,19 @@
 //! member refused goes to another (see `Etcd::call`).
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
-    TlsOptions, Txn, TxnOp,
-};
-use tonic::Code;
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 
-use super::EtcdConfig;
+use super::errors::{causes, failure, never_sent};
+use super::ranges::{just_after, range_end};
+use super::tls::tls_options;
+use super::{EtcdConfig, NAME};
 use crate::backend::remote::Runtime;
 use crate::backend::{Backend, BatchLimit, Listing, Write};
-use crate::config_file;
 use crate::error::{redacted_url, Error, Result};
 use crate::keys;
-
-const NAME: &str = "etcd";
 
 /// What a put costs beyond its key and value in etcd's request size
 /// accounting (the raft request's header and framing), with room to spare.
@@ -290,150 +285,5 @@ impl Backend for Etcd {
 
     fn timeout(&self) -> Duration {
         self.timeout
-    }
-}
-
-/// The TLS settings of the section; unreadable files are configuration
-/// errors that name the file.
-fn tls_options(config: &EtcdConfig) -> Result<TlsOptions> {
-    let mut tls = TlsOptions::new();
-    match &config.ca_cert_file {
-        Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read_pem(ca, "ca_cert_file")?)),
-        None => tls = tls.with_native_roots(),
-    }
-    if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
-        tls = tls.identity(Identity::from_pem(
-            read_pem(cert, "cert_file")?,
-            read_pem(key, "key_file")?,
-        ));
-    }
-    Ok(tls)
-}
-
-/// The largest certificate file read; CA bundles run to a few hundred KiB.
-const MAX_PEM_BYTES: u64 = 16 << 20;
-
-fn read_pem(path: &Path, setting: &str) -> Result<Vec<u8>> {
-    let pem = config_file::read_regular(path, MAX_PEM_BYTES, "16 MiB")
-        .map_err(|e| Error::Config(format!("etcd.{setting} {}: {e}", path.display())))?;
-    if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
-        return Err(Error::Config(format!(
-            "etcd.{setting} {}: not a PEM file",
-            path.display()
-        )));
-    }
-    Ok(pem)
-}
-
-/// The error of a failed request: a server that cannot be reached or does
-/// not answer is `Unavailable` (the call may be retried); a request over
-/// its limits is `TooLarge`.
-fn failure(key: &str, error: etcd_client::Error) -> Error {
-    use etcd_client::Error as E;
-    let cause = causes(&error);
-    match &error {
-        E::GRpcStatus(status) => match status.code() {
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::Cancelled
-            | Code::Aborted
-            | Code::Unknown => Error::unavailable(NAME, key, cause),
-            Code::InvalidArgument if status.message().contains("too large") => {
-                Error::too_large(NAME, key, cause)
-            }
-            Code::ResourceExhausted | Code::OutOfRange => Error::too_large(NAME, key, cause),
-            _ => Error::io(NAME, key, cause),
-        },
-        E::TransportError(_) | E::IoError(_) | E::EndpointError(_) => {
-            Error::unavailable(NAME, key, cause)
-        }
-        _ => Error::io(NAME, key, cause),
-    }
-}
-
-/// Whether the request failed connecting to a member, before any of it was
-/// sent: then sending it again cannot apply it twice.
-fn never_sent(error: &etcd_client::Error) -> bool {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = match error {
-        etcd_client::Error::GRpcStatus(status) => Some(status),
-        other => Some(other),
-    };
-    while let Some(error) = next {
-        if error.is::<tonic::ConnectError>() {
-            return true;
-        }
-        next = error.source();
-    }
-    false
-}
-
-/// The message of a gRPC status or error with the errors behind it:
-/// "tcp connect error: Connection refused (os error 111)".
-fn causes(error: &etcd_client::Error) -> String {
-    let (mut text, mut source) = match error {
-        etcd_client::Error::GRpcStatus(status) => (
-            status.message().to_owned(),
-            std::error::Error::source(status),
-        ),
-        etcd_client::Error::TransportError(e) => (e.to_string(), std::error::Error::source(e)),
-        other => (other.to_string(), std::error::Error::source(other)),
-    };
-    while let Some(inner) = source {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text = format!("{text}: {inner_text}");
-        }
-        source = inner.source();
-    }
-    text
-}
-
-/// The first key after every key starting with `prefix`: etcd's range end
-/// for a prefix, `"\0"` (to the end of the keyspace) for the empty one.
-fn range_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
-/// The first key after `key`.
-fn just_after(key: &[u8]) -> Vec<u8> {
-    let mut after = Vec::with_capacity(key.len() + 1);
-    after.extend_from_slice(key);
-    after.push(0);
-    after
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn range_ends() {
-        assert_eq!(range_end(b"logs:"), b"logs;");
-        assert_eq!(range_end(b"a\xff\xff"), b"b");
-        assert_eq!(range_end(b"\xff"), b"\0");
-        assert_eq!(range_end(b""), b"\0");
-        assert_eq!(just_after(b"k"), b"k\0");
-    }
-
-    #[test]
-    fn only_connection_failures_count_as_never_sent() {
-        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        let status = tonic::Status::from_error(Box::new(tonic::ConnectError(Box::new(refused))));
-        assert_eq!(status.code(), Code::Unavailable);
-        assert!(never_sent(&etcd_client::Error::GRpcStatus(status)));
-        // Sent, perhaps applied: the connection broke, or etcd answered.
-        for status in [
-            tonic::Status::unavailable("transport error: connection reset"),
-            tonic::Status::unavailable("etcdserver: leader changed"),
-        ] {
-            assert!(!never_sent(&etcd_client::Error::GRpcStatus(status)));
-        }
     }
 }

@@ -5,6 +5,12 @@
 #[cfg(feature = "etcd")]
 mod backend;
 mod config;
+#[cfg(feature = "etcd")]
+mod errors;
+#[cfg(feature = "etcd")]
+mod ranges;
+#[cfg(feature = "etcd")]
+mod tls;
 
 use std::sync::Arc;
 
@@ -13,9 +19,11 @@ pub use config::EtcdConfig;
 use super::{Backend, Section, Shared};
 use crate::error::Result;
 
+const NAME: &str = "etcd";
+
 impl Section for EtcdConfig {
     fn name(&self) -> &'static str {
-        "etcd"
+        NAME
     }
 
     fn is_built(&self) -> bool {
