@@ -12,9 +12,11 @@ pub(crate) use store::AwaitUnlock;
 use super::{Backend, Section, Shared};
 use crate::error::Result;
 
+const NAME: &str = "local";
+
 impl Section for LocalConfig {
     fn name(&self) -> &'static str {
-        "local"
+        NAME
     }
 
     fn validate(&self) -> Result<()> {

@@ -7,13 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use super::LocalConfig;
+use super::{LocalConfig, NAME};
 use crate::backend::{Backend, Listing, Write};
 use crate::error::{Error, Result};
 use crate::files::create_private_dir;
 use crate::keys;
-
-const NAME: &str = "local";
 
 pub(crate) struct Local {
     /// The open store; `None` once an I/O error closed it and reopening
