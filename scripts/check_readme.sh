@@ -6,7 +6,8 @@
 # block docs/c-api.md marks with
 #   <!-- header-preamble: cbindgen.toml -->
 # is the comment of cbindgen.toml's `header`, the header's preamble, without
-# its " * " margins.
+# its " * " margins; and that every repository path the docs name in
+# backticks (`src/…`, `tests/…`, …) exists.
 source "$(dirname "$0")/common.sh"
 
 # The lines of the first code block after the line MARKER in file DOC.
@@ -45,4 +46,16 @@ awk '
 ' cbindgen.toml >"$preamble"
 same "docs/c-api.md's header preamble (cbindgen.toml's header)" "$preamble" \
   "$(block docs/c-api.md '<!-- header-preamble: cbindgen.toml -->')"
+# Paths in backticks, as `src/queue/outbox/` or `tests/outbox.rs`; a path
+# with a placeholder (`<engine>`, `*`, `…`, `TARGET`) is a pattern, not a file.
+for doc in README.md docs/*.md bindings/*/README.md; do
+  [ -f "$doc" ] || continue
+  while read -r path; do
+    case "$path" in *'<'* | *'*'* | *'…'* | *'{'* | *TARGET*) continue ;; esac
+    if [ ! -e "$path" ]; then
+      echo "error: $doc names $path, which does not exist" >&2
+      status=1
+    fi
+  done < <(grep -oE '`(src|tests|tools|bindings|scripts|examples|bench|docs|include|fuzz)/[^` ]*`' "$doc" | tr -d '`' | sort -u)
+done
 exit $status
