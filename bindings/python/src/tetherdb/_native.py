@@ -1,22 +1,26 @@
 """Loads libtetherdb and declares the C functions of tetherdb.h.
 
-The library is, in this order: the file TETHERDB_LIBRARY names, the one next
-to this package, or the one the dynamic loader finds by name
-(LD_LIBRARY_PATH, the ld.so cache, the system directories).
+The library is, in this order: the file TETHERDB_LIBRARY names, the one
+inside this package (where `pip install` puts the one it builds), or the one
+the dynamic loader finds by name (LD_LIBRARY_PATH, the ld.so cache, the
+system directories).
 """
+
+from __future__ import annotations
 
 import ctypes
 import enum
 import os
 import sys
 from ctypes import POINTER, c_char_p, c_int, c_size_t, c_uint32, c_void_p
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 LIBRARY_NAME = {"darwin": "libtetherdb.dylib", "win32": "tetherdb.dll"}.get(
     sys.platform, "libtetherdb.so"
 )
 
 
-def _library_path():
+def _library_path() -> str:
     from_env = os.environ.get("TETHERDB_LIBRARY")
     if from_env:
         return from_env
@@ -56,7 +60,7 @@ TETHER_QUEUE = 1
 # pointers so that ctypes does not copy or convert them before
 # tether_free/page_free/free_string.
 _db, _page, _status = c_void_p, c_void_p, c_int
-_signatures = {
+_signatures: Dict[str, Tuple[Optional[type], List[Any]]] = {
     "tether_open": (_status, [c_char_p, POINTER(_db)]),
     "tether_open_file": (_status, [c_char_p, POINTER(_db)]),
     "tether_start": (_status, [_db]),
@@ -96,7 +100,10 @@ class TetherError(Exception):
     """A failed call: `status` (a Status) and the library's `message`, which
     names the function, the backend, the key and the cause."""
 
-    def __init__(self, status, message):
+    status: Status | int
+    message: str
+
+    def __init__(self, status: int, message: str) -> None:
         try:
             self.status = Status(status)
             name = f"TETHER_{self.status.name}"
@@ -124,7 +131,7 @@ class NotRunningError(TetherError, RuntimeError):
     pass
 
 
-_ERROR_TYPES = {
+_ERROR_TYPES: Dict[int, Type[TetherError]] = {
     Status.INVALID_ARGUMENT: InvalidArgumentError,
     Status.CONFIG: ConfigError,
     Status.UNKNOWN_BACKEND: UnknownBackendError,
@@ -132,10 +139,10 @@ _ERROR_TYPES = {
 }
 
 
-def check(status):
+def check(status: int) -> None:
     """Raises the error of a failed call. Call it right after the C call, on
     the same thread: tether_last_error() is per thread, and ctypes runs the
     call on the calling thread."""
     if status != Status.OK:
-        message = lib.tether_last_error().decode("utf-8", "replace")
+        message: str = lib.tether_last_error().decode("utf-8", "replace")
         raise _ERROR_TYPES.get(status, TetherError)(status, message)
