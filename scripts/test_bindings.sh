@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the binding tests need (only what is missing) and runs them:
 # C++ (GoogleTest under ASan), Go (vet, -race, -asan leak check), Python
-# (pytest, on the package as pip installs it), then each example. The
+# (mypy --strict and pytest, on the package as `pip install ./bindings/python`
+# builds and installs it, in a fresh virtualenv; then the wheel that
+# `python -m build` makes from its sdist, in another), then each example. The
 # suites' core tests run on `local` and on a real etcd, which this script
 # starts on free loopback ports and passes to them as TETHERDB_TEST_ETCD
 # (127.0.0.1:PORT); with CI set, a suite without it fails. The
@@ -11,8 +13,9 @@
 source "$(dirname "$0")/common.sh"
 
 # etcd-server and etcd-client: the etcd the suites' etcd tests use, and the
-# etcdctl that tells when it is up.
-ensure_packages g++ cmake make pkg-config libgtest-dev etcd-server etcd-client
+# etcdctl that tells when it is up; BUILD_PACKAGES: what building the
+# library needs (the Python package builds it too).
+ensure_packages "${BUILD_PACKAGES[@]}" g++ cmake make pkg-config libgtest-dev etcd-server etcd-client
 
 # Go: Debian's golang-go (1.19 on bookworm) predates range-over-func, and
 # the leak check needs Go >= 1.25. Without one, fetch the official toolchain
@@ -165,22 +168,80 @@ step "Go example"
 (cd examples/go && go build -o "$tmp/quickstart-go" .)
 run_example go "$tmp/quickstart-go"
 
-step "Python: pip install bindings/python into a virtualenv, then pytest"
-venv="build/python-venv"
-# --system-site-packages: an installed pytest is used as it is.
-[ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv" || {
-  ensure_packages python3-venv
-  python3 -m venv --system-site-packages "$venv"
+# The Python package as users install it: `pip install ./bindings/python`
+# builds the library with cargo and puts it inside the package, so that it
+# needs no environment variable: none is set from here on. CARGO_TARGET_DIR:
+# the builds reuse target/, where the library is built already (the in-tree
+# build asks cargo for what `cargo build --release` builds, so cargo only
+# checks it; the build from the sdist, at another path, recompiles the top
+# crate alone).
+unset TETHERDB_LIBRARY LD_LIBRARY_PATH
+export CARGO_TARGET_DIR="$ROOT/target"
+pip_install() { "$1/bin/python" -m pip install --quiet --disable-pip-version-check "${@:2}"; }
+# A new virtualenv at $1, without the system's packages.
+fresh_venv() {
+  rm -rf "$1"
+  python3 -m venv "$1" 2>/dev/null || {
+    ensure_packages python3-venv
+    python3 -m venv "$1"
+  }
 }
-# From a copy: setuptools builds in the source folder, and stale files left in
-# its build/ would be installed too.
-cp -r bindings/python "$tmp/python-src"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$tmp/python-src"
-"$venv/bin/python" -c "import pytest" 2>/dev/null ||
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest
-export TETHERDB_LIBRARY="$prefix/lib/libtetherdb.so"
+# Fails unless the package $1's Python imports is the installed one, with
+# the library inside it.
+check_bundled() {
+  "$1/bin/python" -c '
+import os, sys, tetherdb
+package = os.path.dirname(tetherdb.__file__)
+if not package.startswith(sys.prefix) or os.path.dirname(tetherdb.library_path) != package:
+    sys.exit(f"error: tetherdb from {package} loaded {tetherdb.library_path}, not the library inside the installed package")
+print(f"tetherdb {tetherdb.version()}: {tetherdb.library_path}")'
+}
+
+step "Python: pip install ./bindings/python into a fresh virtualenv"
+venv="$tmp/python-venv"
+fresh_venv "$venv"
+# setuptools builds in the package's folder (the crate is at ../..): stale
+# files in its build/ would be installed too.
+rm -rf bindings/python/build
+started=$SECONDS
+pip_install "$venv" ./bindings/python
+echo "pip install ./bindings/python: $((SECONDS - started)) s"
+(cd "$tmp" && check_bundled "$venv")
+
+step "Python: mypy --strict on the installed package (py.typed), pytest"
+pip_install "$venv" pytest mypy
+# From $tmp, so that -p finds the installed package, as a user's mypy would.
+(cd "$tmp" && "$venv/bin/python" -m mypy --strict --cache-dir "$tmp/mypy-cache" -p tetherdb)
 # From the tests' folder, so that `import tetherdb` is the installed package.
-(cd bindings/python/tests && "$ROOT/$venv/bin/python" -m pytest -p no:cacheprovider)
+(cd bindings/python/tests && "$venv/bin/python" -m pytest -p no:cacheprovider)
 
 step "Python example"
-run_example python "$ROOT/$venv/bin/python" "$ROOT/examples/python/quickstart.py"
+run_example python "$venv/bin/python" "$ROOT/examples/python/quickstart.py"
+
+step "Python: python -m build (an sdist, and a wheel built from it), then that wheel in a fresh virtualenv"
+fresh_venv "$tmp/build-venv"
+pip_install "$tmp/build-venv" build
+started=$SECONDS
+"$tmp/build-venv/bin/python" -m build --outdir "$tmp/dist" bindings/python >"$tmp/build.log" 2>&1 || {
+  cat "$tmp/build.log" >&2
+  echo "error: python -m build bindings/python failed" >&2
+  exit 1
+}
+echo "python -m build bindings/python: $((SECONDS - started)) s"
+sdist=("$tmp"/dist/tetherdb-*.tar.gz)
+wheel=("$tmp"/dist/tetherdb-*-py3-none-linux_*.whl)
+if [ ! -f "${sdist[0]}" ] || [ ! -f "${wheel[0]}" ]; then
+  echo "error: python -m build made $(ls "$tmp/dist"), not an sdist and a py3-none-linux wheel" >&2
+  exit 1
+fi
+# The wheel build made from the sdist, alone: installing it tests both.
+fresh_venv "$tmp/wheel-venv"
+pip_install "$tmp/wheel-venv" "${wheel[0]}"
+run_example wheel "$tmp/wheel-venv/bin/python" -c '
+import tetherdb
+with tetherdb.DB() as db:  # the embedded default, in ./tetherdb_data
+    db.write_message("greeting", {"hello": "wheel"}, bucket="check")
+    assert db.read_message("greeting", bucket="check") == {"hello": "wheel"}
+db.close()
+print("wrote and read back on the embedded default with", tetherdb.library_path)'
+(cd "$tmp" && check_bundled "$tmp/wheel-venv")

@@ -461,28 +461,61 @@ def clean_env():
     return env
 
 
-def test_library_from_the_environment_variable(tmp_path):
+def package_copy(tmp_path, with_library):
+    """A copy of the tetherdb package under tmp_path/site, with or without
+    a library of its own; returns its folder."""
+    package = tmp_path / "site" / "tetherdb"
+    shutil.copytree(
+        os.path.dirname(tetherdb.__file__),
+        package,
+        ignore=shutil.ignore_patterns(tetherdb._native.LIBRARY_NAME, "__pycache__"),
+    )
+    if with_library:
+        shutil.copy(tetherdb.library_path, package / tetherdb._native.LIBRARY_NAME)
+    return package
+
+
+def test_the_installed_package_loads_the_library_inside_it(tmp_path):
+    # What `pip install ./bindings/python` installs: the package and, inside
+    # it, the library it built; no environment variable needed.
+    bundled = os.path.join(os.path.dirname(tetherdb.__file__), tetherdb._native.LIBRARY_NAME)
+    if not os.path.exists(bundled):
+        message = f"the package under test has no library of its own ({bundled})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}: CI tests the package as pip installs it")
+        pytest.skip(message)
+    path, version = run_python(clean_env(), tmp_path)
+    assert path == bundled and version == tetherdb.version()
+
+
+def test_library_from_the_environment_variable_first(tmp_path):
+    # TETHERDB_LIBRARY wins over the library inside the package.
+    elsewhere = tmp_path / "elsewhere" / tetherdb._native.LIBRARY_NAME
+    elsewhere.parent.mkdir()
+    shutil.copy(tetherdb.library_path, elsewhere)
     env = clean_env()
-    env["TETHERDB_LIBRARY"] = tetherdb.library_path
+    env["TETHERDB_LIBRARY"] = str(elsewhere)
+    env["PYTHONPATH"] = str(package_copy(tmp_path, with_library=True).parent)
     path, version = run_python(env, tmp_path)
-    assert path == tetherdb.library_path and version == tetherdb.version()
+    assert path == str(elsewhere) and version == tetherdb.version()
 
 
 def test_library_next_to_the_package(tmp_path):
-    package = tmp_path / "site" / "tetherdb"
-    shutil.copytree(os.path.dirname(tetherdb.__file__), package)
-    shutil.copy(tetherdb.library_path, package / "libtetherdb.so")
+    package = package_copy(tmp_path, with_library=True)
     env = clean_env()
-    env["PYTHONPATH"] = str(tmp_path / "site")
+    env["PYTHONPATH"] = str(package.parent)
     path, _ = run_python(env, tmp_path)
-    assert path == str(package / "libtetherdb.so")
+    assert path == str(package / tetherdb._native.LIBRARY_NAME)
 
 
 def test_library_from_the_loader_search_path(tmp_path):
+    # A package without a library of its own (as the sources are) takes the
+    # one the dynamic loader finds.
     env = clean_env()
+    env["PYTHONPATH"] = str(package_copy(tmp_path, with_library=False).parent)
     env["LD_LIBRARY_PATH"] = os.path.dirname(os.path.abspath(tetherdb.library_path))
     path, version = run_python(env, tmp_path)
-    assert path == "libtetherdb.so" and version == tetherdb.version()
+    assert path == tetherdb._native.LIBRARY_NAME and version == tetherdb.version()
 
 
 def test_a_missing_library_is_an_import_error(tmp_path):
