@@ -87,10 +87,11 @@ setup(
             path=str(crate_dir() / "Cargo.toml"),
             binding=Binding.NoBinding,
             # The library alone, with its default features, in release,
-            # with the committed Cargo.lock. The manifest's own crate types:
-            # setuptools-rust would otherwise pass --crate-type cdylib, and
-            # cargo then could not reuse a `cargo build --release` in the
-            # same target directory (nor the other way round).
+            # with the committed Cargo.lock. The crate types of [lib] in
+            # Cargo.toml (keep them in step): setuptools-rust would otherwise
+            # pass --crate-type cdylib, and cargo then could not reuse a
+            # `cargo build --release` in the same target directory (nor the
+            # other way round), but would compile the crate again.
             debug=False,
             args=["--locked", "--crate-type", "cdylib,staticlib,rlib"],
         )
