@@ -1,6 +1,6 @@
 """TetherDB from Python: open the embedded default, write, queue a write with
-the tether decorator, read, list, close. Needs `pip install bindings/python`
-and TETHERDB_LIBRARY=/path/to/libtetherdb.so (or the library on the loader's path)."""
+the tether decorator, read, list, close. Needs `pip install ./bindings/python`,
+which builds the library into the package (TETHERDB_LIBRARY overrides it)."""
 
 from tetherdb import DB
 
