@@ -233,6 +233,7 @@ for module in bindings/go examples/go; do
   fi
   (cd "$module" && go vet ./...)
 done
+(cd bindings/go && go build ./...)
 (cd bindings/go && go test -race -count=1 ./...)
 # Go >= 1.25 runs LeakSanitizer at exit under -asan: a C buffer, page or
 # string the binding fails to free fails the run.
@@ -245,9 +246,20 @@ else
   echo "warning: skipping the Go leak check: go test -asan needs Go >= 1.25" >&2
 fi
 
-step "Go example"
-(cd examples/go && go build -o "$tmp/quickstart-go" .)
-run_example go "$tmp/quickstart-go"
+step "Go example, as a module outside this repository builds it (bindings/go/README.md)"
+# A module of its own that requires the binding with a replace directive to
+# this checkout, and an rpath to the prefix instead of LD_LIBRARY_PATH.
+mkdir -p "$tmp/go-user"
+cp examples/go/main.go "$tmp/go-user/"
+(
+  cd "$tmp/go-user"
+  go mod init example.com/quickstart >/dev/null 2>&1
+  go mod edit -require=github.com/tetherdb/tetherdb/bindings/go@v0.0.0 \
+    -replace=github.com/tetherdb/tetherdb/bindings/go="$ROOT/bindings/go"
+  CGO_LDFLAGS="-Wl,-rpath,$prefix/lib" go build -o "$tmp/quickstart-go" .
+)
+(unset LD_LIBRARY_PATH && expect_installed_library "$tmp/quickstart-go")
+run_example go env -u LD_LIBRARY_PATH "$tmp/quickstart-go"
 
 step "Python: pip install bindings/python into a virtualenv, then pytest"
 venv="build/python-venv"
