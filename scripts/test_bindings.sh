@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the binding tests need (only what is missing) and runs them:
-# C++ (GoogleTest under ASan), Go (vet, -race, -asan leak check), Python
-# (pytest, on the package as pip installs it), then each example. The
-# suites' core tests run on `local` and on a real etcd, which this script
-# starts on free loopback ports and passes to them as TETHERDB_TEST_ETCD
-# (127.0.0.1:PORT); with CI set, a suite without it fails.
+# C++ (GoogleTest under ASan), Go (vet, -race, -asan leak check), Node
+# (node:test, over koffi), Python (pytest, on the package as pip installs
+# it), then each example. The suites' core tests run on `local` and on a real
+# etcd, which this script starts on free loopback ports and passes to them as
+# TETHERDB_TEST_ETCD (127.0.0.1:PORT); with CI set, a suite without it fails.
 # The library is installed into a throwaway prefix first, and checked there
 # (file names and links, soname, exported symbols); the examples (C, C++,
-# Go) and the Go binding build against that prefix, as users'
+# Go, Node) and the Go binding build against that prefix, as users'
 # programs would, which also tests find_package(tetherdb) and pkg-config, and
 # each compiled example is checked to load the installed libtetherdb.so.MAJOR.
 source "$(dirname "$0")/common.sh"
@@ -40,6 +40,11 @@ if [ "$(go_minor || true)" = "" ] || [ "$(go_minor)" -lt 25 ]; then
 fi
 go_minor="$(go_minor)"
 export GOTOOLCHAIN=local # never download a toolchain
+
+# Node >= 18 and npm (for the Node binding): Debian's when there is none.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  ensure_packages nodejs npm
+fi
 
 if ! command -v python3 >/dev/null; then
   ensure_packages python3 python3-venv
@@ -260,6 +265,30 @@ cp examples/go/main.go "$tmp/go-user/"
 )
 (unset LD_LIBRARY_PATH && expect_installed_library "$tmp/quickstart-go")
 run_example go env -u LD_LIBRARY_PATH "$tmp/quickstart-go"
+
+step "Node: npm ci, then node --test (node:test) on the installed library"
+node_package="$(node -p 'require("./bindings/node/package.json").version')"
+if [ "$node_package" != "$version" ]; then
+  echo "error: bindings/node/package.json says $node_package, the header $version" >&2
+  exit 1
+fi
+# --ignore-scripts: koffi's native code comes from its @koromix/koffi-<platform>
+# package; its install script would only look for it again.
+(cd bindings/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+(cd bindings/node && TETHERDB_LIBRARY="$prefix/lib/$soname" node --test test/)
+
+step "Node example, with the package as npm installs it from npm pack"
+mkdir -p "$tmp/node-user"
+npm pack --silent --pack-destination "$tmp" ./bindings/node >/dev/null
+(
+  cd "$tmp/node-user"
+  npm init -y >/dev/null
+  npm install --ignore-scripts --no-audit --no-fund --loglevel=error "$tmp/tetherdb-$version.tgz"
+)
+cp examples/node/quickstart.js "$tmp/node-user/"
+# The library by its soname, from LD_LIBRARY_PATH, as a user of a prefix
+# outside the loader's directories runs it.
+run_example node env -u TETHERDB_LIBRARY LD_LIBRARY_PATH="$prefix/lib" node "$tmp/node-user/quickstart.js"
 
 step "Python: pip install bindings/python into a virtualenv, then pytest"
 venv="build/python-venv"
