@@ -17,6 +17,11 @@ source "$(dirname "$0")/common.sh"
 # binutils: readelf and nm, which check the installed library.
 ensure_packages g++ cmake make pkg-config binutils libgtest-dev etcd-server etcd-client
 
+# Node >= 18 and npm (for the Node binding): Debian's when there is none.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  ensure_packages nodejs npm
+fi
+
 # Go: Debian's golang-go (1.19 on bookworm) predates range-over-func, and
 # the leak check needs Go >= 1.25. Without one, fetch the official toolchain
 # from the Go module proxy (it serves toolchains as modules), once.
@@ -40,11 +45,6 @@ if [ "$(go_minor || true)" = "" ] || [ "$(go_minor)" -lt 25 ]; then
 fi
 go_minor="$(go_minor)"
 export GOTOOLCHAIN=local # never download a toolchain
-
-# Node >= 18 and npm (for the Node binding): Debian's when there is none.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  ensure_packages nodejs npm
-fi
 
 if ! command -v python3 >/dev/null; then
   ensure_packages python3 python3-venv
