@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Installs TetherDB under PREFIX: lib/libtetherdb.{so,a}, include/tetherdb.h
-# and tetherdb.hpp, lib/pkgconfig/tetherdb.pc and lib/cmake/tetherdb/ (the
-# CMake package config), so that `find_package(tetherdb)` (with PREFIX in
-# CMAKE_PREFIX_PATH) and `pkg-config tetherdb` (with PREFIX/lib/pkgconfig in
-# PKG_CONFIG_PATH) find it. Builds the library first when needed.
+# Installs TetherDB under PREFIX, as a Linux system lays out a shared library:
+#
+#   lib/libtetherdb.so.0.1.0             the library (soname libtetherdb.so.0)
+#   lib/libtetherdb.so.0 -> libtetherdb.so.0.1.0   what programs load
+#   lib/libtetherdb.so -> libtetherdb.so.0         what -ltetherdb finds
+#   lib/libtetherdb.a
+#   include/tetherdb.h, include/tetherdb.hpp
+#   lib/pkgconfig/tetherdb.pc, lib/cmake/tetherdb/ (the CMake package config)
+#
+# (0.1.0 is Cargo.toml's version), so that `find_package(tetherdb)` (with
+# PREFIX in CMAKE_PREFIX_PATH) and `pkg-config tetherdb` (with
+# PREFIX/lib/pkgconfig in PKG_CONFIG_PATH) find it. Builds the library first
+# when needed; running it again over the same PREFIX replaces the files.
 #
 #   ./scripts/install.sh /usr/local
 source "$(dirname "$0")/common.sh"

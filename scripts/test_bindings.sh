@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Installs what the binding tests need (only what is missing) and runs them:
-# C++ (GoogleTest under ASan), Go (vet, -race, -asan leak check), Python
-# (mypy --strict and pytest, on the package as `pip install ./bindings/python`
-# builds and installs it, in a fresh virtualenv; then the wheel that
-# `python -m build` makes from its sdist, in another), then each example. The
-# suites' core tests run on `local` and on a real etcd, which this script
-# starts on free loopback ports and passes to them as TETHERDB_TEST_ETCD
-# (127.0.0.1:PORT); with CI set, a suite without it fails. The
-# library is installed into a throwaway prefix first, and the examples and
-# the Go binding build against that prefix, as users' programs would, which
-# also tests find_package(tetherdb) and pkg-config.
+# C++ (GoogleTest under ASan), Go (vet, -race, -asan leak check), Node
+# (node:test, over koffi), Python (mypy --strict and pytest, on the package
+# as `pip install ./bindings/python` builds and installs it, in a fresh
+# virtualenv; then the wheel that `python -m build` makes from its sdist, in
+# another), then each example. The suites' core tests run on `local` and on
+# a real etcd, which this script starts on free loopback ports and passes to
+# them as TETHERDB_TEST_ETCD (127.0.0.1:PORT); with CI set, a suite without
+# it fails. The library is installed into a throwaway prefix first, and
+# checked there (file names and links, soname, exported symbols); the
+# examples (C, C++, Go, Node) and the Go binding build against that prefix,
+# as users' programs would, which also tests find_package(tetherdb) and
+# pkg-config, and each compiled example is checked to load the installed
+# libtetherdb.so.MAJOR.
 source "$(dirname "$0")/common.sh"
 
 # etcd-server and etcd-client: the etcd the suites' etcd tests use, and the
 # etcdctl that tells when it is up; BUILD_PACKAGES: what building the
-# library needs (the Python package builds it too).
-ensure_packages "${BUILD_PACKAGES[@]}" g++ cmake make pkg-config libgtest-dev etcd-server etcd-client
+# library needs (the Python package builds it too); binutils: readelf and
+# nm, which check the installed library.
+ensure_packages "${BUILD_PACKAGES[@]}" g++ cmake make pkg-config binutils libgtest-dev etcd-server etcd-client
+
+# Node >= 18 and npm (for the Node binding): Debian's when there is none.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  ensure_packages nodejs npm
+fi
 
 # Go: Debian's golang-go (1.19 on bookworm) predates range-over-func, and
 # the leak check needs Go >= 1.25. Without one, fetch the official toolchain
@@ -110,6 +119,69 @@ if [ "$(pkg-config --modversion tetherdb)" != "$version" ]; then
   exit 1
 fi
 
+step "the installed files: names and links, soname, exported symbols"
+soname="libtetherdb.so.${version%%.*}"
+library="$prefix/lib/libtetherdb.so.$version"
+# Exactly these, as a Linux system lays out a shared library: the file named
+# with the whole version, the soname linking to it, and the name -ltetherdb
+# finds linking to the soname.
+expected="include/tetherdb.h
+include/tetherdb.hpp
+lib/cmake/tetherdb/tetherdbConfig.cmake
+lib/cmake/tetherdb/tetherdbConfigVersion.cmake
+lib/$soname -> libtetherdb.so.$version
+lib/libtetherdb.a
+lib/libtetherdb.so -> $soname
+lib/libtetherdb.so.$version
+lib/pkgconfig/tetherdb.pc"
+installed="$(cd "$prefix" && find . -type l -printf '%P -> %l\n' -o -type f -printf '%P\n' | LC_ALL=C sort)"
+if [ "$installed" != "$(LC_ALL=C sort <<<"$expected")" ]; then
+  echo "error: the installed files differ from what is expected:" >&2
+  diff <(LC_ALL=C sort <<<"$expected") <(echo "$installed") >&2 || true
+  exit 1
+fi
+installed_soname="$(readelf -d "$library" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
+if [ "$installed_soname" != "$soname" ]; then
+  echo "error: the soname of $library is '$installed_soname', not $soname" >&2
+  exit 1
+fi
+# The library exports the functions the header declares, and nothing else:
+# rustc's version script keeps every other symbol local, and this toolchain
+# needs none exported beside them (were one ever needed, say _init or
+# _fini, it would be listed here with the reason).
+exported="$(nm -D --defined-only "$library" | awk '{print $3}' | LC_ALL=C sort)"
+declared="$(grep -oE '^[a-z].* \**tether_[a-z_]+\(' include/tetherdb.h |
+  grep -oE 'tether_[a-z_]+\($' | tr -d '(' | LC_ALL=C sort)"
+if [ "$exported" != "$declared" ]; then
+  echo "error: the dynamic symbols of $library are not the functions of tetherdb.h:" >&2
+  diff <(echo "$declared") <(echo "$exported") >&2 || true
+  exit 1
+fi
+echo "$library: SONAME $installed_soname, $(wc -l <<<"$exported") symbols, all tether_*, as declared"
+
+# Asserts that program $1 loads the installed library by its soname (or,
+# with $2 = static, does not load it at all).
+expect_installed_library() {
+  local needed
+  needed="$(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(libtetherdb[^]]*\)\]/\1/p')"
+  if [ "${2:-}" = static ]; then
+    if [ -n "$needed" ]; then
+      echo "error: $1, linked statically, needs $needed" >&2
+      exit 1
+    fi
+    return 0
+  fi
+  if [ "$needed" != "$soname" ]; then
+    echo "error: $1 needs '$needed', not $soname" >&2
+    exit 1
+  fi
+  if ! ldd "$1" | grep -qF "$soname => $prefix/lib/$soname"; then
+    echo "error: $1 does not load $prefix/lib/$soname:" >&2
+    ldd "$1" >&2
+    exit 1
+  fi
+}
+
 # Runs an example in a fresh directory, where it creates ./tetherdb_data.
 run_example() {
   local dir="$tmp/run-$1"
@@ -129,6 +201,8 @@ ctest --test-dir build/cpp --output-on-failure
 step "C++ example, built with find_package(tetherdb)"
 cmake -S examples/cpp -B "$tmp/example-cpp" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$tmp/example-cpp" -j 2
+expect_installed_library "$tmp/example-cpp/quickstart"
+expect_installed_library "$tmp/example-cpp/quickstart_static" static
 run_example cpp-shared "$tmp/example-cpp/quickstart"
 run_example cpp-static "$tmp/example-cpp/quickstart_static"
 
@@ -136,7 +210,23 @@ step "C++ example, built with pkg-config --cflags --libs tetherdb"
 # shellcheck disable=SC2046 # pkg-config's output is a list of flags
 g++ -std=c++20 -Wall -Wextra -Werror examples/cpp/quickstart.cpp \
   $(pkg-config --cflags --libs tetherdb) -Wl,-rpath,"$prefix/lib" -o "$tmp/quickstart-pc"
+expect_installed_library "$tmp/quickstart-pc"
 run_example cpp-pkg-config "$tmp/quickstart-pc"
+
+step "C example, built with pkg-config --cflags --libs tetherdb, shared and --static"
+# shellcheck disable=SC2046 # pkg-config's output is a list of flags
+cc -std=c11 -Wall -Wextra -Werror examples/c/quickstart.c \
+  $(pkg-config --cflags --libs tetherdb) -Wl,-rpath,"$prefix/lib" -o "$tmp/quickstart-c"
+expect_installed_library "$tmp/quickstart-c"
+run_example c-shared "$tmp/quickstart-c"
+# The static library with what Libs.private adds; -l:libtetherdb.a, since
+# -ltetherdb would pick the shared library.
+# shellcheck disable=SC2046 # pkg-config's output is a list of flags
+cc -std=c11 -Wall -Wextra -Werror examples/c/quickstart.c $(pkg-config --cflags tetherdb) \
+  $(pkg-config --static --libs tetherdb | sed 's/-ltetherdb\b/-l:libtetherdb.a/') \
+  -o "$tmp/quickstart-c-static"
+expect_installed_library "$tmp/quickstart-c-static" static
+run_example c-static "$tmp/quickstart-c-static"
 
 step "Go: gofmt, vet, tests with -race, tests with -asan (LeakSanitizer)"
 export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -152,6 +242,7 @@ for module in bindings/go examples/go; do
   fi
   (cd "$module" && go vet ./...)
 done
+(cd bindings/go && go build ./...)
 (cd bindings/go && go test -race -count=1 ./...)
 # Go >= 1.25 runs LeakSanitizer at exit under -asan: a C buffer, page or
 # string the binding fails to free fails the run.
@@ -164,9 +255,44 @@ else
   echo "warning: skipping the Go leak check: go test -asan needs Go >= 1.25" >&2
 fi
 
-step "Go example"
-(cd examples/go && go build -o "$tmp/quickstart-go" .)
-run_example go "$tmp/quickstart-go"
+step "Go example, as a module outside this repository builds it (bindings/go/README.md)"
+# A module of its own that requires the binding with a replace directive to
+# this checkout, and an rpath to the prefix instead of LD_LIBRARY_PATH.
+mkdir -p "$tmp/go-user"
+cp examples/go/main.go "$tmp/go-user/"
+(
+  cd "$tmp/go-user"
+  go mod init example.com/quickstart >/dev/null 2>&1
+  go mod edit -require=github.com/tetherdb/tetherdb/bindings/go@v0.0.0 \
+    -replace=github.com/tetherdb/tetherdb/bindings/go="$ROOT/bindings/go"
+  CGO_LDFLAGS="-Wl,-rpath,$prefix/lib" go build -o "$tmp/quickstart-go" .
+)
+(unset LD_LIBRARY_PATH && expect_installed_library "$tmp/quickstart-go")
+run_example go env -u LD_LIBRARY_PATH "$tmp/quickstart-go"
+
+step "Node: npm ci, then node --test (node:test) on the installed library"
+node_package="$(node -p 'require("./bindings/node/package.json").version')"
+if [ "$node_package" != "$version" ]; then
+  echo "error: bindings/node/package.json says $node_package, the header $version" >&2
+  exit 1
+fi
+# --ignore-scripts: koffi's native code comes from its @koromix/koffi-<platform>
+# package; its install script would only look for it again.
+(cd bindings/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+(cd bindings/node && TETHERDB_LIBRARY="$prefix/lib/$soname" node --test test/)
+
+step "Node example, with the package as npm installs it from npm pack"
+mkdir -p "$tmp/node-user"
+npm pack --silent --pack-destination "$tmp" ./bindings/node >/dev/null
+(
+  cd "$tmp/node-user"
+  npm init -y >/dev/null
+  npm install --ignore-scripts --no-audit --no-fund --loglevel=error "$tmp/tetherdb-$version.tgz"
+)
+cp examples/node/quickstart.js "$tmp/node-user/"
+# The library by its soname, from LD_LIBRARY_PATH, as a user of a prefix
+# outside the loader's directories runs it.
+run_example node env -u TETHERDB_LIBRARY LD_LIBRARY_PATH="$prefix/lib" node "$tmp/node-user/quickstart.js"
 
 # The Python package as users install it: `pip install ./bindings/python`
 # builds the library with cargo and puts it inside the package, so that it

@@ -6,7 +6,8 @@
 // The package finds the library with pkg-config (tetherdb.pc, installed by
 // the repository's scripts/install.sh PREFIX): set PKG_CONFIG_PATH to
 // PREFIX/lib/pkgconfig to build, and let the dynamic loader find
-// libtetherdb.so to run (LD_LIBRARY_PATH, an rpath, or a system directory).
+// libtetherdb.so.0, the library's soname, to run (LD_LIBRARY_PATH, an rpath,
+// or a system directory).
 //
 // A *DB may be used by many goroutines at once; only Close must not overlap
 // another call on it.
