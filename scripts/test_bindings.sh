@@ -175,9 +175,13 @@ expect_installed_library() {
     echo "error: $1 needs '$needed', not $soname" >&2
     exit 1
   fi
-  if ! ldd "$1" | grep -qF "$soname => $prefix/lib/$soname"; then
+  # ldd's output is taken whole first: `ldd | grep -q` fails under pipefail
+  # whenever grep, done at the first match, closes the pipe on ldd.
+  local loaded
+  loaded="$(ldd "$1")"
+  if ! grep -qF "$soname => $prefix/lib/$soname" <<<"$loaded"; then
     echo "error: $1 does not load $prefix/lib/$soname:" >&2
-    ldd "$1" >&2
+    echo "$loaded" >&2
     exit 1
   fi
 }
