@@ -143,8 +143,8 @@ fn queued_writes_go_out_in_transactions() {
     // Batches of 1000 are split into transactions of at most 128 puts
     // (etcd refuses more), and two writes to one key in a batch collapse
     // to the last (etcd refuses a transaction that touches a key twice).
-    // Stopping with 20,000 queued is the behaviour suite's
-    // (stop_applies_everything_and_start_resumes).
+    // Stopping and starting with thousands queued is the behaviour
+    // suite's (tests/behavior, stop_applies_everything_and_start_resumes).
     let Some((etcd, db)) = setup(r#"{"size": 1000, "interval": 3600}"#, "") else {
         return;
     };

@@ -34,9 +34,10 @@ pub struct Engine {
     pub fixture: &'static dyn Fixture,
     /// What it can do that another engine may not.
     pub caps: &'static [Cap],
-    /// The share, in percent, of a case's bulk counts (thousands of
-    /// writes, hundreds of rounds) that it runs: 100 on an engine that
-    /// takes them in a second or two, less on a slower one.
+    /// The share, in percent, of a case's bulk counts (thousands of queued
+    /// writes, hundreds of rounds of calls) that it runs: 100 in process,
+    /// less where each call is a round trip to a server, so that the suite
+    /// takes no longer than the tests it replaced.
     pub bulk: usize,
 }
 
@@ -84,7 +85,7 @@ impl Space {
         Db::open_json(Some(&self.config(queue_batch))).unwrap()
     }
 
-    /// This engine's share of a bulk count (see [`Engine::bulk`]).
+    /// This engine's share of a bulk count ([`Engine::bulk`]).
     pub fn bulk(&self, count: usize) -> usize {
         (count * self.engine.bulk / 100).max(1)
     }
@@ -134,7 +135,7 @@ pub fn trials(engines: &'static [Engine], cases: &[&'static [Case]]) -> Vec<Tria
                     return Ok(Completion::ignored_with(reason));
                 }
                 let Some(store) = engine.fixture.space(case.name) else {
-                    let reason = format!("no {} server here", engine.name);
+                    let reason = format!("no {} server installed", engine.name);
                     return Ok(Completion::ignored_with(reason));
                 };
                 (case.run)(&Space { engine, store });
