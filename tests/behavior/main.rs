@@ -43,15 +43,15 @@ fn count(db: &tetherdb::Db, bucket: &str) -> usize {
 
 fn main() {
     let mut args = libtest_mimic::Arguments::from_args();
-    // RUST_TEST_THREADS as the built-in harness reads it; by default one
-    // thread more than cores, since the cases mostly wait on a server.
+    // RUST_TEST_THREADS as the built-in harness reads it; by default twice
+    // as many threads as cores, since the cases mostly wait on a server.
     if args.test_threads.is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         args.test_threads = Some(
             std::env::var("RUST_TEST_THREADS")
                 .ok()
                 .and_then(|n| n.parse().ok())
-                .unwrap_or(cores + 1),
+                .unwrap_or(2 * cores),
         );
     }
     let cases = [
