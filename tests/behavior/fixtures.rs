@@ -43,10 +43,11 @@ mod etcd {
     use super::*;
     use crate::common::etcd::Etcd;
 
-    /// `etcd`: a server per case running at once, each lent to one case at
-    /// a time and emptied before it is lent again. etcd has no key spaces
-    /// of its own, and cases list whole stores: so as many servers start as
-    /// cases run side by side (the test threads), not one per case.
+    /// `etcd`: a pool of servers, each lent to one case at a time and
+    /// emptied before it is lent again. etcd has no key spaces of its own,
+    /// and cases list whole stores: so as many servers start as etcd cases
+    /// run at once (at most the test threads; two in a run here), not one
+    /// per case.
     pub struct Pool {
         idle: Mutex<Vec<Etcd>>,
     }

@@ -31,9 +31,9 @@ static ENGINES: &[Engine] = &[
     Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[], bulk: 10 },
 ];
 
-/// The number of keys in `bucket`, in pages as large as the counts here:
-/// each page is a scan of its own on dynamodb (common::count's pages of
-/// 1000 made a count of thousands several scans of the table).
+/// The number of keys in `bucket`, listed in one page: on dynamodb each
+/// page scans the table anew, and common::count's pages of 1000 would make
+/// a count of thousands several scans.
 fn count(db: &tetherdb::Db, bucket: &str) -> usize {
     common::all_pages(db, Some(bucket), None, 100_000)
         .iter()
@@ -54,6 +54,7 @@ fn main() {
                 .unwrap_or(2 * cores),
         );
     }
+    // The areas with the longest cases first, so that those start first.
     let cases = [
         queue::CASES,
         threads::CASES,
