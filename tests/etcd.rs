@@ -1,5 +1,7 @@
-//! Keys, calls and queued writes on a real etcd (plain and mutual TLS), its batch limits,
-//! outages, and what etcdctl sees: the data the Python TetherDB shares.
+//! What is etcd's own, on a real etcd: mutual TLS, certificates, its
+//! transaction and request limits, outages, and what etcdctl sees (the data
+//! the Python TetherDB shares). The calls' semantics, the same on every
+//! engine, are the behaviour suite's (tests/behavior).
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::Instant;
 
 use common::etcd::Etcd;
-use common::{count, listing, wait_until};
+use common::{count, wait_until};
 use tetherdb::{Db, Error, Status};
 
 const QUICK: &str = r#"{"size": 10, "interval": 0.05}"#;
@@ -20,7 +22,8 @@ fn setup(queue_batch: &str, extra: &str) -> Option<(Etcd, Db)> {
     Some((etcd, db))
 }
 
-/// The single-key semantics, the same as on `local`.
+/// The single-key semantics (the behaviour suite's, tests/behavior), for
+/// a handle over mutual TLS.
 fn single_key_calls(db: &Db) {
     db.write(None, Some("b"), "k", b"one").unwrap();
     db.write(None, Some("b"), "k", b"two\0with nul").unwrap();
@@ -61,14 +64,6 @@ fn single_key_calls(db: &Db) {
         db.write(None, None, "", b"v").unwrap_err().status(),
         Status::InvalidArgument
     );
-}
-
-#[test]
-fn single_key_calls_keep_the_contract() {
-    let Some((_etcd, db)) = setup(QUICK, "") else {
-        return;
-    };
-    single_key_calls(&db);
 }
 
 #[test]
@@ -121,17 +116,6 @@ fn certificate_files_that_cannot_be_read_are_config_errors_naming_them() {
 }
 
 #[test]
-fn listings_keep_the_contract() {
-    let Some((_etcd, db)) = setup(QUICK, "") else {
-        return;
-    };
-    // First: it lists every key of the server.
-    listing::buckets_never_list_longer_buckets(&db);
-    listing::pages_of_seven(&db);
-    listing::prefix_and_start_after(&db);
-}
-
-#[test]
 fn keys_a_c_string_cannot_carry_are_skipped() {
     let Some((etcd, db)) = setup(QUICK, "") else {
         return;
@@ -155,10 +139,12 @@ fn keys_a_c_string_cannot_carry_are_skipped() {
 }
 
 #[test]
-fn queued_writes_go_out_in_transactions_and_stop_applies_them_all() {
+fn queued_writes_go_out_in_transactions() {
     // Batches of 1000 are split into transactions of at most 128 puts
     // (etcd refuses more), and two writes to one key in a batch collapse
     // to the last (etcd refuses a transaction that touches a key twice).
+    // Stopping and starting with thousands queued is the behaviour
+    // suite's (tests/behavior, stop_applies_everything_and_start_resumes).
     let Some((etcd, db)) = setup(r#"{"size": 1000, "interval": 3600}"#, "") else {
         return;
     };
@@ -179,25 +165,6 @@ fn queued_writes_go_out_in_transactions_and_stop_applies_them_all() {
         "the last write wins"
     );
     assert_eq!(db.read(None, Some("dup"), "k299").unwrap(), b"899");
-
-    for i in 0..20_000 {
-        db.write_queued(None, Some("drain"), &format!("a{i:05}"), b"v")
-            .unwrap();
-    }
-    db.stop().unwrap();
-    assert_eq!(etcd.count("drain:"), 20_000);
-    assert_eq!(count(&db, "drain"), 20_000);
-    assert_eq!(
-        db.write_queued(None, None, "k", b"v").unwrap_err().status(),
-        Status::NotRunning
-    );
-    db.start().unwrap();
-    for i in 0..5_000 {
-        db.write_queued(None, Some("drain"), &format!("b{i:05}"), b"v")
-            .unwrap();
-    }
-    db.close().unwrap();
-    assert_eq!(etcd.count("drain:"), 25_000);
 }
 
 #[test]
@@ -213,44 +180,6 @@ fn a_smaller_transaction_limit_is_kept() {
     }
     db.flush().unwrap();
     assert_eq!(etcd.count("t:"), 100);
-}
-
-#[test]
-fn a_trickle_is_sent_once_its_oldest_write_has_waited_the_interval() {
-    let Some((_etcd, db)) = setup(r#"{"size": 1000, "interval": 0.05}"#, "") else {
-        return;
-    };
-    db.write_queued(None, Some("q"), "lonely", b"v").unwrap();
-    // No flush: the interval alone must send it.
-    wait_until(|| db.read(None, Some("q"), "lonely").is_ok());
-}
-
-#[test]
-fn eight_threads_write_at_once() {
-    let Some((etcd, db)) = setup(r#"{"size": 128, "interval": 0.05}"#, "") else {
-        return;
-    };
-    std::thread::scope(|s| {
-        for t in 0..8 {
-            let db = &db;
-            s.spawn(move || {
-                for i in 0..500 {
-                    let key = format!("{t}-{i:03}");
-                    let value = format!("value {t} {i}");
-                    if i % 2 == 0 {
-                        db.write(None, Some("threads"), &key, value.as_bytes())
-                            .unwrap();
-                    } else {
-                        db.write_queued(None, Some("threads"), &key, value.as_bytes())
-                            .unwrap();
-                    }
-                }
-            });
-        }
-    });
-    db.flush().unwrap();
-    assert_eq!(etcd.count("threads:"), 4_000);
-    assert_eq!(etcd.get("threads:7-499").unwrap(), b"value 7 499");
 }
 
 #[test]
@@ -430,12 +359,4 @@ fn a_handle_opens_while_etcd_is_down() {
     etcd.resume();
     wait_until(|| db.write(None, None, "k", b"v").is_ok());
     assert_eq!(etcd.get("k").unwrap(), b"v");
-}
-
-#[test]
-fn every_c_entry_point_works_on_etcd() {
-    let Some(etcd) = Etcd::start() else {
-        return;
-    };
-    common::c_abi::every_entry_point(&etcd.config(r#"{"autostart": false}"#, ""), "etcd");
 }

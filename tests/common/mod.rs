@@ -1,9 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a part of them
 
-pub mod c_abi;
 pub mod etcd;
-pub mod listing;
 #[cfg(feature = "dynamodb")]
 pub mod moto;
 pub mod outbox_path;

@@ -1,11 +1,14 @@
-//! Every C entry point, driven the way a C caller drives it, against the
-//! backend a configuration names: one check each backend's tests run.
+//! Every C entry point, driven the way a C caller drives it.
 
 use std::ffi::{CStr, CString};
 use std::ptr;
 
 use tetherdb::ffi::*;
 use tetherdb::Status;
+
+use crate::engine::{cases, Space};
+
+cases![every_c_entry_point_works];
 
 fn c(s: &str) -> CString {
     CString::new(s).unwrap()
@@ -18,12 +21,12 @@ fn last_error() -> String {
         .to_owned()
 }
 
-/// Opens `config` (whose default backend is `backend`), writes three keys
-/// (one queued) under bucket `b` of a fresh backend, then reads, updates,
-/// deletes and lists them through the C ABI, and closes. Listing order is
-/// not assumed: DynamoDB lists in scan order.
-pub fn every_entry_point(config: &str, backend: &str) {
-    let config = c(config);
+/// Opens a handle whose worker is not started, starts it, writes three
+/// keys (one queued) under bucket `b`, then reads, updates, deletes and
+/// lists them through the C ABI, and closes. Listing order is not assumed.
+fn every_c_entry_point_works(s: &Space) {
+    let backend = s.name();
+    let config = c(&s.config(r#"{"autostart": false}"#));
     let (backend_name, bucket) = (c(backend), c("b"));
     let mut db = ptr::null_mut();
     unsafe {
