@@ -7,7 +7,8 @@
 #   <!-- header-preamble: cbindgen.toml -->
 # is the comment of cbindgen.toml's `header`, the header's preamble, without
 # its " * " margins; and that every repository path the docs name in
-# backticks (`src/…`, `tests/…`, …) exists.
+# backticks (`src/…`, `tests/…`, …) or links to exists, as does every test
+# they name.
 source "$(dirname "$0")/common.sh"
 
 # The lines of the first code block after the line MARKER in file DOC.
@@ -57,5 +58,28 @@ for doc in README.md docs/*.md bindings/*/README.md; do
       status=1
     fi
   done < <(grep -oE '`(src|tests|tools|bindings|scripts|examples|bench|docs|include|fuzz)/[^` ]*`' "$doc" | tr -d '`' | sort -u)
+done
+# Relative links, as [durability](durability.md#outages): the file exists.
+for doc in README.md docs/*.md bindings/*/README.md tests/behavior/README.md; do
+  [ -f "$doc" ] || continue
+  while read -r target; do
+    target="${target%%#*}"
+    [ -n "$target" ] || continue
+    if [ ! -e "$(dirname "$doc")/$target" ]; then
+      echo "error: $doc links to $target, which does not exist" >&2
+      status=1
+    fi
+  done < <(grep -oE '\]\([^)#: ]*(#[^)]*)?\)' "$doc" | sed -E 's/^\]\(//; s/\)$//' | sort -u)
+done
+# Tests the docs name, as `keys_over_the_request_limit_are_too_large_for_every_call`
+# (a name of four words or more in backticks): the code still has them.
+for doc in README.md docs/*.md bindings/*/README.md tests/behavior/README.md; do
+  [ -f "$doc" ] || continue
+  while read -r name; do
+    if ! grep -rqw "$name" src tests tools fuzz/fuzz_targets bindings examples; then
+      echo "error: $doc names $name, which no code defines" >&2
+      status=1
+    fi
+  done < <(grep -oE '`[a-z0-9]+(_[a-z0-9]+){3,}`' "$doc" | tr -d '`' | sort -u)
 done
 exit $status
