@@ -20,6 +20,9 @@ block() {
   ' "$1"
 }
 
+# Every page of prose the repository has.
+pages=(README.md docs/*.md bindings/*/README.md tests/behavior/README.md)
+
 status=0
 same() { # what, expected file, actual text
   if ! diff -u "$2" <(printf '%s\n' "$3") >/dev/null; then
@@ -31,8 +34,7 @@ same() { # what, expected file, actual text
   fi
 }
 
-for doc in README.md docs/*.md bindings/*/README.md; do
-  [ -f "$doc" ] || continue
+for doc in "${pages[@]}"; do
   while read -r path; do
     same "$doc's copy of $path" "$path" "$(block "$doc" "<!-- file: $path -->")"
   done < <(sed -n 's/^<!-- file: \(.*\) -->$/\1/p' "$doc")
@@ -49,8 +51,7 @@ same "docs/c-api.md's header preamble (cbindgen.toml's header)" "$preamble" \
   "$(block docs/c-api.md '<!-- header-preamble: cbindgen.toml -->')"
 # Paths in backticks, as `src/queue/outbox/` or `tests/outbox.rs`; a path
 # with a placeholder (`<engine>`, `*`, `…`, `TARGET`) is a pattern, not a file.
-for doc in README.md docs/*.md bindings/*/README.md; do
-  [ -f "$doc" ] || continue
+for doc in "${pages[@]}"; do
   while read -r path; do
     case "$path" in *'<'* | *'*'* | *'…'* | *'{'* | *TARGET*) continue ;; esac
     if [ ! -e "$path" ]; then
@@ -60,8 +61,7 @@ for doc in README.md docs/*.md bindings/*/README.md; do
   done < <(grep -oE '`(src|tests|tools|bindings|scripts|examples|bench|docs|include|fuzz)/[^` ]*`' "$doc" | tr -d '`' | sort -u)
 done
 # Relative links, as [durability](durability.md#outages): the file exists.
-for doc in README.md docs/*.md bindings/*/README.md tests/behavior/README.md; do
-  [ -f "$doc" ] || continue
+for doc in "${pages[@]}"; do
   while read -r target; do
     target="${target%%#*}"
     [ -n "$target" ] || continue
@@ -73,8 +73,7 @@ for doc in README.md docs/*.md bindings/*/README.md tests/behavior/README.md; do
 done
 # Tests the docs name, as `keys_over_the_request_limit_are_too_large_for_every_call`
 # (a name of four words or more in backticks): the code still has them.
-for doc in README.md docs/*.md bindings/*/README.md tests/behavior/README.md; do
-  [ -f "$doc" ] || continue
+for doc in "${pages[@]}"; do
   while read -r name; do
     if ! grep -rqw "$name" src tests tools fuzz/fuzz_targets bindings examples; then
       echo "error: $doc names $name, which no code defines" >&2
