@@ -8,18 +8,9 @@ use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
 use std::ptr;
 
+use common::{c, last_error};
 use tetherdb::ffi::*;
 use tetherdb::Status;
-
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap()
-}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(tether_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
 
 /// A string that is not UTF-8, NUL-terminated.
 const NOT_UTF8: &[u8] = b"\xff\xfe\0";

@@ -21,7 +21,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::ffi::{c_char, CString};
+use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::ptr;
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::etcd::outbox_path::new_outbox_path;
 use common::etcd::Etcd;
-use common::wait_until;
+use common::{last_error, wait_until};
 use tetherdb::ffi::{self, TetherDb, TETHER_QUEUE};
 use tetherdb::{Db, Status};
 
@@ -278,13 +278,6 @@ fn open(config: &str) -> *mut TetherDb {
     let status = unsafe { ffi::tether_open(config.as_ptr(), &mut db) };
     assert_eq!(status, Status::Ok, "{}", last_error());
     db
-}
-
-fn last_error() -> String {
-    let message: *const c_char = ffi::tether_last_error();
-    unsafe { std::ffi::CStr::from_ptr(message) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 fn key(i: usize) -> String {

@@ -2,22 +2,12 @@
 
 mod common;
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CStr};
 use std::ptr;
 
+use common::{c, last_error};
 use tetherdb::ffi::*;
 use tetherdb::Status;
-
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap()
-}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(tether_last_error()) }
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
 
 fn open(dir: &std::path::Path, queue_batch: &str) -> *mut TetherDb {
     let json = c(&common::config(dir, queue_batch));

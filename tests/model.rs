@@ -48,6 +48,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 
 use common::etcd::Etcd;
+use common::{c, last_error};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
@@ -307,16 +308,6 @@ impl Lifecycle {
 
 // ---------------------------------------------------------------------------
 // The C ABI, called as a C caller calls it
-
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap()
-}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(tether_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
 
 /// A page as read: its entries, and its next marker.
 type PageRead = (Vec<(String, Value)>, Option<String>);

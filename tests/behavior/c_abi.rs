@@ -6,20 +6,10 @@ use std::ptr;
 use tetherdb::ffi::*;
 use tetherdb::Status;
 
+use crate::common::{c, last_error};
 use crate::engine::{cases, Space};
 
 cases![every_c_entry_point_works];
-
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap()
-}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(tether_last_error()) }
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
 
 /// Opens a handle whose worker is not started, starts it, writes three
 /// keys (one queued) under bucket `b`, then reads, updates, deletes and

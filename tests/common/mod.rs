@@ -6,10 +6,24 @@ pub mod etcd;
 pub mod moto;
 pub mod outbox_path;
 
+use std::ffi::{CStr, CString};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tetherdb::{Db, Page};
+
+/// `s` as a C string, for an argument of the C ABI.
+pub fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+/// This thread's `tether_last_error()`, which is always UTF-8.
+pub fn last_error() -> String {
+    unsafe { CStr::from_ptr(tetherdb::ffi::tether_last_error()) }
+        .to_str()
+        .expect("the last error is UTF-8")
+        .to_owned()
+}
 
 /// A configuration with a `local` store under `dir` and the given
 /// `queue_batch` section.
