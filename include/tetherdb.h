@@ -113,6 +113,11 @@ typedef enum tether_status {
    * A bug, including a panic caught at the boundary.
    */
   TETHER_INTERNAL = 10,
+  /**
+   * This backend cannot do that, or this version of the library does not
+   * yet: the capability table of docs/engines.md says which.
+   */
+  TETHER_UNSUPPORTED = 11,
 } tether_status;
 
 /**

@@ -29,6 +29,9 @@ pub enum Status {
     Io = 9,
     /// A bug, including a panic caught at the boundary.
     Internal = 10,
+    /// This backend cannot do that, or this version of the library does not
+    /// yet: the capability table of docs/engines.md says which.
+    Unsupported = 11,
 }
 
 impl Status {
@@ -52,6 +55,7 @@ impl Status {
             Status::Conflict => "TETHER_CONFLICT\0",
             Status::Io => "TETHER_IO\0",
             Status::Internal => "TETHER_INTERNAL\0",
+            Status::Unsupported => "TETHER_UNSUPPORTED\0",
         }
     }
 }
@@ -118,6 +122,9 @@ pub enum Error {
 
     #[error("internal error: {0}")]
     Internal(String),
+
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 
     /// Queued writes that could not be applied, reported by the next
     /// flush, stop or close. The status is that of the first failure.
@@ -212,6 +219,7 @@ impl Error {
         };
         match self {
             Error::InvalidArgument(cause) => Error::InvalidArgument(about(cause)),
+            Error::Unsupported(cause) => Error::Unsupported(about(cause)),
             Error::UnknownBackend(cause) => Error::UnknownBackend(about(cause)),
             other => other,
         }
@@ -230,6 +238,7 @@ impl Error {
             Error::Conflict { .. } => Status::Conflict,
             Error::Io { .. } | Error::Full { .. } => Status::Io,
             Error::Internal(_) => Status::Internal,
+            Error::Unsupported(_) => Status::Unsupported,
             Error::QueuedWritesFailed { first, .. } => first.status(),
         }
     }
@@ -315,6 +324,14 @@ impl Error {
     #[cfg_attr(not(any(feature = "etcd", feature = "dynamodb")), allow(dead_code))]
     pub(crate) fn too_large(backend: &str, key: &str, cause: impl std::fmt::Display) -> Error {
         Error::TooLarge {
+            backend: backend.to_owned(),
+            key: key.to_owned(),
+            cause: cause.to_string(),
+        }
+    }
+
+    pub(crate) fn conflict(backend: &str, key: &str, cause: impl std::fmt::Display) -> Error {
+        Error::Conflict {
             backend: backend.to_owned(),
             key: key.to_owned(),
             cause: cause.to_string(),

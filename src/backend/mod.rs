@@ -37,6 +37,42 @@ pub struct Listing {
     pub more: bool,
 }
 
+/// What a write or a delete requires of the key, checked and applied in
+/// one atomic step of the engine (docs/design.md, Versions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// Nothing: a plain write or delete.
+    Any,
+    /// The key is absent: `Outcome::Conflict` when it is present.
+    Absent,
+    /// The key is present: `Outcome::Absent` when it is not.
+    Present,
+    /// The key's version is this one: `Outcome::Conflict` when it is
+    /// another, `Outcome::Absent` when the key is absent.
+    Version(u64),
+}
+
+/// What a conditional write or delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied: the key's new version (for a delete, the version removed).
+    Done(u64),
+    /// Nothing changed: the key is absent (the condition needed it, or a
+    /// delete found nothing).
+    Absent,
+    /// Nothing changed: the key is present with another version than the
+    /// condition needs.
+    Conflict,
+}
+
+/// A value and its version, as [`Backend::read_versioned`] gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// Empty when the value was not asked for.
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
 /// How much one [`Backend::write_batch`] call may carry: at most `writes`
 /// writes, whose keys and values plus `overhead` each add up to at most
 /// `bytes`.
@@ -65,18 +101,41 @@ pub trait Backend: Send + Sync {
     /// The name calls use to address it, e.g. `"local"`.
     fn name(&self) -> &'static str;
 
+    /// Stores `value` under `key` where `condition` holds, checking and
+    /// writing in one atomic step; gives the key's new version, which is
+    /// larger than any it had, also before a delete.
+    fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome>;
+
+    /// The value under `key` (only where `with_value`) and its version, or
+    /// `None`. A value another program wrote has a version too.
+    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>>;
+
+    /// Removes `key` where `condition` (`Any` or `Version`) holds, in one
+    /// atomic step.
+    fn delete_if(&self, key: &str, condition: Condition) -> Result<Outcome>;
+
     /// Stores `value` under `key`, replacing any value.
-    fn write(&self, key: &str, value: &[u8]) -> Result<()>;
+    fn write(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.write_if(key, value, Condition::Any).map(drop)
+    }
 
     /// The value under `key`, or `None`.
-    fn read(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.read_versioned(key, true)?.map(|v| v.value))
+    }
 
     /// Replaces the value under `key` only where the key exists, atomically.
     /// Returns `false` when the key is absent (nothing is written).
-    fn update(&self, key: &str, value: &[u8]) -> Result<bool>;
+    fn update(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let outcome = self.write_if(key, value, Condition::Present)?;
+        Ok(matches!(outcome, Outcome::Done(_)))
+    }
 
     /// Removes `key`. Returns `false` when there was nothing to remove.
-    fn delete(&self, key: &str) -> Result<bool>;
+    fn delete(&self, key: &str) -> Result<bool> {
+        let outcome = self.delete_if(key, Condition::Any)?;
+        Ok(matches!(outcome, Outcome::Done(_)))
+    }
 
     /// Up to `limit` entries whose keys start with `prefix`, after
     /// `start_after` when given, in the engine's listing order.

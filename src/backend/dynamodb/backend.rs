@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -19,12 +20,13 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
 use super::errors::failure;
 use super::items::{
-    check_key, item, item_size, value_attribute, value_of, Item, KEY, MAX_ITEM_BYTES, VALUE,
+    check_key, item, item_size, number, value_attribute, value_of, version_of, Item, KEY,
+    MAX_ITEM_BYTES, UNVERSIONED, VALUE, VERSION,
 };
 use super::table::about_table;
 use super::{DynamoDbConfig, NAME};
 use crate::backend::remote::Runtime;
-use crate::backend::{Backend, BatchLimit, Listing, Write};
+use crate::backend::{Backend, BatchLimit, Condition, Listing, Outcome, Versioned, Write};
 use crate::error::{Error, Result};
 use crate::keys;
 
@@ -126,6 +128,80 @@ impl DynamoDb {
         Ok(())
     }
 
+    /// A PutItem of the whole item where `condition` holds; `false` when
+    /// it does not (nothing is written).
+    fn put(&self, key: &str, value: &[u8], version: u64, condition: Option<&str>) -> Result<bool> {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(key, value, version)));
+        if let Some(condition) = condition {
+            request = request.condition_expression(condition);
+            if condition.contains("#k") {
+                request = request.expression_attribute_names("#k", KEY);
+            }
+            if condition.contains("#ver") {
+                request = request.expression_attribute_names("#ver", VERSION);
+            }
+            if condition.contains(":ver") {
+                request = request.expression_attribute_values(":ver", number(version));
+            }
+        }
+        match self.run(key, request.send())? {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(failure(&self.table, key, error)),
+        }
+    }
+
+    /// An UpdateItem of the value and the version, leaving the item's
+    /// other attributes, where `condition` holds (`:old` is `old`);
+    /// `false` when it does not.
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        condition: &str,
+        old: Option<u64>,
+    ) -> Result<bool> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_owned()))
+            .update_expression("SET #v = :v, #ver = :ver")
+            .condition_expression(condition)
+            .expression_attribute_names("#v", VALUE)
+            .expression_attribute_names("#ver", VERSION)
+            .expression_attribute_values(":v", value_attribute(value))
+            .expression_attribute_values(":ver", number(version));
+        if condition.contains("#k") {
+            request = request.expression_attribute_names("#k", KEY);
+        }
+        if let Some(old) = old.filter(|_| condition.contains(":old")) {
+            request = request.expression_attribute_values(":old", number(old));
+        }
+        match self.run(key, request.send())? {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(failure(&self.table, key, error)),
+        }
+    }
+
     /// Sends one BatchWriteItem, then resends its unprocessed items with
     /// capped exponential backoff until none is left or `deadline` passes.
     ///
@@ -193,69 +269,114 @@ impl Backend for DynamoDb {
         NAME
     }
 
-    fn write(&self, key: &str, value: &[u8]) -> Result<()> {
+    fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome> {
         self.check_size(key, value)?;
-        let request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item(key, value)))
-            .send();
-        self.call(key, request).map(drop)
+        let mut known = match condition {
+            Condition::Version(version) => Some(version),
+            _ => None,
+        };
+        loop {
+            let version = next_version(known);
+            let applied = match (condition, known) {
+                (Condition::Absent, _) => {
+                    self.put(key, value, version, Some("attribute_not_exists(#k)"))?
+                }
+                // The version the time gives, where it is larger: one
+                // request, whatever the item's version.
+                (Condition::Any, None) => self.put(
+                    key,
+                    value,
+                    version,
+                    Some("attribute_not_exists(#ver) OR #ver < :ver"),
+                )?,
+                (Condition::Present, None) => self.set(
+                    key,
+                    value,
+                    version,
+                    "attribute_exists(#k) AND (attribute_not_exists(#ver) OR #ver < :ver)",
+                    None,
+                )?,
+                // The version known, where it still is.
+                (Condition::Version(old), None) | (_, Some(old)) => {
+                    self.set(key, value, version, was(old), Some(old))?
+                }
+            };
+            if applied {
+                return Ok(Outcome::Done(version));
+            }
+            let current = self.read_versioned(key, false)?.map(|v| v.version);
+            match (condition, current) {
+                (Condition::Absent, _) | (Condition::Version(_), Some(_)) => {
+                    return Ok(Outcome::Conflict)
+                }
+                (Condition::Present | Condition::Version(_), None) => return Ok(Outcome::Absent),
+                // A clock behind the item's version, or a change between:
+                // the version read, plus one.
+                (_, current) => known = current,
+            }
+        }
     }
 
-    fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
         check_key(key)?;
-        let request = self
+        let mut request = self
             .client
             .get_item()
             .table_name(&self.table)
             .key(KEY, AttributeValue::S(key.to_owned()))
-            .consistent_read(self.consistent_read)
-            .send();
-        let answer = self.call(key, request)?;
-        answer.item.map(|item| value_of(key, item)).transpose()
+            .consistent_read(self.consistent_read);
+        if !with_value {
+            request = request
+                .projection_expression("#k, #ver")
+                .expression_attribute_names("#k", KEY)
+                .expression_attribute_names("#ver", VERSION);
+        }
+        let answer = self.call(key, request.send())?;
+        let Some(item) = answer.item else {
+            return Ok(None);
+        };
+        let version = version_of(key, &item)?;
+        let value = match with_value {
+            true => value_of(key, item)?,
+            false => Vec::new(),
+        };
+        Ok(Some(Versioned { value, version }))
     }
 
-    fn update(&self, key: &str, value: &[u8]) -> Result<bool> {
-        self.check_size(key, value)?;
-        // One conditional request: replace the value only where the item
-        // exists. Unlike the Python TetherDB, never create it.
-        let request = self
+    fn delete_if(&self, key: &str, condition: Condition) -> Result<Outcome> {
+        check_key(key)?;
+        let mut request = self
             .client
-            .update_item()
+            .delete_item()
             .table_name(&self.table)
             .key(KEY, AttributeValue::S(key.to_owned()))
-            .update_expression("SET #v = :v")
-            .condition_expression("attribute_exists(#k)")
-            .expression_attribute_names("#k", KEY)
-            .expression_attribute_names("#v", VALUE)
-            .expression_attribute_values(":v", value_attribute(value))
-            .send();
-        match self.run(key, request)? {
-            Ok(_) => Ok(true),
+            .return_values(ReturnValue::AllOld);
+        if let Condition::Version(old) = condition {
+            request = request
+                .condition_expression(was(old))
+                .expression_attribute_names("#ver", VERSION);
+            match old {
+                UNVERSIONED => request = request.expression_attribute_names("#k", KEY),
+                _ => request = request.expression_attribute_values(":old", number(old)),
+            }
+        }
+        match self.run(key, request.send())? {
+            Ok(answer) => match answer.attributes.filter(|old| !old.is_empty()) {
+                Some(old) => Ok(Outcome::Done(version_of(key, &old)?)),
+                None => Ok(Outcome::Absent),
+            },
             Err(error)
                 if error
                     .as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Ok(false)
+                match self.read_versioned(key, false)? {
+                    Some(_) => Ok(Outcome::Conflict),
+                    None => Ok(Outcome::Absent),
+                }
             }
             Err(error) => Err(failure(&self.table, key, error)),
         }
-    }
-
-    fn delete(&self, key: &str) -> Result<bool> {
-        check_key(key)?;
-        let request = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_owned()))
-            .return_values(ReturnValue::AllOld)
-            .send();
-        let answer = self.call(key, request)?;
-        Ok(answer.attributes.is_some_and(|old| !old.is_empty()))
     }
 
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {
@@ -318,7 +439,7 @@ impl Backend for DynamoDb {
             .iter()
             .map(|w| {
                 let put = PutRequest::builder()
-                    .set_item(Some(item(&w.key, &w.value)))
+                    .set_item(Some(item(&w.key, &w.value, next_version(None))))
                     .build()
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 Ok(WriteRequest::builder().put_request(put).build())
@@ -360,6 +481,34 @@ impl Backend for DynamoDb {
 
     fn timeout(&self) -> Duration {
         self.timeout
+    }
+}
+
+/// The last version this process gave: a new one is larger still.
+static LAST_VERSION: AtomicU64 = AtomicU64::new(0);
+
+/// A new version: the time in µs, or one more than `previous` or than the
+/// last version this process gave, whichever is largest (docs/design.md,
+/// Versions).
+fn next_version(previous: Option<u64>) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
+    let floor = now.max(previous.map_or(UNVERSIONED + 1, |p| p.saturating_add(1)));
+    let mut given = floor;
+    let _ = LAST_VERSION.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+        given = floor.max(last.saturating_add(1));
+        Some(given)
+    });
+    given
+}
+
+/// The condition that the item has version `old` (an item without a
+/// version attribute has [`UNVERSIONED`]). Names `#k`, `#ver`, `:old`.
+fn was(old: u64) -> &'static str {
+    match old {
+        UNVERSIONED => "attribute_exists(#k) AND attribute_not_exists(#ver)",
+        _ => "#ver = :old",
     }
 }
 

@@ -10,20 +10,50 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient,
+    ResponseHeader, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
 
 use super::errors::{causes, failure, never_sent};
 use super::ranges::{just_after, range_end};
 use super::tls::tls_options;
 use super::{EtcdConfig, NAME};
 use crate::backend::remote::Runtime;
-use crate::backend::{Backend, BatchLimit, Listing, Write};
+use crate::backend::{Backend, BatchLimit, Condition, Listing, Outcome, Versioned, Write};
 use crate::error::{redacted_url, Error, Result};
 use crate::keys;
 
 /// What a put costs beyond its key and value in etcd's request size
 /// accounting (the raft request's header and framing), with room to spare.
 const REQUEST_OVERHEAD: usize = 512;
+
+/// A version as etcd's revisions are typed; one past any revision etcd
+/// has is no key's `mod_revision`.
+fn as_revision(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// The revision a write made: the new `mod_revision` of its key.
+fn revision(key: &str, header: Option<&ResponseHeader>) -> Result<u64> {
+    match header.map(|h| h.revision()) {
+        Some(revision) if revision > 0 => Ok(revision as u64),
+        _ => Err(Error::io(NAME, key, "etcd answered without a revision")),
+    }
+}
+
+/// What a transaction whose comparison failed found, from the read in its
+/// else branch: the key, or none.
+fn failed(answer: &TxnResponse) -> Outcome {
+    let found = answer.op_responses().into_iter().any(|op| match op {
+        TxnOpResponse::Get(get) => !get.kvs().is_empty(),
+        _ => false,
+    });
+    match found {
+        true => Outcome::Conflict,
+        false => Outcome::Absent,
+    }
+}
 
 /// How often an idle-looking connection with calls in flight is pinged.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -143,6 +173,13 @@ impl Etcd {
         }
     }
 
+    fn txn(&self, key: &str, txn: Txn) -> Result<TxnResponse> {
+        self.call(key, |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+    }
+
     /// Refuses a write etcd would refuse for its size, before sending it.
     fn check_size(&self, key: &str, value: &[u8]) -> Result<()> {
         let size = key.len() + value.len() + REQUEST_OVERHEAD;
@@ -173,31 +210,73 @@ impl Backend for Etcd {
             .map(drop)
     }
 
-    fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut answer = self.call(key, |mut kv| async move { kv.get(key, None).await })?;
-        Ok(answer
-            .take_kvs()
-            .into_iter()
-            .next()
-            .map(|kv| kv.into_key_value().1))
-    }
-
-    fn update(&self, key: &str, value: &[u8]) -> Result<bool> {
+    fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome> {
         self.check_size(key, value)?;
-        // One transaction: put only where the key exists (a version above 0).
+        let compare = match condition {
+            Condition::Any => {
+                let answer =
+                    self.call(key, |mut kv| async move { kv.put(key, value, None).await })?;
+                return Ok(Outcome::Done(revision(key, answer.header())?));
+            }
+            // A version of 0: no key (etcd's `version` counts the key's
+            // changes since its creation).
+            Condition::Absent => Compare::version(key, CompareOp::Equal, 0),
+            Condition::Present => Compare::version(key, CompareOp::Greater, 0),
+            Condition::Version(version) => {
+                Compare::mod_revision(key, CompareOp::Equal, as_revision(version))
+            }
+        };
+        // One transaction: put where the comparison holds, else read the
+        // key, to tell a conflict from an absent key.
         let txn = Txn::new()
-            .when([Compare::version(key, CompareOp::Greater, 0)])
-            .and_then([TxnOp::put(key, value, None)]);
-        let answer = self.call(key, |mut kv| {
-            let txn = txn.clone();
-            async move { kv.txn(txn).await }
-        })?;
-        Ok(answer.succeeded())
+            .when([compare])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
+        let answer = self.txn(key, txn)?;
+        match answer.succeeded() {
+            true => Ok(Outcome::Done(revision(key, answer.header())?)),
+            false => Ok(failed(&answer)),
+        }
     }
 
-    fn delete(&self, key: &str) -> Result<bool> {
-        let answer = self.call(key, |mut kv| async move { kv.delete(key, None).await })?;
-        Ok(answer.deleted() > 0)
+    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
+        let options = (!with_value).then(|| GetOptions::new().with_keys_only());
+        let mut answer = self.call(key, |mut kv| {
+            let options = options.clone();
+            async move { kv.get(key, options).await }
+        })?;
+        Ok(answer.take_kvs().into_iter().next().map(|kv| Versioned {
+            version: kv.mod_revision() as u64,
+            value: kv.into_key_value().1,
+        }))
+    }
+
+    fn delete_if(&self, key: &str, condition: Condition) -> Result<Outcome> {
+        let Condition::Version(version) = condition else {
+            let options = DeleteOptions::new().with_prev_key();
+            let answer = self.call(key, |mut kv| {
+                let options = options.clone();
+                async move { kv.delete(key, Some(options)).await }
+            })?;
+            return Ok(match answer.prev_kvs().first() {
+                Some(old) => Outcome::Done(old.mod_revision() as u64),
+                None if answer.deleted() > 0 => Outcome::Done(0),
+                None => Outcome::Absent,
+            });
+        };
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key,
+                CompareOp::Equal,
+                as_revision(version),
+            )])
+            .and_then([TxnOp::delete(key, None)])
+            .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
+        let answer = self.txn(key, txn)?;
+        match answer.succeeded() {
+            true => Ok(Outcome::Done(version)),
+            false => Ok(failed(&answer)),
+        }
     }
 
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {

@@ -8,7 +8,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{LocalConfig, NAME};
-use crate::backend::{Backend, Listing, Write};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+use crate::backend::{Backend, Condition, Listing, Outcome, Versioned, Write};
 use crate::error::{Error, Result};
 use crate::files::create_private_dir;
 use crate::keys;
@@ -22,8 +25,17 @@ pub(crate) struct Local {
     path: PathBuf,
 }
 
+/// The tree beside the values that holds each stored key's version (8
+/// bytes, big-endian): docs/design.md, Versions.
+const VERSIONS: &str = "tetherdb.versions";
+
+/// The version of a key the versions tree has no entry for: written before
+/// versions existed.
+const UNVERSIONED: u64 = 1;
+
 struct Store {
     db: sled::Db,
+    versions: sled::Tree,
     /// Declared after `db`, so that it is dropped after it.
     _released: AwaitUnlock,
 }
@@ -51,10 +63,10 @@ impl Local {
         &self,
         key: &str,
         context: &str,
-        op: impl FnOnce(&sled::Db) -> sled::Result<T>,
+        op: impl FnOnce(&Store) -> sled::Result<T>,
     ) -> Result<T> {
         let store = self.store()?;
-        op(&store.db).map_err(|e| {
+        op(&store).map_err(|e| {
             let cause = match context {
                 "" => e.to_string(),
                 _ => format!("{context}: {e}"),
@@ -101,11 +113,69 @@ impl Store {
                     _ => Error::io(NAME, "", cause),
                 }
             })?;
+        let versions = db.open_tree(VERSIONS).map_err(|e| {
+            let cause = format!("cannot open {}: {e}", path.display());
+            match &e {
+                sled::Error::Io(io) => Error::storage(NAME, "", cause, io),
+                _ => Error::io(NAME, "", cause),
+            }
+        })?;
         Ok(Store {
             db,
+            versions,
             _released: AwaitUnlock::new(path),
         })
     }
+}
+
+type Conflictable<T> = std::result::Result<T, ConflictableTransactionError<()>>;
+
+impl Store {
+    /// Runs `op` as one sled transaction over the values and their
+    /// versions. sled runs transactions under its global write lock, so
+    /// the ids `put` takes are in commit order.
+    fn transact<T>(
+        &self,
+        op: impl Fn(&TransactionalTree, &TransactionalTree) -> Conflictable<T>,
+    ) -> sled::Result<T> {
+        let values: &sled::Tree = &self.db;
+        (values, &self.versions)
+            .transaction(|(values, versions)| op(values, versions))
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => e,
+                TransactionError::Abort(()) => unreachable!("no transaction aborts"),
+            })
+    }
+}
+
+/// The version of `key` in a transaction; `None` when the key is absent.
+fn version_in(
+    values: &TransactionalTree,
+    versions: &TransactionalTree,
+    key: &str,
+) -> Conflictable<Option<u64>> {
+    if values.get(key)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(versions.get(key)?.map_or(UNVERSIONED, |v| decode(&v))))
+}
+
+/// Stores `value` with a new version: the store's next id, above
+/// [`UNVERSIONED`], larger than every version any key of the store had.
+fn put(
+    values: &TransactionalTree,
+    versions: &TransactionalTree,
+    key: &str,
+    value: &[u8],
+) -> Conflictable<Outcome> {
+    let version = values.generate_id()? + UNVERSIONED + 1;
+    values.insert(key, value)?;
+    versions.insert(key, &version.to_be_bytes())?;
+    Ok(Outcome::Done(version))
+}
+
+fn decode(bytes: &[u8]) -> u64 {
+    bytes.try_into().map_or(UNVERSIONED, u64::from_be_bytes)
 }
 
 /// sled 0.34 writes a snapshot to `snap.N.generating` and renames it once
@@ -169,27 +239,56 @@ impl Backend for Local {
         NAME
     }
 
-    fn write(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.with(key, "", |db| db.insert(key, value).map(drop))
-    }
-
-    fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.with(key, "", |db| {
-            db.get(key).map(|value| value.map(|v| v.to_vec()))
+    fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome> {
+        self.with(key, "", |store| {
+            store.transact(|values, versions| {
+                let Some(current) = version_in(values, versions, key)? else {
+                    if matches!(condition, Condition::Present | Condition::Version(_)) {
+                        return Ok(Outcome::Absent);
+                    }
+                    return put(values, versions, key, value);
+                };
+                match condition {
+                    Condition::Absent => Ok(Outcome::Conflict),
+                    Condition::Version(wanted) if wanted != current => Ok(Outcome::Conflict),
+                    _ => put(values, versions, key, value),
+                }
+            })
         })
     }
 
-    fn update(&self, key: &str, value: &[u8]) -> Result<bool> {
-        // sled retries the closure on a concurrent change (compare-and-swap),
-        // and keeping `None` as `None` never creates the key.
-        self.with(key, "", |db| {
-            db.fetch_and_update(key, |old| old.map(|_| value))
-                .map(|old| old.is_some())
+    fn read_versioned(&self, key: &str, _with_value: bool) -> Result<Option<Versioned>> {
+        // Not a transaction, which would take sled's global write lock: the
+        // version read again after the value says whether a change came
+        // between (every change gives a new version).
+        self.with(key, "", |store| loop {
+            let before = store.versions.get(key)?;
+            let Some(value) = store.db.get(key)? else {
+                return Ok(None);
+            };
+            if store.versions.get(key)? == before {
+                return Ok(Some(Versioned {
+                    value: value.to_vec(),
+                    version: before.map_or(UNVERSIONED, |v| decode(&v)),
+                }));
+            }
         })
     }
 
-    fn delete(&self, key: &str) -> Result<bool> {
-        self.with(key, "", |db| db.remove(key).map(|old| old.is_some()))
+    fn delete_if(&self, key: &str, condition: Condition) -> Result<Outcome> {
+        self.with(key, "", |store| {
+            store.transact(|values, versions| {
+                let Some(current) = version_in(values, versions, key)? else {
+                    return Ok(Outcome::Absent);
+                };
+                if matches!(condition, Condition::Version(wanted) if wanted != current) {
+                    return Ok(Outcome::Conflict);
+                }
+                values.remove(key)?;
+                versions.remove(key)?;
+                Ok(Outcome::Done(current))
+            })
+        })
     }
 
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {
@@ -197,7 +296,8 @@ impl Backend for Local {
             Some(after) if after >= prefix => Bound::Excluded(after.as_bytes()),
             _ => Bound::Included(prefix.as_bytes()),
         };
-        self.with(prefix, "", |db| {
+        self.with(prefix, "", |store| {
+            let db = &store.db;
             let mut listing = Listing::default();
             for item in db.range::<&[u8], _>((start, Bound::Unbounded)) {
                 let (key, value) = item?;
@@ -218,13 +318,16 @@ impl Backend for Local {
     }
 
     fn write_batch(&self, writes: &[Write]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for write in writes {
-            batch.insert(write.key.as_bytes(), write.value.as_slice());
-        }
         let first = writes.first().map_or("", |w| w.key.as_str());
         let context = format!("batch of {} writes", writes.len());
-        self.with(first, &context, |db| db.apply_batch(batch))
+        self.with(first, &context, |store| {
+            store.transact(|values, versions| {
+                for write in writes {
+                    put(values, versions, &write.key, &write.value)?;
+                }
+                Ok(())
+            })
+        })
     }
 
     fn destination(&self) -> String {
@@ -232,6 +335,6 @@ impl Backend for Local {
     }
 
     fn flush(&self) -> Result<()> {
-        self.with("", "flush", |db| db.flush().map(drop))
+        self.with("", "flush", |store| store.db.flush().map(drop))
     }
 }
