@@ -63,6 +63,24 @@
 #define TETHER_QUEUE 1
 
 /**
+ * Write flag: only where the key is absent (or expired); TETHER_CONFLICT
+ * when it is present.
+ */
+#define TETHER_IF_ABSENT 2
+
+/**
+ * Write and delete flag: only where the key's version equals `version`;
+ * TETHER_CONFLICT when it is another, TETHER_NOT_FOUND when the key is
+ * absent.
+ */
+#define TETHER_IF_VERSION 4
+
+/**
+ * Write flag, with `ttl_ms` > 0: each read restarts the key's ttl.
+ */
+#define TETHER_SLIDING 8
+
+/**
  * The status every C entry point returns.
  *
  * The values are part of the ABI: never renumber them, only add new ones.
@@ -266,6 +284,48 @@ enum tether_status tether_write(struct tether_db *db,
                                 uint32_t flags);
 
 /**
+ * Stores a value under a key, as `tether_write` does, under conditions,
+ * and gives the key's new version. Thread-safe.
+ *
+ * `backend`, `bucket`, `key`, `value`, `value_len`: as in `tether_write`.
+ * `flags`: 0, or any of TETHER_QUEUE (hand the write to the queue, as
+ * `tether_write` does), TETHER_IF_ABSENT (only where the key is absent),
+ * TETHER_IF_VERSION (only where the key's version equals `version`),
+ * TETHER_SLIDING (with `ttl_ms` > 0: each read restarts the ttl).
+ * TETHER_IF_ABSENT and TETHER_IF_VERSION together, or either with
+ * TETHER_QUEUE, are TETHER_INVALID_ARGUMENT. The check and the write are
+ * one atomic step in the backend: of several handles racing on one key,
+ * one wins. A failed condition changes nothing.
+ * `ttl_ms`: 0 for no expiry. Expiry is not built yet: a `ttl_ms` above 0
+ * is TETHER_UNSUPPORTED.
+ * `version`: the version TETHER_IF_VERSION compares with; ignored
+ * without it.
+ * `out_version`: NULL, or receives the key's new version on TETHER_OK
+ * (not written for a queued write, nor on any other status). A version is
+ * a non-zero number that grows at every change of the key's value, also
+ * across a delete and a new write of the key.
+ *
+ * Returns TETHER_OK; TETHER_CONFLICT when TETHER_IF_ABSENT finds the key
+ * present, or TETHER_IF_VERSION finds another version; TETHER_NOT_FOUND
+ * when TETHER_IF_VERSION finds the key absent; TETHER_INVALID_ARGUMENT
+ * for what `tether_write` refuses, the flags above together, an unknown
+ * flag, or TETHER_SLIDING without a `ttl_ms`; TETHER_UNSUPPORTED for a
+ * `ttl_ms` above 0; TETHER_UNKNOWN_BACKEND; TETHER_NOT_RUNNING,
+ * TETHER_TOO_LARGE, TETHER_UNAVAILABLE and TETHER_IO as `tether_write`;
+ * TETHER_INTERNAL.
+ */
+enum tether_status tether_write_ex(struct tether_db *db,
+                                   const char *backend,
+                                   const char *bucket,
+                                   const char *key,
+                                   const uint8_t *value,
+                                   size_t value_len,
+                                   uint32_t flags,
+                                   uint64_t ttl_ms,
+                                   uint64_t version,
+                                   uint64_t *out_version);
+
+/**
  * Replaces the value under a key only where the key exists, atomically.
  * Thread-safe. Arguments as in `tether_write`.
  *
@@ -303,6 +363,34 @@ enum tether_status tether_read(struct tether_db *db,
                                size_t *out_len);
 
 /**
+ * Reads the value under a key and its version. Thread-safe. `backend`,
+ * `bucket`, `key` as in `tether_write`.
+ *
+ * `out_value`, `out_len`: both NULL to check only that the key exists
+ * (no value is copied); otherwise both non-NULL, and on TETHER_OK
+ * `*out_value` receives a new buffer of `*out_len` bytes, as
+ * `tether_read` gives it: free it with `tether_free(value, len)`.
+ * `out_version`: NULL, or receives the key's version on TETHER_OK: a
+ * non-zero number that grows at every change of the key's value, also
+ * across a delete and a new write; a value another program wrote
+ * (etcdctl, boto3, the Python TetherDB) has one too. On any other status
+ * no output is written.
+ *
+ * Returns TETHER_OK; TETHER_NOT_FOUND when the key is absent;
+ * TETHER_INVALID_ARGUMENT (as `tether_read`, and one of `out_value` and
+ * `out_len` NULL without the other); TETHER_UNKNOWN_BACKEND;
+ * TETHER_TOO_LARGE when the key is over the backend's limit;
+ * TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+ */
+enum tether_status tether_read_ex(struct tether_db *db,
+                                  const char *backend,
+                                  const char *bucket,
+                                  const char *key,
+                                  uint8_t **out_value,
+                                  size_t *out_len,
+                                  uint64_t *out_version);
+
+/**
  * Removes a key. Thread-safe. Arguments as in `tether_write`.
  *
  * Returns TETHER_OK when it removed the key; TETHER_NOT_FOUND when there
@@ -314,6 +402,27 @@ enum tether_status tether_delete(struct tether_db *db,
                                  const char *backend,
                                  const char *bucket,
                                  const char *key);
+
+/**
+ * Removes a key, under a condition. Thread-safe. `backend`, `bucket`,
+ * `key` as in `tether_write`.
+ *
+ * `flags`: 0, or TETHER_IF_VERSION: only where the key's version equals
+ * `version` (ignored without it). The check and the removal are one
+ * atomic step in the backend; a failed condition changes nothing.
+ *
+ * Returns TETHER_OK when it removed the key; TETHER_NOT_FOUND when the
+ * key is absent; TETHER_CONFLICT when TETHER_IF_VERSION finds another
+ * version; TETHER_INVALID_ARGUMENT as `tether_delete`, and for any other
+ * flag; TETHER_UNKNOWN_BACKEND; TETHER_TOO_LARGE when the key is over the
+ * backend's limit; TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+ */
+enum tether_status tether_delete_ex(struct tether_db *db,
+                                    const char *backend,
+                                    const char *bucket,
+                                    const char *key,
+                                    uint32_t flags,
+                                    uint64_t version);
 
 /**
  * Lists one page of keys and values. Thread-safe.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::backend::{self, Backend, Write};
+use crate::backend::{self, Backend, Condition, Outcome, Write};
 use crate::config::Config;
 use crate::error::{Error, Quoted, Result};
 use crate::keys::{self, StoredKey};
@@ -24,6 +24,22 @@ pub struct Page {
     pub entries: Vec<Entry>,
     /// Pass as `start_after` for the next page; `None` on the last page.
     pub next: Option<String>,
+}
+
+/// How [`Db::write_ex`] writes: the flags and arguments of
+/// `tether_write_ex` (docs/design.md, Versions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Hand the write to the queue (`TETHER_QUEUE`).
+    pub queue: bool,
+    /// Only where the key is absent (`TETHER_IF_ABSENT`).
+    pub if_absent: bool,
+    /// Only where the key's version is this one (`TETHER_IF_VERSION`).
+    pub if_version: Option<u64>,
+    /// Each read restarts the key's ttl (`TETHER_SLIDING`).
+    pub sliding: bool,
+    /// Expire the key this many milliseconds after the write; 0 never.
+    pub ttl_ms: u64,
 }
 
 /// A handle on the configured backends. `Send + Sync`: share it between
@@ -135,6 +151,111 @@ impl Db {
             value: value.to_vec(),
         };
         self.queue.push(index, write)
+    }
+
+    /// Stores `value` as `options` say; gives the key's new version, `None`
+    /// for a queued write. A failed condition changes nothing: the key
+    /// present with `if_absent`, or with another version than `if_version`,
+    /// is [`Error::Conflict`]; absent with `if_version`, [`Error::NotFound`].
+    /// Both conditions at once, or either with `queue`, are
+    /// [`Error::InvalidArgument`]; a ttl is [`Error::Unsupported`] for now.
+    pub fn write_ex(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        value: &[u8],
+        options: &WriteOptions,
+    ) -> Result<Option<u64>> {
+        let subject = || Target {
+            backend,
+            bucket,
+            key,
+        };
+        let conditional = options.if_absent || options.if_version.is_some();
+        if options.if_absent && options.if_version.is_some() {
+            return Err(
+                Error::invalid("TETHER_IF_ABSENT and TETHER_IF_VERSION together").about(subject()),
+            );
+        }
+        if options.queue && conditional {
+            return Err(Error::invalid(
+                "a condition (TETHER_IF_ABSENT, TETHER_IF_VERSION) with TETHER_QUEUE: a queued \
+                 write is checked against nothing",
+            )
+            .about(subject()));
+        }
+        if options.sliding && options.ttl_ms == 0 {
+            return Err(Error::invalid("TETHER_SLIDING without a ttl_ms").about(subject()));
+        }
+        if options.ttl_ms > 0 {
+            return Err(Error::Unsupported("expiry is not built yet".into()).about(subject()));
+        }
+        if options.queue {
+            return self
+                .write_queued(backend, bucket, key, value)
+                .map(|()| None);
+        }
+        let condition = match (options.if_absent, options.if_version) {
+            (true, _) => Condition::Absent,
+            (false, Some(version)) => Condition::Version(version),
+            (false, None) => Condition::Any,
+        };
+        let (_, engine, stored) = self.target(backend, bucket, key)?;
+        if condition == Condition::Version(0) {
+            // No key has version 0; etcd would take it for "absent".
+            return match engine.read_versioned(&stored, false)? {
+                Some(_) => Err(conflict(engine, &stored, condition)),
+                None => Err(Error::not_found(engine.name(), &stored)),
+            };
+        }
+        match engine.write_if(&stored, value, condition)? {
+            Outcome::Done(version) => Ok(Some(version)),
+            Outcome::Absent => Err(Error::not_found(engine.name(), &stored)),
+            Outcome::Conflict => Err(conflict(engine, &stored, condition)),
+        }
+    }
+
+    /// The stored value (empty unless `with_value`) and its version;
+    /// [`Error::NotFound`] when the key is absent. Without the value, it
+    /// only checks that the key exists.
+    pub fn read_ex(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        with_value: bool,
+    ) -> Result<(Vec<u8>, u64)> {
+        let (_, engine, key) = self.target(backend, bucket, key)?;
+        let read = engine
+            .read_versioned(&key, with_value)?
+            .ok_or_else(|| Error::not_found(engine.name(), &key))?;
+        Ok((read.value, read.version))
+    }
+
+    /// Removes the key, only where its version is `if_version` when given:
+    /// [`Error::Conflict`] when it is another (nothing is removed),
+    /// [`Error::NotFound`] when the key is absent.
+    pub fn delete_ex(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        if_version: Option<u64>,
+    ) -> Result<()> {
+        let (_, engine, key) = self.target(backend, bucket, key)?;
+        let condition = if_version.map_or(Condition::Any, Condition::Version);
+        if condition == Condition::Version(0) {
+            return match engine.read_versioned(&key, false)? {
+                Some(_) => Err(conflict(engine, &key, condition)),
+                None => Err(Error::not_found(engine.name(), &key)),
+            };
+        }
+        match engine.delete_if(&key, condition)? {
+            Outcome::Done(_) => Ok(()),
+            Outcome::Absent => Err(Error::not_found(engine.name(), &key)),
+            Outcome::Conflict => Err(conflict(engine, &key, condition)),
+        }
     }
 
     /// Replaces the value only where the key exists; [`Error::NotFound`]
@@ -328,6 +449,15 @@ impl Db {
             )
         })
     }
+}
+
+/// The error of a failed condition.
+fn conflict(engine: &dyn Backend, key: &str, condition: Condition) -> Error {
+    let cause = match condition {
+        Condition::Version(version) => format!("the key's version is not {version}"),
+        _ => "the key is present".to_owned(),
+    };
+    Error::conflict(engine.name(), key, cause)
 }
 
 /// What a call is about, as its error messages name it:

@@ -14,7 +14,7 @@ use std::ptr;
 use boundary::{bytes, db_ref, guard, guard_value, optional_str, required_str, write_out};
 
 use crate::config::Config;
-use crate::db::{Db, Page};
+use crate::db::{Db, Page, WriteOptions};
 use crate::error::{Error, Status};
 
 /// A handle on the configured backends: open it with `tether_open` or
@@ -27,6 +27,18 @@ pub struct TetherDb {
 /// Write flag: hand the write to the queue instead of applying it
 /// before the call returns.
 pub const TETHER_QUEUE: u32 = 1;
+
+/// Write flag: only where the key is absent (or expired); TETHER_CONFLICT
+/// when it is present.
+pub const TETHER_IF_ABSENT: u32 = 2;
+
+/// Write and delete flag: only where the key's version equals `version`;
+/// TETHER_CONFLICT when it is another, TETHER_NOT_FOUND when the key is
+/// absent.
+pub const TETHER_IF_VERSION: u32 = 4;
+
+/// Write flag, with `ttl_ms` > 0: each read restarts the key's ttl.
+pub const TETHER_SLIDING: u32 = 8;
 
 /// One page of a listing. Opaque: read it with the `tether_page_*`
 /// functions, free it with `tether_page_free`.
@@ -220,6 +232,75 @@ pub unsafe extern "C" fn tether_write(
     })
 }
 
+/// Stores a value under a key, as `tether_write` does, under conditions,
+/// and gives the key's new version. Thread-safe.
+///
+/// `backend`, `bucket`, `key`, `value`, `value_len`: as in `tether_write`.
+/// `flags`: 0, or any of TETHER_QUEUE (hand the write to the queue, as
+/// `tether_write` does), TETHER_IF_ABSENT (only where the key is absent),
+/// TETHER_IF_VERSION (only where the key's version equals `version`),
+/// TETHER_SLIDING (with `ttl_ms` > 0: each read restarts the ttl).
+/// TETHER_IF_ABSENT and TETHER_IF_VERSION together, or either with
+/// TETHER_QUEUE, are TETHER_INVALID_ARGUMENT. The check and the write are
+/// one atomic step in the backend: of several handles racing on one key,
+/// one wins. A failed condition changes nothing.
+/// `ttl_ms`: 0 for no expiry. Expiry is not built yet: a `ttl_ms` above 0
+/// is TETHER_UNSUPPORTED.
+/// `version`: the version TETHER_IF_VERSION compares with; ignored
+/// without it.
+/// `out_version`: NULL, or receives the key's new version on TETHER_OK
+/// (not written for a queued write, nor on any other status). A version is
+/// a non-zero number that grows at every change of the key's value, also
+/// across a delete and a new write of the key.
+///
+/// Returns TETHER_OK; TETHER_CONFLICT when TETHER_IF_ABSENT finds the key
+/// present, or TETHER_IF_VERSION finds another version; TETHER_NOT_FOUND
+/// when TETHER_IF_VERSION finds the key absent; TETHER_INVALID_ARGUMENT
+/// for what `tether_write` refuses, the flags above together, an unknown
+/// flag, or TETHER_SLIDING without a `ttl_ms`; TETHER_UNSUPPORTED for a
+/// `ttl_ms` above 0; TETHER_UNKNOWN_BACKEND; TETHER_NOT_RUNNING,
+/// TETHER_TOO_LARGE, TETHER_UNAVAILABLE and TETHER_IO as `tether_write`;
+/// TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_write_ex(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    value: *const u8,
+    value_len: usize,
+    flags: u32,
+    ttl_ms: u64,
+    version: u64,
+    out_version: *mut u64,
+) -> Status {
+    guard("tether_write_ex", || {
+        let call = keyed(db, backend, bucket, key)?;
+        let value = bytes(value, value_len, "value")?;
+        let known = TETHER_QUEUE | TETHER_IF_ABSENT | TETHER_IF_VERSION | TETHER_SLIDING;
+        if flags & !known != 0 {
+            return Err(Error::invalid(format!(
+                "unknown flags {:#x}",
+                flags & !known
+            )));
+        }
+        let options = WriteOptions {
+            queue: flags & TETHER_QUEUE != 0,
+            if_absent: flags & TETHER_IF_ABSENT != 0,
+            if_version: (flags & TETHER_IF_VERSION != 0).then_some(version),
+            sliding: flags & TETHER_SLIDING != 0,
+            ttl_ms,
+        };
+        let written = call
+            .db
+            .write_ex(call.backend, call.bucket, call.key, value, &options)?;
+        if let (Some(written), Some(out)) = (written, out_version.as_mut()) {
+            *out = written;
+        }
+        Ok(())
+    })
+}
+
 /// Replaces the value under a key only where the key exists, atomically.
 /// Thread-safe. Arguments as in `tether_write`.
 ///
@@ -276,6 +357,57 @@ pub unsafe extern "C" fn tether_read(
     })
 }
 
+/// Reads the value under a key and its version. Thread-safe. `backend`,
+/// `bucket`, `key` as in `tether_write`.
+///
+/// `out_value`, `out_len`: both NULL to check only that the key exists
+/// (no value is copied); otherwise both non-NULL, and on TETHER_OK
+/// `*out_value` receives a new buffer of `*out_len` bytes, as
+/// `tether_read` gives it: free it with `tether_free(value, len)`.
+/// `out_version`: NULL, or receives the key's version on TETHER_OK: a
+/// non-zero number that grows at every change of the key's value, also
+/// across a delete and a new write; a value another program wrote
+/// (etcdctl, boto3, the Python TetherDB) has one too. On any other status
+/// no output is written.
+///
+/// Returns TETHER_OK; TETHER_NOT_FOUND when the key is absent;
+/// TETHER_INVALID_ARGUMENT (as `tether_read`, and one of `out_value` and
+/// `out_len` NULL without the other); TETHER_UNKNOWN_BACKEND;
+/// TETHER_TOO_LARGE when the key is over the backend's limit;
+/// TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_read_ex(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    out_value: *mut *mut u8,
+    out_len: *mut usize,
+    out_version: *mut u64,
+) -> Status {
+    guard("tether_read_ex", || {
+        let call = keyed(db, backend, bucket, key)?;
+        let outputs = match (out_value.is_null(), out_len.is_null()) {
+            (true, true) => None,
+            (false, false) => Some((&mut *out_value, &mut *out_len)),
+            (true, false) => return Err(Error::invalid("out_value is NULL, out_len is not")),
+            (false, true) => return Err(Error::invalid("out_len is NULL, out_value is not")),
+        };
+        let (value, version) =
+            call.db
+                .read_ex(call.backend, call.bucket, call.key, outputs.is_some())?;
+        if let Some((out_value, out_len)) = outputs {
+            let value = value.into_boxed_slice();
+            *out_len = value.len();
+            *out_value = Box::into_raw(value).cast::<u8>();
+        }
+        if let Some(out) = out_version.as_mut() {
+            *out = version;
+        }
+        Ok(())
+    })
+}
+
 /// Removes a key. Thread-safe. Arguments as in `tether_write`.
 ///
 /// Returns TETHER_OK when it removed the key; TETHER_NOT_FOUND when there
@@ -292,6 +424,39 @@ pub unsafe extern "C" fn tether_delete(
     guard("tether_delete", || {
         let call = keyed(db, backend, bucket, key)?;
         call.db.delete(call.backend, call.bucket, call.key)
+    })
+}
+
+/// Removes a key, under a condition. Thread-safe. `backend`, `bucket`,
+/// `key` as in `tether_write`.
+///
+/// `flags`: 0, or TETHER_IF_VERSION: only where the key's version equals
+/// `version` (ignored without it). The check and the removal are one
+/// atomic step in the backend; a failed condition changes nothing.
+///
+/// Returns TETHER_OK when it removed the key; TETHER_NOT_FOUND when the
+/// key is absent; TETHER_CONFLICT when TETHER_IF_VERSION finds another
+/// version; TETHER_INVALID_ARGUMENT as `tether_delete`, and for any other
+/// flag; TETHER_UNKNOWN_BACKEND; TETHER_TOO_LARGE when the key is over the
+/// backend's limit; TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_delete_ex(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    flags: u32,
+    version: u64,
+) -> Status {
+    guard("tether_delete_ex", || {
+        let call = keyed(db, backend, bucket, key)?;
+        let if_version = match flags {
+            0 => None,
+            TETHER_IF_VERSION => Some(version),
+            _ => return Err(Error::invalid(format!("unknown flags {flags:#x}"))),
+        };
+        call.db
+            .delete_ex(call.backend, call.bucket, call.key, if_version)
     })
 }
 
