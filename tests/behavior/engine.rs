@@ -14,12 +14,21 @@ pub enum Cap {
     /// engine lacking it lists in an order of its own, and resumes only
     /// after a key it listed).
     OrderedListing,
+    /// Its server checks a condition and applies the write in one atomic
+    /// step also under concurrent requests. DynamoDB does; moto_server,
+    /// which stands in for it here, does not (its threads check and
+    /// write without a lock), so racing conditional writes are checked on
+    /// `local` and `etcd` only.
+    AtomicConditions,
 }
 
 impl Cap {
     pub fn name(self) -> &'static str {
         match self {
             Cap::OrderedListing => "ordered_listing",
+            Cap::AtomicConditions => {
+                "atomic_conditions (moto_server checks conditions without a lock)"
+            }
         }
     }
 }

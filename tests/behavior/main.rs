@@ -15,6 +15,7 @@ mod listing;
 mod queue;
 mod single_key;
 mod threads;
+mod versions;
 
 use engine::Cap::*;
 use engine::Engine;
@@ -24,9 +25,9 @@ use engine::Engine;
 /// capabilities, and the share in percent of a case's bulk counts it runs.
 #[rustfmt::skip]
 static ENGINES: &[Engine] = &[
-    Engine { name: "local", fixture: &fixtures::LOCAL, caps: &[OrderedListing], bulk: 100 },
+    Engine { name: "local", fixture: &fixtures::LOCAL, caps: &[OrderedListing, AtomicConditions], bulk: 100 },
     #[cfg(feature = "etcd")]
-    Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing], bulk: 25 },
+    Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions], bulk: 25 },
     #[cfg(feature = "dynamodb")]
     Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[], bulk: 10 },
 ];
@@ -58,6 +59,7 @@ fn main() {
     let cases = [
         queue::CASES,
         threads::CASES,
+        versions::CASES,
         single_key::CASES,
         listing::CASES,
         c_abi::CASES,

@@ -302,7 +302,7 @@ impl Backend for DynamoDb {
                 }
             };
             if applied {
-                return Ok(Outcome::Done(version));
+                return Ok(Outcome::Done(wrote(version)));
             }
             let current = self.read_versioned(key, false)?.map(|v| v.version);
             match (condition, current) {
@@ -439,7 +439,7 @@ impl Backend for DynamoDb {
             .iter()
             .map(|w| {
                 let put = PutRequest::builder()
-                    .set_item(Some(item(&w.key, &w.value, next_version(None))))
+                    .set_item(Some(item(&w.key, &w.value, wrote(next_version(None)))))
                     .build()
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 Ok(WriteRequest::builder().put_request(put).build())
@@ -484,23 +484,27 @@ impl Backend for DynamoDb {
     }
 }
 
-/// The last version this process gave: a new one is larger still.
+/// The largest version this process wrote: a new one is larger still.
 static LAST_VERSION: AtomicU64 = AtomicU64::new(0);
 
 /// A new version: the time in µs, or one more than `previous` or than the
-/// last version this process gave, whichever is largest (docs/design.md,
-/// Versions).
+/// largest version this process wrote, whichever is largest
+/// (docs/design.md, Versions). Noted by [`wrote`] once written only: a
+/// version a failed condition named (`u64::MAX`, say) must not raise the
+/// versions of later writes.
 fn next_version(previous: Option<u64>) -> u64 {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
-    let floor = now.max(previous.map_or(UNVERSIONED + 1, |p| p.saturating_add(1)));
-    let mut given = floor;
-    let _ = LAST_VERSION.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-        given = floor.max(last.saturating_add(1));
-        Some(given)
-    });
-    given
+    let previous = previous.map_or(UNVERSIONED, |p| p.saturating_add(1));
+    let last = LAST_VERSION.load(Ordering::Relaxed).saturating_add(1);
+    now.max(previous).max(last).max(UNVERSIONED + 1)
+}
+
+/// Notes a version written.
+fn wrote(version: u64) -> u64 {
+    LAST_VERSION.fetch_max(version, Ordering::Relaxed);
+    version
 }
 
 /// The condition that the item has version `old` (an item without a
