@@ -46,7 +46,10 @@ fn items_have_the_python_tetherdb_layout() {
                     .send(),
             )
             .unwrap();
-        answer.item.unwrap()["value"].clone()
+        let item = answer.item.unwrap();
+        // The version beside the value, a number.
+        assert!(matches!(item["version"], AttributeValue::N(_)), "{item:?}");
+        item["value"].clone()
     };
     assert_eq!(stored("b:text"), AttributeValue::S("{\"a\": 1}".into()));
     assert_eq!(
@@ -73,6 +76,28 @@ fn items_have_the_python_tetherdb_layout() {
     }
     assert_eq!(db.read(None, Some("py"), "s").unwrap(), b"from python");
     assert_eq!(db.read(None, Some("py"), "b").unwrap(), b"raw");
+    // Without a version attribute, an item has version 1; a write at that
+    // version gives it one.
+    assert_eq!(
+        db.read_ex(None, Some("py"), "s", true).unwrap(),
+        (b"from python".to_vec(), 1)
+    );
+    let at_one = tetherdb::WriteOptions {
+        if_version: Some(1),
+        ..Default::default()
+    };
+    let version = db
+        .write_ex(None, Some("py"), "s", b"from python", &at_one)
+        .unwrap()
+        .unwrap();
+    assert!(version > 1);
+    assert_eq!(
+        db.write_ex(None, Some("py"), "s", b"again", &at_one)
+            .unwrap_err()
+            .status(),
+        Status::Conflict
+    );
+    assert_eq!(db.read_ex(None, Some("py"), "s", false).unwrap().1, version);
     let page = db.list(None, Some("py"), None, None, 10).unwrap();
     let listed: BTreeSet<(String, Vec<u8>)> =
         page.entries.into_iter().map(|e| (e.key, e.value)).collect();
@@ -96,7 +121,10 @@ fn items_over_400_kb_are_refused_before_they_are_sent() {
     db.write(None, None, "k", &value).unwrap();
     assert_eq!(db.read(None, None, "k").unwrap().len(), value.len());
     // One DynamoDB would take but moto refuses: its answer is TooLarge too.
-    let largest = vec![b'x'; 400 * 1024 - "key".len() - 1 - "value".len()];
+    // The library counts the `version` attribute at its largest: its name
+    // and 21 bytes.
+    let version = "version".len() + 21;
+    let largest = vec![b'x'; 400 * 1024 - "key".len() - 1 - "value".len() - version];
     let err = db.write(None, None, "k", &largest).unwrap_err();
     assert_eq!(err.status(), Status::TooLarge, "{err}");
     assert!(

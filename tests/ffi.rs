@@ -186,6 +186,7 @@ fn every_status_has_its_name() {
         (Status::Conflict, "TETHER_CONFLICT"),
         (Status::Io, "TETHER_IO"),
         (Status::Internal, "TETHER_INTERNAL"),
+        (Status::Unsupported, "TETHER_UNSUPPORTED"),
     ];
     for (value, (status, name)) in names.into_iter().enumerate() {
         assert_eq!(status as usize, value);

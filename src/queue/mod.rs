@@ -292,7 +292,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::backend::{BatchLimit, Listing};
+    use crate::backend::{BatchLimit, Condition, Listing, Outcome, Versioned};
     use crate::error::Status;
     use crate::log::Level;
 
@@ -313,16 +313,13 @@ mod tests {
         fn name(&self) -> &'static str {
             "faulty"
         }
-        fn write(&self, _: &str, _: &[u8]) -> Result<()> {
+        fn write_if(&self, _: &str, _: &[u8], _: Condition) -> Result<Outcome> {
             unreachable!()
         }
-        fn read(&self, _: &str) -> Result<Option<Vec<u8>>> {
+        fn read_versioned(&self, _: &str, _: bool) -> Result<Option<Versioned>> {
             unreachable!()
         }
-        fn update(&self, _: &str, _: &[u8]) -> Result<bool> {
-            unreachable!()
-        }
-        fn delete(&self, _: &str) -> Result<bool> {
+        fn delete_if(&self, _: &str, _: Condition) -> Result<Outcome> {
             unreachable!()
         }
         fn list(&self, _: &str, _: Option<&str>, _: usize) -> Result<Listing> {

@@ -2,7 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::AtomicBool;
 
 use super::*;
-use crate::backend::Listing;
+use crate::backend::{Condition, Listing, Outcome, Versioned};
 use crate::error::Status;
 use crate::log::Level;
 
@@ -17,16 +17,13 @@ impl Backend for Sink {
     fn name(&self) -> &'static str {
         "sink"
     }
-    fn write(&self, _: &str, _: &[u8]) -> Result<()> {
+    fn write_if(&self, _: &str, _: &[u8], _: Condition) -> Result<Outcome> {
         unreachable!()
     }
-    fn read(&self, _: &str) -> Result<Option<Vec<u8>>> {
+    fn read_versioned(&self, _: &str, _: bool) -> Result<Option<Versioned>> {
         unreachable!()
     }
-    fn update(&self, _: &str, _: &[u8]) -> Result<bool> {
-        unreachable!()
-    }
-    fn delete(&self, _: &str) -> Result<bool> {
+    fn delete_if(&self, _: &str, _: Condition) -> Result<Outcome> {
         unreachable!()
     }
     fn list(&self, _: &str, _: Option<&str>, _: usize) -> Result<Listing> {
