@@ -40,6 +40,15 @@ struct api {
                           const char *key, uint8_t **out_value, size_t *out_len);
     tether_status (*delete)(tether_db *db, const char *backend, const char *bucket,
                             const char *key);
+    tether_status (*write_ex)(tether_db *db, const char *backend, const char *bucket,
+                              const char *key, const uint8_t *value, size_t value_len,
+                              uint32_t flags, uint64_t ttl_ms, uint64_t version,
+                              uint64_t *out_version);
+    tether_status (*read_ex)(tether_db *db, const char *backend, const char *bucket,
+                             const char *key, uint8_t **out_value, size_t *out_len,
+                             uint64_t *out_version);
+    tether_status (*delete_ex)(tether_db *db, const char *backend, const char *bucket,
+                               const char *key, uint32_t flags, uint64_t version);
     tether_status (*list)(tether_db *db, const char *backend, const char *bucket,
                           const char *prefix, const char *start_after, size_t page_size,
                           tether_page **out_page);
