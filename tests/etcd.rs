@@ -272,6 +272,24 @@ fn etcdctl_and_the_library_see_the_same_data() {
     let page = db.list(None, Some("b"), None, None, 10).unwrap();
     let keys: Vec<&str> = page.entries.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["from-etcdctl", "k"]);
+
+    // Its version is its mod_revision: etcdctl's own writes change it, and
+    // a write conditioned on the version before them conflicts.
+    let (_, before) = db.read_ex(None, Some("b"), "from-etcdctl", false).unwrap();
+    assert!(before > 0);
+    let put = etcd.etcdctl(&["put", "b:from-etcdctl", "again"]);
+    assert!(put.status.success(), "{put:?}");
+    let (value, after) = db.read_ex(None, Some("b"), "from-etcdctl", true).unwrap();
+    assert_eq!(value, b"again");
+    assert!(after > before, "{after} after {before}");
+    let at_before = tetherdb::WriteOptions {
+        if_version: Some(before),
+        ..Default::default()
+    };
+    let err = db
+        .write_ex(None, Some("b"), "from-etcdctl", b"lost", &at_before)
+        .unwrap_err();
+    assert_eq!(err.status(), Status::Conflict, "{err}");
 }
 
 #[test]

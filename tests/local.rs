@@ -38,6 +38,44 @@ fn a_second_handle_on_one_store_is_an_io_error() {
     assert!(err.to_string().contains("cannot open"), "{err}");
 }
 
+/// A store an earlier version of the library wrote has values and no
+/// versions: each key reads as version 1, and its next write gives it one
+/// above, as the versions tree says (docs/design.md, Versions).
+#[test]
+fn keys_written_before_versions_read_as_version_1() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = sled::open(dir.path().join("db")).unwrap();
+        store.insert("b:old", "from before").unwrap();
+        store.insert("b:other", "also").unwrap();
+        store.flush().unwrap();
+    }
+    let db = open(dir.path(), QUICK);
+    assert_eq!(
+        db.read_ex(None, Some("b"), "old", true).unwrap(),
+        (b"from before".to_vec(), 1)
+    );
+    let at_one = tetherdb::WriteOptions {
+        if_version: Some(1),
+        ..Default::default()
+    };
+    let version = db
+        .write_ex(None, Some("b"), "old", b"now versioned", &at_one)
+        .unwrap()
+        .unwrap();
+    assert!(version > 1);
+    let err = db
+        .write_ex(None, Some("b"), "old", b"stale", &at_one)
+        .unwrap_err();
+    assert_eq!(err.status(), Status::Conflict);
+    db.delete_ex(None, Some("b"), "other", Some(1)).unwrap();
+    // Values are stored as they were: no header in the value tree.
+    db.close().unwrap();
+    let store = sled::open(dir.path().join("db")).unwrap();
+    assert_eq!(&*store.get("b:old").unwrap().unwrap(), b"now versioned");
+    assert_eq!(store.get("b:other").unwrap(), None);
+}
+
 #[test]
 fn cache_capacity_has_a_bounded_default_and_is_validated() {
     use tetherdb::Config;
