@@ -25,6 +25,7 @@ const (
 	StatusConflict        Status = C.TETHER_CONFLICT
 	StatusIO              Status = C.TETHER_IO
 	StatusInternal        Status = C.TETHER_INTERNAL
+	StatusUnsupported     Status = C.TETHER_UNSUPPORTED
 )
 
 // Sentinels for errors.Is, one per failure status.
@@ -39,12 +40,13 @@ var (
 	ErrConflict        error = StatusConflict
 	ErrIO              error = StatusIO
 	ErrInternal        error = StatusInternal
+	ErrUnsupported     error = StatusUnsupported
 )
 
 // String is the C name of the status, e.g. "TETHER_NOT_FOUND".
 func (s Status) String() string {
 	// tether_status_name accepts only the enum's values.
-	if s < StatusOK || s > StatusInternal {
+	if s < StatusOK || s > StatusUnsupported {
 		return "Status(" + strconv.Itoa(int(s)) + ")"
 	}
 	return C.GoString(C.tether_status_name(C.enum_tether_status(s)))

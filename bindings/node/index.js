@@ -28,6 +28,7 @@ const Status = Object.freeze({
   CONFLICT: 8,
   IO: 9,
   INTERNAL: 10,
+  UNSUPPORTED: 11,
 });
 const STATUS_NAMES = Object.keys(Status);
 const TETHER_QUEUE = 1;

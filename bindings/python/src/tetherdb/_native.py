@@ -52,6 +52,7 @@ class Status(enum.IntEnum):
     CONFLICT = 8
     IO = 9
     INTERNAL = 10
+    UNSUPPORTED = 11
 
 
 TETHER_QUEUE = 1
