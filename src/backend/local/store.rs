@@ -242,6 +242,9 @@ impl Backend for Local {
     fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome> {
         self.with(key, "", |store| {
             store.transact(|values, versions| {
+                if condition == Condition::Any {
+                    return put(values, versions, key, value);
+                }
                 let Some(current) = version_in(values, versions, key)? else {
                     if matches!(condition, Condition::Present | Condition::Version(_)) {
                         return Ok(Outcome::Absent);
