@@ -550,3 +550,19 @@ async fn sdk_config(config: &DynamoDbConfig) -> SdkConfig {
     }
     loader.load().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_grow_and_a_version_only_named_raises_none() {
+        let written = wrote(next_version(None));
+        assert!(next_version(None) > written);
+        assert!(next_version(Some(written + 1_000_000)) > written + 1_000_000);
+        // A condition named it, nothing was written: later versions are
+        // not pushed to the end of the range.
+        assert_eq!(next_version(Some(u64::MAX)), u64::MAX);
+        assert!(next_version(None) < u64::MAX / 2);
+    }
+}
