@@ -9,7 +9,7 @@
  *     unless a function says otherwise.
  *   - Each allocation the library hands out has exactly one free function:
  *       tether_db*     from tether_open / tether_open_file -> tether_close
- *       uint8_t*       from tether_read                    -> tether_free
+ *       uint8_t*       from tether_read / tether_read_ex   -> tether_free
  *       tether_page*   from tether_list                    -> tether_page_free
  *       char*          from tether_stats                   -> tether_free_string
  *     Strings returned as `const char*` (tether_last_error, tether_page_key,
