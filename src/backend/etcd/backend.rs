@@ -239,6 +239,12 @@ impl Backend for Etcd {
         }
     }
 
+    fn delete(&self, key: &str) -> Result<bool> {
+        // Without the old value, which `delete_if` asks for its version.
+        let answer = self.call(key, |mut kv| async move { kv.delete(key, None).await })?;
+        Ok(answer.deleted() > 0)
+    }
+
     fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
         let options = (!with_value).then(|| GetOptions::new().with_keys_only());
         let mut answer = self.call(key, |mut kv| {
