@@ -2,6 +2,7 @@
 //! embedded default: a configuration that names no engine opens it.
 
 mod config;
+mod entry;
 mod store;
 
 use std::sync::Arc;

@@ -4,12 +4,13 @@
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use super::{LocalConfig, NAME};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::Transactional;
+use sled::IVec;
+
+use super::entry::{self, Expiry, Meta};
 
 use crate::backend::{Backend, Condition, Listing, Outcome, Versioned, Write};
 use crate::error::{Error, Result};
@@ -25,17 +26,23 @@ pub(crate) struct Local {
     path: PathBuf,
 }
 
-/// The tree beside the values that holds each stored key's version (8
-/// bytes, big-endian): docs/design.md, Versions.
-const VERSIONS: &str = "tetherdb.versions";
+/// The tree of entries: stored key to header and value (entry.rs).
+const ENTRIES: &str = "tetherdb.entries";
 
-/// The version of a key the versions tree has no entry for: written before
-/// versions existed.
+/// Where stores written before entries had headers kept versions (stored
+/// key to 8 bytes, big-endian); their values were in sled's default tree.
+const OLD_VERSIONS: &str = "tetherdb.versions";
+
+/// The version of a key written before versions existed.
 const UNVERSIONED: u64 = 1;
 
 struct Store {
     db: sled::Db,
-    versions: sled::Tree,
+    entries: sled::Tree,
+    /// Shared by every change of one key, exclusive for a batch: a batch
+    /// takes its versions before sled applies it, and no single-key change
+    /// may come between, or a key could get an older version than it had.
+    batches: RwLock<()>,
     /// Declared after `db`, so that it is dropped after it.
     _released: AwaitUnlock,
 }
@@ -113,69 +120,110 @@ impl Store {
                     _ => Error::io(NAME, "", cause),
                 }
             })?;
-        let versions = db.open_tree(VERSIONS).map_err(|e| {
-            let cause = format!("cannot open {}: {e}", path.display());
-            match &e {
-                sled::Error::Io(io) => Error::storage(NAME, "", cause, io),
-                _ => Error::io(NAME, "", cause),
-            }
-        })?;
+        let entries = db
+            .open_tree(ENTRIES)
+            .and_then(|entries| {
+                migrate(&db, &entries)?;
+                Ok(entries)
+            })
+            .map_err(|e| {
+                let cause = format!("cannot open {}: {e}", path.display());
+                match &e {
+                    sled::Error::Io(io) => Error::storage(NAME, "", cause, io),
+                    _ => Error::io(NAME, "", cause),
+                }
+            })?;
         Ok(Store {
             db,
-            versions,
+            entries,
+            batches: RwLock::new(()),
             _released: AwaitUnlock::new(path),
         })
     }
 }
 
-type Conflictable<T> = std::result::Result<T, ConflictableTransactionError<()>>;
-
 impl Store {
-    /// Runs `op` as one sled transaction over the values and their
-    /// versions. sled runs transactions under its global write lock, so
-    /// the ids `put` takes are in commit order.
-    fn transact<T>(
-        &self,
-        op: impl Fn(&TransactionalTree, &TransactionalTree) -> Conflictable<T>,
-    ) -> sled::Result<T> {
-        let values: &sled::Tree = &self.db;
-        (values, &self.versions)
-            .transaction(|(values, versions)| op(values, versions))
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => e,
-                TransactionError::Abort(()) => unreachable!("no transaction aborts"),
-            })
+    /// A new version: the store's next id, above [`UNVERSIONED`], larger
+    /// than every version any key of the store had. sled's id generator is
+    /// store-wide and persistent: after a crash it resumes beyond any id it
+    /// handed out.
+    fn next_version(&self) -> sled::Result<u64> {
+        Ok(self.db.generate_id()? + UNVERSIONED + 1)
+    }
+
+    /// The bytes stored under `key` (what a compare-and-swap expects), and
+    /// their header unless they are absent or expired at `now_ms`.
+    fn current(&self, key: &str, now_ms: u64) -> sled::Result<(Option<IVec>, Option<Meta>)> {
+        let stored = self.entries.get(key)?;
+        let live = match &stored {
+            Some(bytes) => Some(decoded(key, bytes)?.0).filter(|m| !m.expiry.has_passed(now_ms)),
+            None => None,
+        };
+        Ok((stored, live))
+    }
+
+    /// Taken by every change of one key: see `batches`.
+    fn one_key_change(&self) -> RwLockReadGuard<'_, ()> {
+        self.batches.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The version of `key` in a transaction; `None` when the key is absent.
-fn version_in(
-    values: &TransactionalTree,
-    versions: &TransactionalTree,
-    key: &str,
-) -> Conflictable<Option<u64>> {
-    if values.get(key)?.is_none() {
-        return Ok(None);
+/// The header and value of `stored`; an error when the bytes are not an
+/// entry, which only damage makes.
+fn decoded<'a>(key: &str, stored: &'a [u8]) -> sled::Result<(Meta, &'a [u8])> {
+    entry::decode(stored)
+        .ok_or_else(|| sled::Error::Unsupported(format!("the entry of {key:?} is damaged")))
+}
+
+/// Moves the values of a store written before entries had headers (sled's
+/// default tree, raw; their versions in [`OLD_VERSIONS`] where it exists)
+/// into `entries`, a thousand at a time. Each chunk is written to
+/// `entries` before it is removed from the default tree, and sled recovers
+/// a prefix of what was written, so a move cut short by a crash starts
+/// again where it stopped.
+fn migrate(db: &sled::Db, entries: &sled::Tree) -> sled::Result<()> {
+    if db.is_empty() {
+        return Ok(());
     }
-    Ok(Some(versions.get(key)?.map_or(UNVERSIONED, |v| decode(&v))))
+    let old_versions = match db.tree_names().contains(&IVec::from(OLD_VERSIONS)) {
+        true => Some(db.open_tree(OLD_VERSIONS)?),
+        false => None,
+    };
+    loop {
+        let chunk = db.iter().take(1000).collect::<sled::Result<Vec<_>>>()?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut moved = sled::Batch::default();
+        let mut removed = sled::Batch::default();
+        for (key, value) in chunk {
+            let version = match &old_versions {
+                Some(tree) => tree.get(&key)?.and_then(|v| (*v).try_into().ok()),
+                None => None,
+            };
+            let meta = Meta {
+                version: version.map_or(UNVERSIONED, u64::from_be_bytes),
+                expiry: Expiry::Never,
+            };
+            moved.insert(key.clone(), entry::encode(meta, &value));
+            removed.remove(key);
+        }
+        entries.apply_batch(moved)?;
+        db.apply_batch(removed)?;
+    }
+    if old_versions.is_some() {
+        db.drop_tree(OLD_VERSIONS)?;
+    }
+    db.flush()?;
+    Ok(())
 }
 
-/// Stores `value` with a new version: the store's next id, above
-/// [`UNVERSIONED`], larger than every version any key of the store had.
-fn put(
-    values: &TransactionalTree,
-    versions: &TransactionalTree,
-    key: &str,
-    value: &[u8],
-) -> Conflictable<Outcome> {
-    let version = values.generate_id()? + UNVERSIONED + 1;
-    values.insert(key, value)?;
-    versions.insert(key, &version.to_be_bytes())?;
-    Ok(Outcome::Done(version))
-}
-
-fn decode(bytes: &[u8]) -> u64 {
-    bytes.try_into().map_or(UNVERSIONED, u64::from_be_bytes)
+/// Milliseconds since the Unix epoch: deadlines are wall-clock times,
+/// since they outlive the process.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// sled 0.34 writes a snapshot to `snap.N.generating` and renames it once
@@ -241,56 +289,75 @@ impl Backend for Local {
 
     fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome> {
         self.with(key, "", |store| {
-            store.transact(|values, versions| {
-                if condition == Condition::Any {
-                    return put(values, versions, key, value);
-                }
-                let Some(current) = version_in(values, versions, key)? else {
-                    if matches!(condition, Condition::Present | Condition::Version(_)) {
-                        return Ok(Outcome::Absent);
+            let _change = store.one_key_change();
+            // Read, check, then swap in the new entry only where the bytes
+            // are still those read: after a change between, the swap fails
+            // and the loop reads again. The version is taken after the
+            // read, so it is above the one read.
+            loop {
+                let (stored, live) = store.current(key, now_ms())?;
+                match (condition, live) {
+                    (Condition::Present | Condition::Version(_), None) => {
+                        return Ok(Outcome::Absent)
                     }
-                    return put(values, versions, key, value);
-                };
-                match condition {
-                    Condition::Absent => Ok(Outcome::Conflict),
-                    Condition::Version(wanted) if wanted != current => Ok(Outcome::Conflict),
-                    _ => put(values, versions, key, value),
+                    (Condition::Absent, Some(_)) => return Ok(Outcome::Conflict),
+                    (Condition::Version(wanted), Some(meta)) if meta.version != wanted => {
+                        return Ok(Outcome::Conflict)
+                    }
+                    _ => {}
                 }
-            })
+                let version = store.next_version()?;
+                let meta = Meta {
+                    version,
+                    expiry: Expiry::Never,
+                };
+                let entry = entry::encode(meta, value);
+                if store
+                    .entries
+                    .compare_and_swap(key, stored, Some(entry))?
+                    .is_ok()
+                {
+                    return Ok(Outcome::Done(version));
+                }
+            }
         })
     }
 
-    fn read_versioned(&self, key: &str, _with_value: bool) -> Result<Option<Versioned>> {
-        // Not a transaction, which would take sled's global write lock: the
-        // version read again after the value says whether a change came
-        // between (every change gives a new version).
-        self.with(key, "", |store| loop {
-            let before = store.versions.get(key)?;
-            let Some(value) = store.db.get(key)? else {
+    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
+        self.with(key, "", |store| {
+            let Some(stored) = store.entries.get(key)? else {
                 return Ok(None);
             };
-            if store.versions.get(key)? == before {
-                return Ok(Some(Versioned {
-                    value: value.to_vec(),
-                    version: before.map_or(UNVERSIONED, |v| decode(&v)),
-                }));
+            let (meta, value) = decoded(key, &stored)?;
+            if meta.expiry.has_passed(now_ms()) {
+                return Ok(None);
             }
+            Ok(Some(Versioned {
+                value: if with_value { value.to_vec() } else { Vec::new() },
+                version: meta.version,
+            }))
         })
     }
 
     fn delete_if(&self, key: &str, condition: Condition) -> Result<Outcome> {
         self.with(key, "", |store| {
-            store.transact(|values, versions| {
-                let Some(current) = version_in(values, versions, key)? else {
+            let _change = store.one_key_change();
+            loop {
+                let (stored, live) = store.current(key, now_ms())?;
+                let Some(meta) = live else {
                     return Ok(Outcome::Absent);
                 };
-                if matches!(condition, Condition::Version(wanted) if wanted != current) {
+                if matches!(condition, Condition::Version(wanted) if wanted != meta.version) {
                     return Ok(Outcome::Conflict);
                 }
-                values.remove(key)?;
-                versions.remove(key)?;
-                Ok(Outcome::Done(current))
-            })
+                if store
+                    .entries
+                    .compare_and_swap(key, stored, None::<IVec>)?
+                    .is_ok()
+                {
+                    return Ok(Outcome::Done(meta.version));
+                }
+            }
         })
     }
 
@@ -300,16 +367,20 @@ impl Backend for Local {
             _ => Bound::Included(prefix.as_bytes()),
         };
         self.with(prefix, "", |store| {
-            let db = &store.db;
+            let now = now_ms();
             let mut listing = Listing::default();
-            for item in db.range::<&[u8], _>((start, Bound::Unbounded)) {
-                let (key, value) = item?;
+            for item in store.entries.range::<&[u8], _>((start, Bound::Unbounded)) {
+                let (key, stored) = item?;
                 if !key.starts_with(prefix.as_bytes()) {
                     break;
                 }
                 let Some(key) = keys::listable(&key) else {
                     continue;
                 };
+                let (meta, value) = decoded(key, &stored)?;
+                if meta.expiry.has_passed(now) {
+                    continue;
+                }
                 if listing.entries.len() == limit {
                     listing.more = true;
                     break;
@@ -324,12 +395,16 @@ impl Backend for Local {
         let first = writes.first().map_or("", |w| w.key.as_str());
         let context = format!("batch of {} writes", writes.len());
         self.with(first, &context, |store| {
-            store.transact(|values, versions| {
-                for write in writes {
-                    put(values, versions, &write.key, &write.value)?;
-                }
-                Ok(())
-            })
+            let _batch = store.batches.write().unwrap_or_else(PoisonError::into_inner);
+            let mut batch = sled::Batch::default();
+            for write in writes {
+                let meta = Meta {
+                    version: store.next_version()?,
+                    expiry: Expiry::Never,
+                };
+                batch.insert(write.key.as_bytes(), entry::encode(meta, &write.value));
+            }
+            store.entries.apply_batch(batch)
         })
     }
 
