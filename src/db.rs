@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::backend::{self, Backend, Condition, Outcome, Write};
+use crate::backend::{self, now_ms, Backend, Condition, Deadline, Outcome, Ttl, Write};
 use crate::config::Config;
 use crate::error::{Error, Quoted, Result};
 use crate::keys::{self, StoredKey};
@@ -144,11 +144,25 @@ impl Db {
         key: &str,
         value: &[u8],
     ) -> Result<()> {
+        self.queue_write(backend, bucket, key, value, None)
+    }
+
+    /// Queues a write whose key expires at `deadline`: fixed now, so a
+    /// write the worker applies after it is not applied at all.
+    fn queue_write(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        value: &[u8],
+        deadline: Option<Deadline>,
+    ) -> Result<()> {
         let (index, backend, key) = self.target(backend, bucket, key)?;
         backend.accepts(&key, value)?;
         let write = Write {
             key: key.to_owned(),
             value: value.to_vec(),
+            deadline,
         };
         self.queue.push(index, write)
     }
@@ -158,7 +172,8 @@ impl Db {
     /// present with `if_absent`, or with another version than `if_version`,
     /// is [`Error::Conflict`]; absent with `if_version`, [`Error::NotFound`].
     /// Both conditions at once, or either with `queue`, are
-    /// [`Error::InvalidArgument`]; a ttl is [`Error::Unsupported`] for now.
+    /// [`Error::InvalidArgument`]. A ttl gives the key a deadline that long
+    /// after this call (docs/design.md, Expiry).
     pub fn write_ex(
         &self,
         backend: Option<&str>,
@@ -188,12 +203,17 @@ impl Db {
         if options.sliding && options.ttl_ms == 0 {
             return Err(Error::invalid("TETHER_SLIDING without a ttl_ms").about(subject()));
         }
-        if options.ttl_ms > 0 {
-            return Err(Error::Unsupported("expiry is not built yet".into()).about(subject()));
-        }
+        let ttl = match options.ttl_ms {
+            0 => Ttl::Clear,
+            ttl_ms => Ttl::Set(deadline(ttl_ms, options.sliding).map_err(|e| e.about(subject()))?),
+        };
         if options.queue {
+            let deadline = match ttl {
+                Ttl::Set(deadline) => Some(deadline),
+                _ => None,
+            };
             return self
-                .write_queued(backend, bucket, key, value)
+                .queue_write(backend, bucket, key, value, deadline)
                 .map(|()| None);
         }
         let condition = match (options.if_absent, options.if_version) {
@@ -209,7 +229,7 @@ impl Db {
                 None => Err(Error::not_found(engine.name(), &stored)),
             };
         }
-        match engine.write_if(&stored, value, condition)? {
+        match engine.write_if(&stored, value, condition, ttl)? {
             Outcome::Done(version) => Ok(Some(version)),
             Outcome::Absent => Err(Error::not_found(engine.name(), &stored)),
             Outcome::Conflict => Err(conflict(engine, &stored, condition)),
@@ -258,8 +278,35 @@ impl Db {
         }
     }
 
-    /// Replaces the value only where the key exists; [`Error::NotFound`]
-    /// otherwise.
+    /// Gives a present key a deadline `ttl_ms` from now (0: none), keeping
+    /// its value; [`Error::NotFound`] when it is absent. The deadline is a
+    /// fixed one: a sliding key stops sliding.
+    pub fn touch(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        ttl_ms: u64,
+    ) -> Result<()> {
+        let (_, engine, stored) = self.target(backend, bucket, key)?;
+        let deadline = match ttl_ms {
+            0 => None,
+            _ => Some(deadline(ttl_ms, false).map_err(|e| {
+                e.about(Target {
+                    backend,
+                    bucket,
+                    key,
+                })
+            })?),
+        };
+        match engine.touch(&stored, deadline)? {
+            Outcome::Done(_) => Ok(()),
+            Outcome::Absent | Outcome::Conflict => Err(Error::not_found(engine.name(), &stored)),
+        }
+    }
+
+    /// Replaces the value only where the key exists, keeping its deadline;
+    /// [`Error::NotFound`] otherwise.
     pub fn update(
         &self,
         backend: Option<&str>,
@@ -501,5 +548,21 @@ impl fmt::Display for Listing<'_> {
             Some(prefix) => write!(f, " with prefix {}", Quoted(prefix)),
             None => Ok(()),
         }
+    }
+}
+
+/// The deadline `ttl_ms` from now; [`Error::InvalidArgument`] when it is
+/// beyond what every engine can hold (DynamoDB's numbers and etcd's lease
+/// ids are signed 64-bit): a year 292 million AD is no deadline.
+fn deadline(ttl_ms: u64, sliding: bool) -> Result<Deadline> {
+    const LATEST: u64 = i64::MAX as u64;
+    match now_ms().checked_add(ttl_ms) {
+        Some(at_ms) if at_ms <= LATEST => Ok(Deadline {
+            at_ms,
+            sliding_ms: if sliding { ttl_ms } else { 0 },
+        }),
+        _ => Err(Error::invalid(format!(
+            "ttl_ms {ttl_ms} puts the deadline past what engines can hold"
+        ))),
     }
 }

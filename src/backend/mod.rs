@@ -20,13 +20,61 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One queued write, as the worker hands it to a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Write {
     pub key: String,
     pub value: Vec<u8>,
+    /// When the key expires, fixed when the write was queued.
+    pub deadline: Option<Deadline>,
+}
+
+/// When a key expires (docs/design.md, Expiry): absent for every call from
+/// `at_ms` on, milliseconds since the Unix epoch, a wall-clock time since
+/// it outlives the process and is shared with other processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    pub at_ms: u64,
+    /// Above 0 for a sliding ttl: each read moves the deadline to this long
+    /// after the read.
+    pub sliding_ms: u64,
+}
+
+impl Deadline {
+    /// Whether the key is gone at `now_ms`.
+    pub fn has_passed(&self, now_ms: u64) -> bool {
+        self.at_ms <= now_ms
+    }
+
+    /// The deadline a read at `now_ms` gives a sliding key; `None` for a
+    /// fixed one.
+    pub fn slid(&self, now_ms: u64) -> Option<Deadline> {
+        (self.sliding_ms > 0).then(|| Deadline {
+            at_ms: now_ms.saturating_add(self.sliding_ms),
+            sliding_ms: self.sliding_ms,
+        })
+    }
+}
+
+/// What a write does to the key's deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// No deadline: a plain write clears an earlier one.
+    Clear,
+    /// The key keeps the deadline it has (`tether_update`, increments).
+    Keep,
+    /// This one.
+    Set(Deadline),
+}
+
+/// Now, in milliseconds since the Unix epoch: what deadlines are compared
+/// with.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Up to `limit` stored entries of one listing call, and whether more
@@ -101,14 +149,25 @@ pub trait Backend: Send + Sync {
     /// The name calls use to address it, e.g. `"local"`.
     fn name(&self) -> &'static str;
 
-    /// Stores `value` under `key` where `condition` holds, checking and
-    /// writing in one atomic step; gives the key's new version, which is
-    /// larger than any it had, also before a delete.
-    fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome>;
+    /// Stores `value` under `key` with the deadline `ttl` says, where
+    /// `condition` holds, checking and writing in one atomic step; gives the
+    /// key's new version, which is larger than any it had, also before a
+    /// delete. An expired key is absent to the condition.
+    fn write_if(&self, key: &str, value: &[u8], condition: Condition, ttl: Ttl) -> Result<Outcome>;
 
     /// The value under `key` (only where `with_value`) and its version, or
-    /// `None`. A value another program wrote has a version too.
+    /// `None` (also once expired). A value another program wrote has a
+    /// version too. Reading a key with a sliding deadline moves it.
     fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>>;
+
+    /// Gives a present key the deadline `deadline` (`None`: no expiry),
+    /// keeping its value; `Outcome::Absent` when it is absent.
+    fn touch(&self, _key: &str, _deadline: Option<Deadline>) -> Result<Outcome> {
+        Err(Error::Unsupported(format!(
+            "{} keeps no deadlines",
+            self.name()
+        )))
+    }
 
     /// Removes `key` where `condition` (`Any` or `Version`) holds, in one
     /// atomic step.
@@ -116,7 +175,8 @@ pub trait Backend: Send + Sync {
 
     /// Stores `value` under `key`, replacing any value.
     fn write(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.write_if(key, value, Condition::Any).map(drop)
+        self.write_if(key, value, Condition::Any, Ttl::Clear)
+            .map(drop)
     }
 
     /// The value under `key`, or `None`.
@@ -124,10 +184,11 @@ pub trait Backend: Send + Sync {
         Ok(self.read_versioned(key, true)?.map(|v| v.value))
     }
 
-    /// Replaces the value under `key` only where the key exists, atomically.
-    /// Returns `false` when the key is absent (nothing is written).
+    /// Replaces the value under `key` only where the key exists, atomically,
+    /// keeping its deadline. Returns `false` when the key is absent (nothing
+    /// is written).
     fn update(&self, key: &str, value: &[u8]) -> Result<bool> {
-        let outcome = self.write_if(key, value, Condition::Present)?;
+        let outcome = self.write_if(key, value, Condition::Present, Ttl::Keep)?;
         Ok(matches!(outcome, Outcome::Done(_)))
     }
 

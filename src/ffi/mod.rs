@@ -244,8 +244,10 @@ pub unsafe extern "C" fn tether_write(
 /// TETHER_QUEUE, are TETHER_INVALID_ARGUMENT. The check and the write are
 /// one atomic step in the backend: of several handles racing on one key,
 /// one wins. A failed condition changes nothing.
-/// `ttl_ms`: 0 for no expiry. Expiry is not built yet: a `ttl_ms` above 0
-/// is TETHER_UNSUPPORTED.
+/// `ttl_ms`: 0 for no expiry (also clearing an earlier one); above 0, the
+/// key is absent for every call from `ttl_ms` milliseconds after this call
+/// on (for a queued write too: one the queue holds past its deadline is
+/// not applied, and `tether_stats` counts it as expired).
 /// `version`: the version TETHER_IF_VERSION compares with; ignored
 /// without it.
 /// `out_version`: NULL, or receives the key's new version on TETHER_OK
@@ -257,8 +259,9 @@ pub unsafe extern "C" fn tether_write(
 /// present, or TETHER_IF_VERSION finds another version; TETHER_NOT_FOUND
 /// when TETHER_IF_VERSION finds the key absent; TETHER_INVALID_ARGUMENT
 /// for what `tether_write` refuses, the flags above together, an unknown
-/// flag, or TETHER_SLIDING without a `ttl_ms`; TETHER_UNSUPPORTED for a
-/// `ttl_ms` above 0; TETHER_UNKNOWN_BACKEND; TETHER_NOT_RUNNING,
+/// flag, TETHER_SLIDING without a `ttl_ms`, or a `ttl_ms` whose deadline
+/// overflows; TETHER_UNSUPPORTED for a `ttl_ms` above 0 on a backend
+/// without expiry (docs/engines.md); TETHER_UNKNOWN_BACKEND; TETHER_NOT_RUNNING,
 /// TETHER_TOO_LARGE, TETHER_UNAVAILABLE and TETHER_IO as `tether_write`;
 /// TETHER_INTERNAL.
 #[no_mangle]
@@ -460,6 +463,32 @@ pub unsafe extern "C" fn tether_delete_ex(
     })
 }
 
+/// Sets when a present key expires, keeping its value. Thread-safe.
+/// `backend`, `bucket`, `key` as in `tether_write`.
+///
+/// `ttl_ms`: the key is absent for every call from `ttl_ms` milliseconds
+/// after this call on; 0 removes its deadline. The new deadline is fixed:
+/// a key written with TETHER_SLIDING stops sliding.
+///
+/// Returns TETHER_OK; TETHER_NOT_FOUND when the key is absent (or expired);
+/// TETHER_INVALID_ARGUMENT as `tether_delete`, and for a `ttl_ms` whose
+/// deadline overflows; TETHER_UNSUPPORTED on a backend without expiry;
+/// TETHER_UNKNOWN_BACKEND; TETHER_TOO_LARGE when the key is over the
+/// backend's limit; TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_touch(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    ttl_ms: u64,
+) -> Status {
+    guard("tether_touch", || {
+        let call = keyed(db, backend, bucket, key)?;
+        call.db.touch(call.backend, call.bucket, call.key, ttl_ms)
+    })
+}
+
 /// Lists one page of keys and values. Thread-safe.
 ///
 /// `bucket`: NULL or `""` lists every stored key as it is stored; a bucket
@@ -581,9 +610,10 @@ pub unsafe extern "C" fn tether_free(value: *mut u8, len: usize) {
 ///
 /// `{"running": true, "outbox": {"path", "bytes", "max_bytes", "sync",
 /// "syncs"} or null, "backends": {"<name>": {"queued", "applied", "retried", "failed",
-/// "batches", "pending", "oldest_pending_ms", "unreachable_ms",
+/// "expired", "batches", "pending", "oldest_pending_ms", "unreachable_ms",
 /// "last_error"}}}`. Counts are of writes since the handle was opened
-/// (`retried` counts each write sent again; `batches` counts every batch
+/// (`retried` counts each write sent again; `expired` each write not
+/// applied because its deadline passed first; `batches` counts every batch
 /// sent, retries included); `pending` counts the writes queued and not
 /// yet applied or reported, outbox included; `syncs` counts the fsyncs
 /// `queue_batch.sync` ran (writers waiting together share one);

@@ -49,6 +49,7 @@ mod tests {
             write: Write {
                 key: key.into(),
                 value: value.into(),
+                deadline: None,
             },
         }
     }

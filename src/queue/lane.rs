@@ -70,6 +70,8 @@ pub(super) struct Counters {
     pub(super) applied: AtomicU64,
     pub(super) retried: AtomicU64,
     pub(super) failed: AtomicU64,
+    /// Writes not applied because their deadline passed first.
+    pub(super) expired: AtomicU64,
     pub(super) batches: AtomicU64,
 }
 
@@ -293,6 +295,7 @@ impl Lane {
             "applied": counter(&c.applied),
             "retried": counter(&c.retried),
             "failed": counter(&c.failed),
+            "expired": counter(&c.expired),
             "batches": counter(&c.batches),
             "pending": state.pending(),
             "oldest_pending_ms": oldest.map_or(0, |at| at.elapsed().as_millis() as u64),

@@ -313,7 +313,13 @@ mod tests {
         fn name(&self) -> &'static str {
             "faulty"
         }
-        fn write_if(&self, _: &str, _: &[u8], _: Condition) -> Result<Outcome> {
+        fn write_if(
+            &self,
+            _: &str,
+            _: &[u8],
+            _: Condition,
+            _: crate::backend::Ttl,
+        ) -> Result<Outcome> {
             unreachable!()
         }
         fn read_versioned(&self, _: &str, _: bool) -> Result<Option<Versioned>> {
@@ -384,6 +390,7 @@ mod tests {
         let write = Write {
             key: key.into(),
             value: b"v".to_vec(),
+            deadline: None,
         };
         queue.push(0, write).unwrap();
     }
@@ -433,6 +440,7 @@ mod tests {
         let write = Write {
             key: "refused".into(),
             value: b"v".to_vec(),
+            deadline: None,
         };
         let err = queue.push(0, write).unwrap_err();
         assert_eq!(err.status(), Status::Internal);

@@ -3,6 +3,7 @@
 //! engine accepts, retries while the backend is unreachable, and reports
 //! what failed for good.
 
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::batch::{last_write_per_key, piece_len};
 use super::lane::{instant_of, reset_to_done, Failures, Lane, Queued, State, Store};
 use super::outbox::{self, LaneLog};
-use crate::backend::Write;
+use crate::backend::{now_ms, Write};
 use crate::error::{Error, Result};
 use crate::log::Logger;
 
@@ -23,7 +24,9 @@ const LAST_RETRY: Duration = Duration::from_secs(2);
 
 /// How applying one piece of a batch ended.
 pub(super) enum Outcome {
-    Applied,
+    /// Applied, but for this many writes whose deadline had passed (left
+    /// out: docs/design.md, Expiry).
+    Applied { expired: u64 },
     /// Failed for good: reported by the next flush or stop.
     Failed(Error),
     /// A stop gave up on the unreachable backend.
@@ -181,8 +184,12 @@ impl Worker {
             // A piece takes with it the writes its own overtook; the last
             // one ends the batch, since it holds the batch's last write.
             let done = seqs.get(end).copied().unwrap_or(end_of_batch);
+            let mut expired = 0;
             let error = match self.apply(&writes[start..end]) {
-                Outcome::Applied => None,
+                Outcome::Applied { expired: gone } => {
+                    expired = gone;
+                    None
+                }
                 Outcome::Failed(error) => Some(error),
                 Outcome::GaveUp(error) => {
                     self.give_up(error);
@@ -195,7 +202,7 @@ impl Worker {
                     bytes_before(done) - bytes_before(self.lane.lock().done),
                 );
             }
-            self.finish(done, error);
+            self.finish(done, error, expired);
             start = end;
         }
         true
@@ -207,14 +214,26 @@ impl Worker {
         let counters = &self.lane.counters;
         loop {
             let tried = Instant::now();
+            // A write whose deadline passed while it waited is not applied
+            // (nor the earlier writes to its key that it overtook).
+            let now = now_ms();
+            let live = |w: &&Write| !w.deadline.is_some_and(|d| d.has_passed(now));
+            let live: Cow<[Write]> = match writes.iter().all(|w| live(&w)) {
+                true => Cow::Borrowed(writes),
+                false => Cow::Owned(writes.iter().filter(live).cloned().collect()),
+            };
+            let expired = (writes.len() - live.len()) as u64;
+            if live.is_empty() {
+                return Outcome::Applied { expired };
+            }
             counters.batches.fetch_add(1, Ordering::Relaxed);
-            let error = match self.write_batch(writes) {
+            let error = match self.write_batch(&live) {
                 Ok(()) => {
                     if self.lane.lock().outage.take().is_some() {
                         self.log
                             .info(format_args!("{}: reachable again", self.lane.name()));
                     }
-                    return Outcome::Applied;
+                    return Outcome::Applied { expired };
                 }
                 Err(error) if error.is_transient() => error,
                 Err(error) => return Outcome::Failed(error),
@@ -259,12 +278,14 @@ impl Worker {
         }
     }
 
-    /// Marks the writes before `end` done: applied, or failed with `error`.
-    pub(super) fn finish(&self, end: u64, error: Option<Error>) {
+    /// Marks the writes before `end` done: applied, or failed with `error`,
+    /// but for `expired` that were left out.
+    pub(super) fn finish(&self, end: u64, error: Option<Error>, expired: u64) {
         let lane = &self.lane;
         // Only this thread moves `done`.
         let done = lane.lock().done;
-        let count = end - done;
+        lane.counters.expired.fetch_add(expired, Ordering::Relaxed);
+        let count = end - done - expired;
         // Reported before a flush waiting for these writes can return.
         match error {
             None => {

@@ -11,6 +11,7 @@ mod engine;
 mod fixtures;
 
 mod c_abi;
+mod expiry;
 mod listing;
 mod queue;
 mod single_key;
@@ -25,7 +26,7 @@ use engine::Engine;
 /// capabilities, and the share in percent of a case's bulk counts it runs.
 #[rustfmt::skip]
 static ENGINES: &[Engine] = &[
-    Engine { name: "local", fixture: &fixtures::LOCAL, caps: &[OrderedListing, AtomicConditions], bulk: 100 },
+    Engine { name: "local", fixture: &fixtures::LOCAL, caps: &[OrderedListing, AtomicConditions, Expiry], bulk: 100 },
     #[cfg(feature = "etcd")]
     Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions], bulk: 25 },
     #[cfg(feature = "dynamodb")]
@@ -60,6 +61,7 @@ fn main() {
         queue::CASES,
         threads::CASES,
         versions::CASES,
+        expiry::CASES,
         single_key::CASES,
         listing::CASES,
         c_abi::CASES,

@@ -19,7 +19,7 @@ cases![
     versions_grow_at_every_change_also_across_a_delete,
     if_absent_writes_only_where_the_key_is_absent,
     if_version_writes_and_deletes_only_at_that_version,
-    conflicting_flags_are_invalid_and_a_ttl_unsupported,
+    conflicting_flags_are_invalid,
     c_entry_points_give_versions_and_check_existence,
     #[needs(AtomicConditions)]
     racing_conditional_increments_lose_no_write,
@@ -168,7 +168,7 @@ fn if_version_writes_and_deletes_only_at_that_version(s: &Space) {
     );
 }
 
-fn conflicting_flags_are_invalid_and_a_ttl_unsupported(s: &Space) {
+fn conflicting_flags_are_invalid(s: &Space) {
     let db = s.open(QUICK);
     let invalid = [
         WriteOptions {
@@ -197,13 +197,6 @@ fn conflicting_flags_are_invalid_and_a_ttl_unsupported(s: &Space) {
             .unwrap_err();
         assert_eq!(err.status(), Status::InvalidArgument, "{options:?}: {err}");
     }
-    let ttl = WriteOptions {
-        ttl_ms: 1000,
-        ..WriteOptions::default()
-    };
-    let err = db.write_ex(None, Some("v"), "k", b"x", &ttl).unwrap_err();
-    assert_eq!(err.status(), Status::Unsupported, "{err}");
-    assert!(err.to_string().contains("expiry is not built yet"), "{err}");
     db.flush().unwrap();
     assert_eq!(
         status(db.read_ex(None, Some("v"), "k", false)),

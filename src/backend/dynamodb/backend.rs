@@ -26,7 +26,7 @@ use super::items::{
 use super::table::about_table;
 use super::{DynamoDbConfig, NAME};
 use crate::backend::remote::Runtime;
-use crate::backend::{Backend, BatchLimit, Condition, Listing, Outcome, Versioned, Write};
+use crate::backend::{Backend, BatchLimit, Condition, Listing, Outcome, Ttl, Versioned, Write};
 use crate::error::{Error, Result};
 use crate::keys;
 
@@ -269,7 +269,10 @@ impl Backend for DynamoDb {
         NAME
     }
 
-    fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome> {
+    fn write_if(&self, key: &str, value: &[u8], condition: Condition, ttl: Ttl) -> Result<Outcome> {
+        if let Ttl::Set(_) = ttl {
+            return Err(Error::Unsupported("expiry is not built yet".into()));
+        }
         self.check_size(key, value)?;
         let mut known = match condition {
             Condition::Version(version) => Some(version),

@@ -20,7 +20,7 @@ use super::ranges::{just_after, range_end};
 use super::tls::tls_options;
 use super::{EtcdConfig, NAME};
 use crate::backend::remote::Runtime;
-use crate::backend::{Backend, BatchLimit, Condition, Listing, Outcome, Versioned, Write};
+use crate::backend::{Backend, BatchLimit, Condition, Listing, Outcome, Ttl, Versioned, Write};
 use crate::error::{redacted_url, Error, Result};
 use crate::keys;
 
@@ -210,7 +210,10 @@ impl Backend for Etcd {
             .map(drop)
     }
 
-    fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome> {
+    fn write_if(&self, key: &str, value: &[u8], condition: Condition, ttl: Ttl) -> Result<Outcome> {
+        if let Ttl::Set(_) = ttl {
+            return Err(Error::Unsupported("expiry is not built yet".into()));
+        }
         self.check_size(key, value)?;
         let compare = match condition {
             Condition::Any => {

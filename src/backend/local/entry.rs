@@ -16,58 +16,44 @@ const PLAIN: u8 = 0;
 const EXPIRING: u8 = 1;
 const SLIDING: u8 = 2;
 
+use crate::backend::Deadline;
+
 /// An entry's header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Meta {
     pub version: u64,
-    pub expiry: Expiry,
+    pub deadline: Option<Deadline>,
 }
 
-/// When an entry expires.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) enum Expiry {
-    #[default]
-    Never,
-    /// At this deadline.
-    At { deadline_ms: u64 },
-    /// At this deadline, which each read moves to `ttl_ms` after it.
-    Sliding { deadline_ms: u64, ttl_ms: u64 },
-}
-
-impl Expiry {
+impl Meta {
     /// Whether the entry is gone at `now_ms`.
-    pub(super) fn has_passed(self, now_ms: u64) -> bool {
-        match self {
-            Expiry::Never => false,
-            Expiry::At { deadline_ms } | Expiry::Sliding { deadline_ms, .. } => {
-                deadline_ms <= now_ms
-            }
-        }
+    pub(super) fn has_expired(&self, now_ms: u64) -> bool {
+        self.deadline.is_some_and(|d| d.has_passed(now_ms))
     }
 }
 
 /// The stored bytes for `value` with header `meta`.
 pub(super) fn encode(meta: Meta, value: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(25 + value.len());
-    match meta.expiry {
-        Expiry::Never => {
+    let numbers = match meta.deadline {
+        None => {
             bytes.push(PLAIN);
-            bytes.extend_from_slice(&meta.version.to_be_bytes());
+            vec![meta.version]
         }
-        Expiry::At { deadline_ms } => {
+        Some(Deadline {
+            at_ms,
+            sliding_ms: 0,
+        }) => {
             bytes.push(EXPIRING);
-            bytes.extend_from_slice(&meta.version.to_be_bytes());
-            bytes.extend_from_slice(&deadline_ms.to_be_bytes());
+            vec![meta.version, at_ms]
         }
-        Expiry::Sliding {
-            deadline_ms,
-            ttl_ms,
-        } => {
+        Some(Deadline { at_ms, sliding_ms }) => {
             bytes.push(SLIDING);
-            bytes.extend_from_slice(&meta.version.to_be_bytes());
-            bytes.extend_from_slice(&deadline_ms.to_be_bytes());
-            bytes.extend_from_slice(&ttl_ms.to_be_bytes());
+            vec![meta.version, at_ms, sliding_ms]
         }
+    };
+    for number in numbers {
+        bytes.extend_from_slice(&number.to_be_bytes());
     }
     bytes.extend_from_slice(value);
     bytes
@@ -88,19 +74,13 @@ pub(super) fn decode(bytes: &[u8]) -> Option<(Meta, &[u8])> {
     }
     let (head, value) = rest.split_at(8 * numbers);
     let number = |i: usize| u64::from_be_bytes(head[8 * i..8 * i + 8].try_into().unwrap());
-    let expiry = match kind {
-        PLAIN => Expiry::Never,
-        EXPIRING => Expiry::At {
-            deadline_ms: number(1),
-        },
-        _ => Expiry::Sliding {
-            deadline_ms: number(1),
-            ttl_ms: number(2),
-        },
-    };
+    let deadline = (numbers > 1).then(|| Deadline {
+        at_ms: number(1),
+        sliding_ms: if numbers > 2 { number(2) } else { 0 },
+    });
     let meta = Meta {
         version: number(0),
-        expiry,
+        deadline,
     };
     Some((meta, value))
 }
@@ -111,17 +91,20 @@ mod tests {
 
     #[test]
     fn every_kind_of_header_decodes_as_encoded() {
-        for expiry in [
-            Expiry::Never,
-            Expiry::At { deadline_ms: 7 },
-            Expiry::Sliding {
-                deadline_ms: u64::MAX,
-                ttl_ms: 300,
-            },
+        for deadline in [
+            None,
+            Some(Deadline {
+                at_ms: 7,
+                sliding_ms: 0,
+            }),
+            Some(Deadline {
+                at_ms: u64::MAX,
+                sliding_ms: 300,
+            }),
         ] {
             let meta = Meta {
                 version: 42,
-                expiry,
+                deadline,
             };
             for value in [&b""[..], b"v", &[0u8; 100]] {
                 assert_eq!(decode(&encode(meta, value)), Some((meta, value)));

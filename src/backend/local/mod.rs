@@ -1,9 +1,11 @@
 //! `local`: the embedded store, on sled, in a directory of its own. The
 //! embedded default: a configuration that names no engine opens it.
 
+mod backend;
 mod config;
 mod entry;
 mod store;
+mod sweep;
 
 use std::sync::Arc;
 
@@ -25,6 +27,6 @@ impl Section for LocalConfig {
     }
 
     fn open(&self, _: &mut Shared) -> Result<Option<Arc<dyn Backend>>> {
-        Ok(Some(Arc::new(store::Local::open(self)?)))
+        Ok(Some(Arc::new(backend::Local::open(self)?)))
     }
 }

@@ -1,33 +1,28 @@
-//! The embedded `local` backend on sled. Called directly on the caller's
-//! thread: a hop through a runtime would cost more than the sled call.
+//! The sled store of `local`: one tree of entries (entry.rs), changed by
+//! compare-and-swap, and an index of deadlines that the sweep follows.
 
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use super::{LocalConfig, NAME};
 use sled::IVec;
 
-use super::entry::{self, Expiry, Meta};
-
-use crate::backend::{Backend, Condition, Listing, Outcome, Versioned, Write};
+use super::entry::{self, Meta};
+use super::{LocalConfig, NAME};
+use crate::backend::{Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write};
 use crate::error::{Error, Result};
-use crate::files::create_private_dir;
 use crate::keys;
-
-pub(crate) struct Local {
-    /// The open store; `None` once an I/O error closed it and reopening
-    /// failed, until a call reopens it.
-    store: RwLock<Option<Arc<Store>>>,
-    config: LocalConfig,
-    /// The store's directory, absolute.
-    path: PathBuf,
-}
 
 /// The tree of entries: stored key to header and value (entry.rs).
 const ENTRIES: &str = "tetherdb.entries";
+
+/// The index of deadlines: the deadline (8 bytes, big-endian) followed by
+/// the stored key, to nothing. Written before the entry, so that every
+/// deadline is indexed; an index entry whose key has another deadline by
+/// now is stale, and the sweep drops it.
+const DEADLINES: &str = "tetherdb.deadlines";
 
 /// Where stores written before entries had headers kept versions (stored
 /// key to 8 bytes, big-endian); their values were in sled's default tree.
@@ -36,9 +31,10 @@ const OLD_VERSIONS: &str = "tetherdb.versions";
 /// The version of a key written before versions existed.
 const UNVERSIONED: u64 = 1;
 
-struct Store {
+pub(super) struct Store {
     db: sled::Db,
     entries: sled::Tree,
+    deadlines: sled::Tree,
     /// Shared by every change of one key, exclusive for a batch: a batch
     /// takes its versions before sled applies it, and no single-key change
     /// may come between, or a key could get an older version than it had.
@@ -47,64 +43,8 @@ struct Store {
     _released: AwaitUnlock,
 }
 
-impl Local {
-    pub(crate) fn open(config: &LocalConfig) -> Result<Local> {
-        let path: &Path = &config.filepath;
-        // Private to its owner when the library makes it: sled creates its
-        // files with the umask's permissions, and the directory keeps them.
-        create_private_dir(path)
-            .map_err(|e| Error::io(NAME, "", format!("cannot create {}: {e}", path.display())))?;
-        let store = Store::open(config)?;
-        Ok(Local {
-            store: RwLock::new(Some(Arc::new(store))),
-            config: config.clone(),
-            path: path.canonicalize().unwrap_or_else(|_| path.to_owned()),
-        })
-    }
-
-    /// Runs `op` on the store. sled 0.34 fails every call after its first
-    /// I/O error (a full disk, say) for as long as the store is open, so
-    /// such an error closes it, and the next call opens it again: once the
-    /// disk takes writes again, the same handle works.
-    fn with<T>(
-        &self,
-        key: &str,
-        context: &str,
-        op: impl FnOnce(&Store) -> sled::Result<T>,
-    ) -> Result<T> {
-        let store = self.store()?;
-        op(&store).map_err(|e| {
-            let cause = match context {
-                "" => e.to_string(),
-                _ => format!("{context}: {e}"),
-            };
-            let sled::Error::Io(io) = &e else {
-                return Error::io(NAME, key, cause);
-            };
-            let mut slot = self.store.write().unwrap_or_else(PoisonError::into_inner);
-            if slot.as_ref().is_some_and(|open| Arc::ptr_eq(open, &store)) {
-                *slot = None;
-            }
-            Error::storage(NAME, key, cause, io)
-        })
-    }
-
-    fn store(&self) -> Result<Arc<Store>> {
-        if let Some(store) = &*self.store.read().unwrap_or_else(PoisonError::into_inner) {
-            return Ok(store.clone());
-        }
-        let mut slot = self.store.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(store) = &*slot {
-            return Ok(store.clone());
-        }
-        let store = Arc::new(Store::open(&self.config)?);
-        *slot = Some(store.clone());
-        Ok(store)
-    }
-}
-
 impl Store {
-    fn open(config: &LocalConfig) -> Result<Store> {
+    pub(super) fn open(config: &LocalConfig) -> Result<Store> {
         let path: &Path = &config.filepath;
         remove_unfinished_snapshots(path);
         // sled::open would take sled's default cache of 1 GiB, which a
@@ -120,11 +60,11 @@ impl Store {
                     _ => Error::io(NAME, "", cause),
                 }
             })?;
-        let entries = db
+        let trees = db
             .open_tree(ENTRIES)
             .and_then(|entries| {
                 migrate(&db, &entries)?;
-                Ok(entries)
+                Ok((entries, db.open_tree(DEADLINES)?))
             })
             .map_err(|e| {
                 let cause = format!("cannot open {}: {e}", path.display());
@@ -133,16 +73,15 @@ impl Store {
                     _ => Error::io(NAME, "", cause),
                 }
             })?;
+        let (entries, deadlines) = trees;
         Ok(Store {
             db,
             entries,
+            deadlines,
             batches: RwLock::new(()),
             _released: AwaitUnlock::new(path),
         })
     }
-}
-
-impl Store {
     /// A new version: the store's next id, above [`UNVERSIONED`], larger
     /// than every version any key of the store had. sled's id generator is
     /// store-wide and persistent: after a crash it resumes beyond any id it
@@ -156,7 +95,7 @@ impl Store {
     fn current(&self, key: &str, now_ms: u64) -> sled::Result<(Option<IVec>, Option<Meta>)> {
         let stored = self.entries.get(key)?;
         let live = match &stored {
-            Some(bytes) => Some(decoded(key, bytes)?.0).filter(|m| !m.expiry.has_passed(now_ms)),
+            Some(bytes) => Some(decoded(key, bytes)?.0).filter(|m| !m.has_expired(now_ms)),
             None => None,
         };
         Ok((stored, live))
@@ -166,6 +105,259 @@ impl Store {
     fn one_key_change(&self) -> RwLockReadGuard<'_, ()> {
         self.batches.read().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Indexes `deadline` of `key` for the sweep, before the entry has it.
+    fn index(&self, key: &[u8], deadline: Option<Deadline>) -> sled::Result<()> {
+        if let Some(deadline) = deadline {
+            self.deadlines.insert(index_key(deadline.at_ms, key), &[])?;
+        }
+        Ok(())
+    }
+
+    /// Swaps `stored` for `key`'s new entry: `false` when another change
+    /// came since it was read.
+    fn swap(
+        &self,
+        key: &str,
+        stored: Option<IVec>,
+        new: Option<(Meta, &[u8])>,
+    ) -> sled::Result<bool> {
+        let new = new.map(|(meta, value)| entry::encode(meta, value));
+        Ok(self.entries.compare_and_swap(key, stored, new)?.is_ok())
+    }
+
+    /// Stores `value` where `condition` holds: read, check, then swap in the
+    /// new entry only where the bytes are still those read; after a change
+    /// between, the swap fails and the loop reads again. The version is
+    /// taken after the read, so it is above the one read.
+    pub(super) fn write_if(
+        &self,
+        key: &str,
+        value: &[u8],
+        condition: Condition,
+        ttl: Ttl,
+        now_ms: u64,
+    ) -> sled::Result<Outcome> {
+        let _change = self.one_key_change();
+        loop {
+            let (stored, live) = self.current(key, now_ms)?;
+            match (condition, live) {
+                (Condition::Present | Condition::Version(_), None) => return Ok(Outcome::Absent),
+                (Condition::Absent, Some(_)) => return Ok(Outcome::Conflict),
+                (Condition::Version(wanted), Some(meta)) if meta.version != wanted => {
+                    return Ok(Outcome::Conflict)
+                }
+                _ => {}
+            }
+            let deadline = match ttl {
+                Ttl::Clear => None,
+                Ttl::Keep => live.and_then(|meta| meta.deadline),
+                Ttl::Set(deadline) => Some(deadline),
+            };
+            let meta = Meta {
+                version: self.next_version()?,
+                deadline,
+            };
+            if ttl != Ttl::Keep {
+                self.index(key.as_bytes(), deadline)?;
+            }
+            if self.swap(key, stored, Some((meta, value)))? {
+                return Ok(Outcome::Done(meta.version));
+            }
+        }
+    }
+
+    /// The live entry under `key`; a read moves a sliding deadline (keeping
+    /// the version: the value is the same), which the sweep indexes when it
+    /// comes to the older one.
+    pub(super) fn read(
+        &self,
+        key: &str,
+        with_value: bool,
+        now_ms: u64,
+    ) -> sled::Result<Option<Versioned>> {
+        loop {
+            let Some(stored) = self.entries.get(key)? else {
+                return Ok(None);
+            };
+            let (meta, value) = decoded(key, &stored)?;
+            let read = Versioned {
+                value: if with_value {
+                    value.to_vec()
+                } else {
+                    Vec::new()
+                },
+                version: meta.version,
+            };
+            let Some(deadline) = meta.deadline else {
+                return Ok(Some(read));
+            };
+            if deadline.has_passed(now_ms) {
+                return Ok(None);
+            }
+            let Some(slid) = deadline.slid(now_ms) else {
+                return Ok(Some(read));
+            };
+            let meta = Meta {
+                deadline: Some(slid),
+                ..meta
+            };
+            let value = value.to_vec();
+            let _change = self.one_key_change();
+            if self.swap(key, Some(stored), Some((meta, &value)))? {
+                return Ok(Some(read));
+            }
+        }
+    }
+
+    /// Gives a live key `deadline`, keeping its value and version.
+    pub(super) fn touch(
+        &self,
+        key: &str,
+        deadline: Option<Deadline>,
+        now_ms: u64,
+    ) -> sled::Result<Outcome> {
+        let _change = self.one_key_change();
+        loop {
+            let (Some(stored), Some(meta)) = self.current(key, now_ms)? else {
+                return Ok(Outcome::Absent);
+            };
+            let value = decoded(key, &stored)?.1.to_vec();
+            self.index(key.as_bytes(), deadline)?;
+            let meta = Meta { deadline, ..meta };
+            if self.swap(key, Some(stored), Some((meta, &value)))? {
+                return Ok(Outcome::Done(meta.version));
+            }
+        }
+    }
+
+    /// Removes a live `key` where `condition` (`Any` or `Version`) holds.
+    pub(super) fn delete_if(
+        &self,
+        key: &str,
+        condition: Condition,
+        now_ms: u64,
+    ) -> sled::Result<Outcome> {
+        let _change = self.one_key_change();
+        loop {
+            let (stored, live) = self.current(key, now_ms)?;
+            let Some(meta) = live else {
+                return Ok(Outcome::Absent);
+            };
+            if matches!(condition, Condition::Version(wanted) if wanted != meta.version) {
+                return Ok(Outcome::Conflict);
+            }
+            if self.swap(key, stored, None)? {
+                return Ok(Outcome::Done(meta.version));
+            }
+        }
+    }
+
+    /// Up to `limit` live entries whose keys start with `prefix`.
+    pub(super) fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> sled::Result<Listing> {
+        let start = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after.as_bytes()),
+            _ => Bound::Included(prefix.as_bytes()),
+        };
+        let mut listing = Listing::default();
+        for item in self.entries.range::<&[u8], _>((start, Bound::Unbounded)) {
+            let (key, stored) = item?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let Some(key) = keys::listable(&key) else {
+                continue;
+            };
+            let (meta, value) = decoded(key, &stored)?;
+            if meta.has_expired(now_ms) {
+                continue;
+            }
+            if listing.entries.len() == limit {
+                listing.more = true;
+                break;
+            }
+            listing.entries.push((key.to_owned(), value.to_vec()));
+        }
+        Ok(listing)
+    }
+
+    /// Applies queued writes in one sled batch, each with a new version.
+    pub(super) fn write_batch(&self, writes: &[Write]) -> sled::Result<()> {
+        let _batch = self.batches.write().unwrap_or_else(PoisonError::into_inner);
+        let mut batch = sled::Batch::default();
+        for write in writes {
+            let meta = Meta {
+                version: self.next_version()?,
+                deadline: write.deadline,
+            };
+            self.index(write.key.as_bytes(), write.deadline)?;
+            batch.insert(write.key.as_bytes(), entry::encode(meta, &write.value));
+        }
+        self.entries.apply_batch(batch)
+    }
+
+    /// Removes up to `max` entries whose deadline passed by `now_ms`,
+    /// following the index; `true` when more may remain.
+    pub(super) fn sweep(&self, now_ms: u64, max: usize) -> sled::Result<bool> {
+        let due = ..index_key(now_ms.saturating_add(1), b"");
+        for (handled, item) in self.deadlines.range(due).enumerate() {
+            let (indexed, _) = item?;
+            if handled == max {
+                return Ok(true);
+            }
+            let (at, key) = indexed.split_at(8);
+            let at_ms = u64::from_be_bytes(at.try_into().expect("8 bytes"));
+            self.sweep_key(key, at_ms, now_ms)?;
+            self.deadlines.remove(&indexed)?;
+        }
+        Ok(false)
+    }
+
+    /// Removes `key` if it expired; indexes its deadline again where a
+    /// sliding read moved it past the indexed one `at_ms`.
+    fn sweep_key(&self, key: &[u8], at_ms: u64, now_ms: u64) -> sled::Result<()> {
+        let _change = self.one_key_change();
+        loop {
+            let Some(stored) = self.entries.get(key)? else {
+                return Ok(());
+            };
+            let Some((meta, _)) = entry::decode(&stored) else {
+                return Ok(());
+            };
+            match meta.deadline {
+                Some(deadline) if deadline.has_passed(now_ms) => {
+                    let removed = self
+                        .entries
+                        .compare_and_swap(key, Some(stored), None::<IVec>)?;
+                    if removed.is_ok() {
+                        return Ok(());
+                    }
+                }
+                Some(deadline) if deadline.sliding_ms > 0 && deadline.at_ms > at_ms => {
+                    return self.index(key, Some(deadline));
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    pub(super) fn flush(&self) -> sled::Result<()> {
+        self.db.flush().map(drop)
+    }
+}
+
+/// The index key of `key`'s deadline `at_ms`: sorted by deadline.
+fn index_key(at_ms: u64, key: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(8 + key.len());
+    bytes.extend_from_slice(&at_ms.to_be_bytes());
+    bytes.extend_from_slice(key);
+    bytes
 }
 
 /// The header and value of `stored`; an error when the bytes are not an
@@ -203,7 +395,7 @@ fn migrate(db: &sled::Db, entries: &sled::Tree) -> sled::Result<()> {
             };
             let meta = Meta {
                 version: version.map_or(UNVERSIONED, u64::from_be_bytes),
-                expiry: Expiry::Never,
+                deadline: None,
             };
             moved.insert(key.clone(), entry::encode(meta, &value));
             removed.remove(key);
@@ -216,14 +408,6 @@ fn migrate(db: &sled::Db, entries: &sled::Tree) -> sled::Result<()> {
     }
     db.flush()?;
     Ok(())
-}
-
-/// Milliseconds since the Unix epoch: deadlines are wall-clock times,
-/// since they outlive the process.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// sled 0.34 writes a snapshot to `snap.N.generating` and renames it once
@@ -282,137 +466,84 @@ impl Drop for AwaitUnlock {
     }
 }
 
-impl Backend for Local {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn write_if(&self, key: &str, value: &[u8], condition: Condition) -> Result<Outcome> {
-        self.with(key, "", |store| {
-            let _change = store.one_key_change();
-            // Read, check, then swap in the new entry only where the bytes
-            // are still those read: after a change between, the swap fails
-            // and the loop reads again. The version is taken after the
-            // read, so it is above the one read.
-            loop {
-                let (stored, live) = store.current(key, now_ms())?;
-                match (condition, live) {
-                    (Condition::Present | Condition::Version(_), None) => {
-                        return Ok(Outcome::Absent)
-                    }
-                    (Condition::Absent, Some(_)) => return Ok(Outcome::Conflict),
-                    (Condition::Version(wanted), Some(meta)) if meta.version != wanted => {
-                        return Ok(Outcome::Conflict)
-                    }
-                    _ => {}
-                }
-                let version = store.next_version()?;
-                let meta = Meta {
-                    version,
-                    expiry: Expiry::Never,
-                };
-                let entry = entry::encode(meta, value);
-                if store
-                    .entries
-                    .compare_and_swap(key, stored, Some(entry))?
-                    .is_ok()
-                {
-                    return Ok(Outcome::Done(version));
-                }
-            }
-        })
-    }
-
-    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
-        self.with(key, "", |store| {
-            let Some(stored) = store.entries.get(key)? else {
-                return Ok(None);
-            };
-            let (meta, value) = decoded(key, &stored)?;
-            if meta.expiry.has_passed(now_ms()) {
-                return Ok(None);
-            }
-            Ok(Some(Versioned {
-                value: if with_value { value.to_vec() } else { Vec::new() },
-                version: meta.version,
-            }))
-        })
-    }
-
-    fn delete_if(&self, key: &str, condition: Condition) -> Result<Outcome> {
-        self.with(key, "", |store| {
-            let _change = store.one_key_change();
-            loop {
-                let (stored, live) = store.current(key, now_ms())?;
-                let Some(meta) = live else {
-                    return Ok(Outcome::Absent);
-                };
-                if matches!(condition, Condition::Version(wanted) if wanted != meta.version) {
-                    return Ok(Outcome::Conflict);
-                }
-                if store
-                    .entries
-                    .compare_and_swap(key, stored, None::<IVec>)?
-                    .is_ok()
-                {
-                    return Ok(Outcome::Done(meta.version));
-                }
-            }
-        })
-    }
-
-    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {
-        let start = match start_after {
-            Some(after) if after >= prefix => Bound::Excluded(after.as_bytes()),
-            _ => Bound::Included(prefix.as_bytes()),
+    fn open(dir: &Path) -> Store {
+        let config = LocalConfig {
+            filepath: dir.join("db"),
+            ..LocalConfig::default()
         };
-        self.with(prefix, "", |store| {
-            let now = now_ms();
-            let mut listing = Listing::default();
-            for item in store.entries.range::<&[u8], _>((start, Bound::Unbounded)) {
-                let (key, stored) = item?;
-                if !key.starts_with(prefix.as_bytes()) {
-                    break;
-                }
-                let Some(key) = keys::listable(&key) else {
-                    continue;
-                };
-                let (meta, value) = decoded(key, &stored)?;
-                if meta.expiry.has_passed(now) {
-                    continue;
-                }
-                if listing.entries.len() == limit {
-                    listing.more = true;
-                    break;
-                }
-                listing.entries.push((key.to_owned(), value.to_vec()));
-            }
-            Ok(listing)
-        })
+        Store::open(&config).unwrap()
     }
 
-    fn write_batch(&self, writes: &[Write]) -> Result<()> {
-        let first = writes.first().map_or("", |w| w.key.as_str());
-        let context = format!("batch of {} writes", writes.len());
-        self.with(first, &context, |store| {
-            let _batch = store.batches.write().unwrap_or_else(PoisonError::into_inner);
-            let mut batch = sled::Batch::default();
-            for write in writes {
-                let meta = Meta {
-                    version: store.next_version()?,
-                    expiry: Expiry::Never,
-                };
-                batch.insert(write.key.as_bytes(), entry::encode(meta, &write.value));
-            }
-            store.entries.apply_batch(batch)
-        })
+    fn expiring(at_ms: u64, sliding_ms: u64) -> Ttl {
+        Ttl::Set(Deadline { at_ms, sliding_ms })
     }
 
-    fn destination(&self) -> String {
-        format!("the store {}", self.path.display())
-    }
+    /// The sweep follows the index in bounded rounds: expired entries go,
+    /// live ones stay, a slid deadline is indexed again, and stale index
+    /// entries (keys written again since) are dropped.
+    #[test]
+    fn the_sweep_removes_expired_entries_in_bounded_rounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (then, now) = (1_000, 2_000);
+        for i in 0..2_500 {
+            let key = format!("b:expired{i:04}");
+            store
+                .write_if(&key, b"v", Condition::Any, expiring(then, 0), then - 1)
+                .unwrap();
+        }
+        store
+            .write_if("b:live", b"v", Condition::Any, expiring(now + 1, 0), then)
+            .unwrap();
+        // Written again without a deadline: its index entry is stale.
+        store
+            .write_if(
+                "b:rewritten",
+                b"v",
+                Condition::Any,
+                expiring(then, 0),
+                then - 1,
+            )
+            .unwrap();
+        store
+            .write_if("b:rewritten", b"w", Condition::Any, Ttl::Clear, then - 1)
+            .unwrap();
+        // Read at `then - 1`: its deadline slides to `now + 500`.
+        store
+            .write_if(
+                "b:sliding",
+                b"v",
+                Condition::Any,
+                expiring(then, 1_501),
+                then - 1,
+            )
+            .unwrap();
+        assert!(store.read("b:sliding", true, then - 1).unwrap().is_some());
+        assert_eq!(store.entries.len(), 2_503);
 
-    fn flush(&self) -> Result<()> {
-        self.with("", "flush", |store| store.db.flush().map(drop))
+        assert!(store.sweep(now, 1_000).unwrap());
+        assert!(store.sweep(now, 1_000).unwrap());
+        assert!(!store.sweep(now, 1_000).unwrap());
+        let keys: Vec<_> = store.entries.iter().keys().map(|k| k.unwrap()).collect();
+        assert_eq!(keys, ["b:live", "b:rewritten", "b:sliding"].map(IVec::from));
+        // What remains indexed: the live key, and the slid deadline.
+        let indexed: Vec<_> = store.deadlines.iter().keys().map(|k| k.unwrap()).collect();
+        assert_eq!(
+            indexed,
+            [
+                index_key(now + 1, b"b:live"),
+                index_key(then + 1_500, b"b:sliding")
+            ]
+            .map(IVec::from)
+        );
+        // Later, everything with a deadline goes.
+        assert!(!store.sweep(now + 10_000, 1_000).unwrap());
+        let keys: Vec<_> = store.entries.iter().keys().map(|k| k.unwrap()).collect();
+        assert_eq!(keys, [IVec::from("b:rewritten")]);
+        assert!(store.deadlines.is_empty());
     }
 }

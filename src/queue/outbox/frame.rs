@@ -7,15 +7,24 @@ pub(super) const MAGIC: &[u8; 16] = b"tetherdb-outbox1";
 pub(super) const HEADER: u8 = 0;
 pub(super) const WRITE: u8 = 1;
 pub(super) const DONE: u8 = 2;
+/// A write whose key expires: as `WRITE`, with the deadline (ms since the
+/// epoch) and the sliding ttl (0: fixed) after the time.
+pub(super) const EXPIRING_WRITE: u8 = 3;
 /// Length and CRC-32 before each frame's body.
 pub(super) const FRAME_PREFIX: u64 = 8;
 /// A write frame's body before its key and value: kind, sequence number,
-/// time, key length.
+/// time, key length; then, for an expiring write, its deadline.
 const WRITE_PREFIX: u64 = 1 + 8 + 8 + 4;
+const DEADLINE_BYTES: u64 = 8 + 8;
 
 /// The bytes a write takes in the outbox, as `outbox_max_bytes` counts them.
 pub(crate) fn write_size(write: &Write) -> u64 {
-    FRAME_PREFIX + WRITE_PREFIX + (write.key.len() + write.value.len()) as u64
+    let deadline = if write.deadline.is_some() {
+        DEADLINE_BYTES
+    } else {
+        0
+    };
+    FRAME_PREFIX + WRITE_PREFIX + deadline + (write.key.len() + write.value.len()) as u64
 }
 
 /// A write read back from the outbox.
@@ -28,12 +37,26 @@ pub(crate) struct Record {
 
 /// Appends the frame of write `seq`, queued at `queued_at` (ms since the
 /// epoch), encoded in place.
-pub(super) fn push_write(out: &mut Vec<u8>, seq: u64, queued_at: u64, key: &[u8], value: &[u8]) {
+pub(super) fn push_write(
+    out: &mut Vec<u8>,
+    seq: u64,
+    queued_at: u64,
+    key: &[u8],
+    value: &[u8],
+    deadline: Option<Deadline>,
+) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_PREFIX as usize]);
-    out.push(WRITE);
+    out.push(match deadline {
+        None => WRITE,
+        Some(_) => EXPIRING_WRITE,
+    });
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&queued_at.to_le_bytes());
+    if let Some(deadline) = deadline {
+        out.extend_from_slice(&deadline.at_ms.to_le_bytes());
+        out.extend_from_slice(&deadline.sliding_ms.to_le_bytes());
+    }
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(value);
@@ -60,26 +83,40 @@ pub(super) fn decode_header(body: &[u8]) -> Option<String> {
     String::from_utf8(rest.to_vec()).ok()
 }
 
+/// Whether a frame's body (kind first) is a write.
+pub(super) fn is_write(body: &[u8]) -> bool {
+    matches!(body.first(), Some(&WRITE | &EXPIRING_WRITE))
+}
+
 pub(super) fn decode_write(body: &[u8]) -> Option<Record> {
-    if body.first() != Some(&WRITE) {
-        return None;
-    }
     let u64_at = |at: usize| {
         body.get(at..at + 8)
             .and_then(|b| b.try_into().ok())
             .map(u64::from_le_bytes)
     };
+    let (deadline, at) = match body.first() {
+        Some(&WRITE) => (None, 17),
+        Some(&EXPIRING_WRITE) => {
+            let deadline = Deadline {
+                at_ms: u64_at(17)?,
+                sliding_ms: u64_at(25)?,
+            };
+            (Some(deadline), 33)
+        }
+        _ => return None,
+    };
     let seq = u64_at(1)?;
     let millis = u64_at(9)?;
-    let key_len = u32::from_le_bytes(body.get(17..21)?.try_into().ok()?) as usize;
-    let key = body.get(21..21 + key_len)?;
-    let value = body.get(21 + key_len..)?;
+    let key_len = u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?) as usize;
+    let key = body.get(at + 4..at + 4 + key_len)?;
+    let value = body.get(at + 4 + key_len..)?;
     Some(Record {
         seq,
         queued_at: UNIX_EPOCH + Duration::from_millis(millis),
         write: Write {
             key: String::from_utf8(key.to_vec()).ok()?,
             value: value.to_vec(),
+            deadline,
         },
     })
 }
@@ -128,5 +165,47 @@ impl FrameReader {
         let offset = self.position;
         self.position += FRAME_PREFIX + len;
         Ok(Some((offset, body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write's deadline goes into the outbox with it, so that a write
+    /// kept there past its deadline is still known to have expired.
+    #[test]
+    fn writes_with_and_without_a_deadline_decode_as_pushed() {
+        for deadline in [
+            None,
+            Some(Deadline {
+                at_ms: 1_700_000_000_123,
+                sliding_ms: 0,
+            }),
+            Some(Deadline {
+                at_ms: u64::MAX,
+                sliding_ms: 300,
+            }),
+        ] {
+            let write = Write {
+                key: "b:k".into(),
+                value: b"value".to_vec(),
+                deadline,
+            };
+            let mut frames = Vec::new();
+            push_write(
+                &mut frames,
+                7,
+                42,
+                write.key.as_bytes(),
+                &write.value,
+                deadline,
+            );
+            assert_eq!(frames.len() as u64, write_size(&write));
+            let body = &frames[FRAME_PREFIX as usize..];
+            assert!(is_write(body));
+            let record = decode_write(body).unwrap();
+            assert_eq!((record.seq, record.write), (7, write));
+        }
     }
 }

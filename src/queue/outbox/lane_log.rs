@@ -199,6 +199,7 @@ impl LaneLog {
             queued_at,
             write.key.as_bytes(),
             &write.value,
+            write.deadline,
         );
         staged.end += size;
         staged.last_seq = Some(seq);

@@ -54,7 +54,7 @@ pub(super) fn migrate_sled_outbox(dir: &Path, backends: &[Arc<dyn Backend>]) -> 
                         as usize;
                 let stored_key = record.get(12..12 + key_len).ok_or_else(damaged)?;
                 let value = &record[12 + key_len..];
-                push_write(&mut frames, seq, millis, stored_key, value);
+                push_write(&mut frames, seq, millis, stored_key, value, None);
             }
             file.write_all(&frames)
                 .and_then(|()| file.sync_data())

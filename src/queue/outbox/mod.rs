@@ -46,7 +46,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::backend::{Backend, Write};
+use crate::backend::{Backend, Deadline, Write};
 use crate::error::{Error, Result};
 use crate::files::{create_private_dir, private_file};
 use crate::log::Logger;

@@ -68,7 +68,7 @@ pub(super) fn scan(dir: &Path, name: &str) -> Result<Scan> {
                     destination.get_or_insert(found);
                 }
                 (0, _) => return Err(outbox_error(&segment.path, "not a TetherDB outbox segment")),
-                (_, Some(&WRITE)) => {
+                (_, Some(_)) if is_write(&body) => {
                     let seq = decode_write(&body)
                         .ok_or_else(|| outbox_error(&segment.path, "a damaged write"))?
                         .seq;

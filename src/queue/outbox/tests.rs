@@ -17,7 +17,7 @@ impl Backend for Sink {
     fn name(&self) -> &'static str {
         "sink"
     }
-    fn write_if(&self, _: &str, _: &[u8], _: Condition) -> Result<Outcome> {
+    fn write_if(&self, _: &str, _: &[u8], _: Condition, _: crate::backend::Ttl) -> Result<Outcome> {
         unreachable!()
     }
     fn read_versioned(&self, _: &str, _: bool) -> Result<Option<Versioned>> {
@@ -61,6 +61,7 @@ fn write(key: &str, value_len: usize) -> Write {
     Write {
         key: key.into(),
         value: vec![b'v'; value_len],
+        deadline: None,
     }
 }
 

@@ -1,0 +1,349 @@
+//! Expiry (docs/design.md, Expiry): a key written with a ttl is absent for
+//! every call from its deadline on, whatever the engine's own cleanup;
+//! never before it. Ttls here are hundreds of milliseconds, and the cases
+//! poll for what must come (with a bound that only keeps a broken build
+//! from hanging) instead of sleeping and hoping; where a case checks that a
+//! key is still there, it first waits until the deadline has surely passed,
+//! as measured.
+
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use tetherdb::ffi::*;
+use tetherdb::{Db, Status, WriteOptions};
+
+use crate::common::{c, last_error, wait_until};
+use crate::engine::{cases, Space};
+
+const QUICK: &str = r#"{"size": 10, "interval": 0.05}"#;
+const TTL: Duration = Duration::from_millis(300);
+
+cases![
+    #[needs(Expiry)]
+    a_key_is_absent_for_every_call_from_its_deadline_on,
+    #[needs(Expiry)]
+    a_plain_write_clears_a_deadline_and_update_keeps_it,
+    #[needs(Expiry)]
+    sliding_reads_restart_the_ttl_and_listing_does_not,
+    #[needs(Expiry)]
+    touch_sets_and_clears_a_deadline_of_a_present_key,
+    #[needs(Expiry)]
+    a_queued_write_held_past_its_deadline_is_never_applied,
+    #[needs(Expiry)]
+    ttls_whose_deadline_overflows_are_invalid,
+    #[needs(Expiry)]
+    c_entry_points_write_with_a_ttl_and_touch,
+];
+
+fn with_ttl(ttl: Duration) -> WriteOptions {
+    WriteOptions {
+        ttl_ms: ttl.as_millis() as u64,
+        ..WriteOptions::default()
+    }
+}
+
+fn status<T: std::fmt::Debug>(result: tetherdb::Result<T>) -> Status {
+    result.unwrap_err().status()
+}
+
+fn present(db: &Db, key: &str) -> bool {
+    match db.read_ex(None, Some("e"), key, false) {
+        Ok(_) => true,
+        Err(err) if err.status() == Status::NotFound => false,
+        Err(err) => panic!("{err}"),
+    }
+}
+
+fn listed(db: &Db) -> Vec<String> {
+    let page = db.list(None, Some("e"), None, None, 1000).unwrap();
+    page.entries.into_iter().map(|e| e.key).collect()
+}
+
+/// Waits until `key` reads as absent, and checks it was not before `ttl`
+/// had passed since `written` (taken before the write).
+fn wait_for_expiry(db: &Db, key: &str, written: Instant, ttl: Duration) {
+    wait_until(|| !present(db, key));
+    assert!(
+        written.elapsed() >= ttl,
+        "{key} expired after {:?}, before its ttl of {ttl:?}",
+        written.elapsed()
+    );
+}
+
+/// Sleeps until `ttl` has surely passed since `written`.
+fn sleep_past(written: Instant, ttl: Duration) {
+    let past = ttl + Duration::from_millis(50);
+    std::thread::sleep(past.saturating_sub(written.elapsed()));
+}
+
+fn a_key_is_absent_for_every_call_from_its_deadline_on(s: &Space) {
+    let db = s.open(QUICK);
+    db.write(None, Some("e"), "stays", b"no ttl").unwrap();
+    let written = Instant::now();
+    let first = db
+        .write_ex(None, Some("e"), "k", b"short-lived", &with_ttl(TTL))
+        .unwrap()
+        .unwrap();
+    if written.elapsed() < TTL {
+        assert_eq!(db.read(None, Some("e"), "k").unwrap(), b"short-lived");
+    }
+    wait_for_expiry(&db, "k", written, TTL);
+    // Absent for every call, not only for reads.
+    assert_eq!(status(db.read(None, Some("e"), "k")), Status::NotFound);
+    assert_eq!(listed(&db), ["stays"]);
+    assert_eq!(
+        status(db.update(None, Some("e"), "k", b"x")),
+        Status::NotFound
+    );
+    assert_eq!(status(db.delete(None, Some("e"), "k")), Status::NotFound);
+    assert_eq!(
+        status(db.delete_ex(None, Some("e"), "k", Some(first))),
+        Status::NotFound
+    );
+    assert_eq!(
+        status(db.touch(None, Some("e"), "k", 1000)),
+        Status::NotFound
+    );
+    let version = WriteOptions {
+        if_version: Some(first),
+        ..WriteOptions::default()
+    };
+    assert_eq!(
+        status(db.write_ex(None, Some("e"), "k", b"x", &version)),
+        Status::NotFound
+    );
+    // IF_ABSENT takes an expired key for absent, and the new version is
+    // above the one that expired.
+    let absent = WriteOptions {
+        if_absent: true,
+        ..WriteOptions::default()
+    };
+    let again = db
+        .write_ex(None, Some("e"), "k", b"again", &absent)
+        .unwrap()
+        .unwrap();
+    assert!(again > first, "{again} after {first}");
+    assert_eq!(db.read(None, Some("e"), "k").unwrap(), b"again");
+    assert_eq!(listed(&db), ["k", "stays"]);
+    db.close().unwrap();
+}
+
+fn a_plain_write_clears_a_deadline_and_update_keeps_it(s: &Space) {
+    let db = s.open(QUICK);
+    let written = Instant::now();
+    for key in ["cleared", "updated"] {
+        db.write_ex(None, Some("e"), key, b"v", &with_ttl(TTL))
+            .unwrap();
+    }
+    db.write(None, Some("e"), "cleared", b"for good").unwrap();
+    db.update(None, Some("e"), "updated", b"new value").unwrap();
+    wait_for_expiry(&db, "updated", written, TTL);
+    sleep_past(written, TTL);
+    assert_eq!(db.read(None, Some("e"), "cleared").unwrap(), b"for good");
+    // A write with ttl 0 clears a deadline too.
+    let written = Instant::now();
+    db.write_ex(None, Some("e"), "zero", b"v", &with_ttl(TTL))
+        .unwrap();
+    db.write_ex(None, Some("e"), "zero", b"w", &WriteOptions::default())
+        .unwrap();
+    sleep_past(written, TTL);
+    assert_eq!(db.read(None, Some("e"), "zero").unwrap(), b"w");
+    db.close().unwrap();
+}
+
+fn sliding_reads_restart_the_ttl_and_listing_does_not(s: &Space) {
+    let db = s.open(QUICK);
+    // A ttl long beside the pause between reads, so that only a stall of
+    // the whole machine makes a gap as long as the ttl; such a gap is told
+    // apart below, not taken for a failure.
+    let ttl = Duration::from_millis(1000);
+    let sliding = WriteOptions {
+        sliding: true,
+        ..with_ttl(ttl)
+    };
+    db.write_ex(None, Some("e"), "k", b"v", &sliding).unwrap();
+    let mut last_read = Instant::now();
+    let reading_until = Instant::now() + 3 * ttl;
+    while Instant::now() < reading_until {
+        std::thread::sleep(Duration::from_millis(50));
+        let before = Instant::now();
+        match db.read(None, Some("e"), "k") {
+            Ok(value) => assert_eq!(value, b"v"),
+            Err(err) => {
+                assert_eq!(err.status(), Status::NotFound, "{err}");
+                assert!(
+                    before - last_read >= ttl,
+                    "expired {:?} after the read before, within its sliding ttl",
+                    before - last_read
+                );
+                return;
+            }
+        }
+        last_read = before;
+    }
+    // Read for three ttls, so the reads kept it; listing does not, and it
+    // expires.
+    wait_until(|| listed(&db).is_empty());
+    assert!(last_read.elapsed() >= ttl, "expired before its ttl");
+    assert!(!present(&db, "k"));
+    db.close().unwrap();
+}
+
+fn touch_sets_and_clears_a_deadline_of_a_present_key(s: &Space) {
+    let db = s.open(QUICK);
+    assert_eq!(
+        status(db.touch(None, Some("e"), "absent", 1000)),
+        Status::NotFound
+    );
+    db.write(None, Some("e"), "k", b"kept").unwrap();
+    let (_, version) = db.read_ex(None, Some("e"), "k", true).unwrap();
+    let touched = Instant::now();
+    db.touch(None, Some("e"), "k", TTL.as_millis() as u64)
+        .unwrap();
+    let (value, after) = db.read_ex(None, Some("e"), "k", true).unwrap();
+    assert_eq!(value, b"kept");
+    assert!(after >= version, "{after} after {version}");
+    wait_for_expiry(&db, "k", touched, TTL);
+
+    db.write_ex(None, Some("e"), "k", b"again", &with_ttl(TTL))
+        .unwrap();
+    let written = Instant::now();
+    db.touch(None, Some("e"), "k", 0).unwrap();
+    sleep_past(written, TTL);
+    assert_eq!(db.read(None, Some("e"), "k").unwrap(), b"again");
+    db.close().unwrap();
+}
+
+fn a_queued_write_held_past_its_deadline_is_never_applied(s: &Space) {
+    // The worker waits 1.5 s for a batch to fill: longer than the ttl.
+    let db = s.open(r#"{"size": 100, "interval": 1.5}"#);
+    db.write(None, Some("e"), "k", b"before").unwrap();
+    let queued = WriteOptions {
+        queue: true,
+        ..with_ttl(TTL)
+    };
+    let written = Instant::now();
+    db.write_ex(None, Some("e"), "k", b"late", &queued).unwrap();
+    db.write_ex(
+        None,
+        Some("e"),
+        "fresh",
+        b"x",
+        &WriteOptions {
+            queue: true,
+            ..with_ttl(Duration::from_secs(600))
+        },
+    )
+    .unwrap();
+    sleep_past(written, TTL);
+    db.flush().unwrap();
+    // Not applied: the key keeps what it had.
+    assert_eq!(db.read(None, Some("e"), "k").unwrap(), b"before");
+    assert_eq!(db.read(None, Some("e"), "fresh").unwrap(), b"x");
+    let stats = &db.stats()["backends"][s.name()];
+    assert_eq!(stats["expired"], 1, "{stats}");
+    assert_eq!(stats["applied"], 1, "{stats}");
+    assert_eq!(stats["failed"], 0, "{stats}");
+    // One applied in time expires as a direct write does.
+    let written = Instant::now();
+    db.write_ex(None, Some("e"), "soon", b"y", &queued).unwrap();
+    db.flush().unwrap();
+    wait_for_expiry(&db, "soon", written, TTL);
+    db.close().unwrap();
+}
+
+fn ttls_whose_deadline_overflows_are_invalid(s: &Space) {
+    let db = s.open(QUICK);
+    for ttl_ms in [u64::MAX, i64::MAX as u64] {
+        let err = db
+            .write_ex(
+                None,
+                Some("e"),
+                "k",
+                b"v",
+                &WriteOptions {
+                    ttl_ms,
+                    ..WriteOptions::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.status(), Status::InvalidArgument, "{ttl_ms}: {err}");
+        assert!(err.to_string().contains("ttl_ms"), "{err}");
+    }
+    db.write(None, Some("e"), "k", b"v").unwrap();
+    assert_eq!(
+        status(db.touch(None, Some("e"), "k", u64::MAX)),
+        Status::InvalidArgument
+    );
+    // A ttl of years is a deadline like any other.
+    let years = 10 * 365 * 24 * 3600 * 1000;
+    db.write_ex(
+        None,
+        Some("e"),
+        "k",
+        b"v",
+        &with_ttl(Duration::from_millis(years)),
+    )
+    .unwrap();
+    assert_eq!(db.read(None, Some("e"), "k").unwrap(), b"v");
+    db.close().unwrap();
+}
+
+/// `tether_write_ex` with a ttl and `tether_touch`, as a C caller drives
+/// them.
+fn c_entry_points_write_with_a_ttl_and_touch(s: &Space) {
+    let config = c(&s.config(QUICK));
+    let (bucket, key, value) = (c("e"), c("k"), b"v");
+    unsafe {
+        let mut db = ptr::null_mut();
+        assert_eq!(tether_open(config.as_ptr(), &mut db), Status::Ok);
+        let written = Instant::now();
+        let mut version = 0;
+        let status = tether_write_ex(
+            db,
+            ptr::null(),
+            bucket.as_ptr(),
+            key.as_ptr(),
+            value.as_ptr(),
+            value.len(),
+            TETHER_SLIDING,
+            TTL.as_millis() as u64,
+            0,
+            &mut version,
+        );
+        assert_eq!(status, Status::Ok, "{}", last_error());
+        assert!(version > 0);
+        // Touched to a fixed deadline: no longer sliding.
+        let status = tether_touch(db, ptr::null(), bucket.as_ptr(), key.as_ptr(), 300);
+        assert_eq!(status, Status::Ok, "{}", last_error());
+        let exists = || {
+            let mut found = 0;
+            tether_read_ex(
+                db,
+                ptr::null(),
+                bucket.as_ptr(),
+                key.as_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut found,
+            )
+        };
+        wait_until(|| exists() == Status::NotFound);
+        assert!(written.elapsed() >= TTL);
+        let status = tether_touch(db, ptr::null(), bucket.as_ptr(), key.as_ptr(), 300);
+        assert_eq!(status, Status::NotFound);
+        let status = tether_touch(db, ptr::null(), bucket.as_ptr(), ptr::null(), 300);
+        assert_eq!(status, Status::InvalidArgument);
+        assert_eq!(
+            tether_touch(
+                ptr::null_mut(),
+                ptr::null(),
+                bucket.as_ptr(),
+                key.as_ptr(),
+                1
+            ),
+            Status::InvalidArgument
+        );
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
