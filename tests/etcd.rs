@@ -378,3 +378,102 @@ fn a_handle_opens_while_etcd_is_down() {
     wait_until(|| db.write(None, None, "k", b"v").is_ok());
     assert_eq!(etcd.get("k").unwrap(), b"v");
 }
+
+/// Expiry on etcd (docs/engines.md): the value stays what was written (the
+/// exact deadline is in a key beside it), leases remove both some time
+/// after the deadline, and keys with deadlines close together share one
+/// lease.
+#[test]
+fn expiring_keys_keep_their_value_and_leases_reclaim_them() {
+    let Some((etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    let ttl = |ttl_ms| tetherdb::WriteOptions {
+        ttl_ms,
+        ..Default::default()
+    };
+    db.write_ex(None, Some("b"), "k", b"42", &ttl(300)).unwrap();
+    assert_eq!(etcd.get("b:k").unwrap(), b"42");
+    // Fifty keys expiring within a few hundred ms of each other: one or
+    // two leases, not fifty.
+    for i in 0..50 {
+        db.write_ex(
+            None,
+            Some("b"),
+            &format!("many{i}"),
+            b"v",
+            &ttl(60_000 + i * 10),
+        )
+        .unwrap();
+    }
+    let leases = leases(&etcd);
+    assert!(leases.len() <= 3, "{leases:?}");
+    // The lease ends within an eighth of the ttl (and a second) after the
+    // deadline: then etcd itself has removed the key and its deadline.
+    wait_until(|| etcd.get("b:k").is_none());
+    let keys = etcd.etcdctl(&["get", "", "--prefix", "--keys-only"]);
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    assert!(!keys.contains("b:k\n"), "{keys}");
+    assert_eq!(keys.matches("tetherdb.deadline").count(), 50, "{keys}");
+}
+
+/// A key another program writes again after the library gave it a
+/// deadline has no deadline any more: the deadline key left beside it is
+/// not its own (another revision), and it goes with its lease.
+#[test]
+fn a_key_etcdctl_writes_again_loses_its_deadline() {
+    let Some((etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    let written = Instant::now();
+    let options = tetherdb::WriteOptions {
+        ttl_ms: 300,
+        ..Default::default()
+    };
+    db.write_ex(None, Some("b"), "k", b"expiring", &options)
+        .unwrap();
+    let put = etcd.etcdctl(&["put", "b:k", "for good"]);
+    assert!(put.status.success(), "{put:?}");
+    std::thread::sleep(std::time::Duration::from_millis(400).saturating_sub(written.elapsed()));
+    assert_eq!(db.read(None, Some("b"), "k").unwrap(), b"for good");
+    assert_eq!(count(&db, "b"), 1);
+}
+
+/// A lease the handle granted and someone revoked is granted again: the
+/// write that found it gone is not lost.
+#[test]
+fn a_revoked_lease_is_granted_again() {
+    let Some((etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    let options = tetherdb::WriteOptions {
+        ttl_ms: 60_000,
+        ..Default::default()
+    };
+    db.write_ex(None, Some("b"), "first", b"v", &options)
+        .unwrap();
+    for id in leases(&etcd) {
+        let revoke = etcd.etcdctl(&["lease", "revoke", &id]);
+        assert!(revoke.status.success(), "{revoke:?}");
+    }
+    assert_eq!(
+        db.read(None, Some("b"), "first").unwrap_err().status(),
+        Status::NotFound
+    );
+    db.write_ex(None, Some("b"), "second", b"v", &options)
+        .unwrap();
+    assert_eq!(db.read(None, Some("b"), "second").unwrap(), b"v");
+}
+
+/// The ids (hex) of the leases etcd has, as `etcdctl lease list` prints
+/// them after its "found N leases".
+fn leases(etcd: &Etcd) -> Vec<String> {
+    let list = etcd.etcdctl(&["lease", "list"]);
+    assert!(list.status.success(), "{list:?}");
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    listed
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_owned())
+        .collect()
+}

@@ -103,7 +103,8 @@ pub enum Condition {
 /// What a conditional write or delete did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Applied: the key's new version (for a delete, the version removed).
+    /// Applied: the key's new version (for a delete, the version removed,
+    /// or 0 where the engine did not read it).
     Done(u64),
     /// Nothing changed: the key is absent (the condition needed it, or a
     /// delete found nothing).

@@ -30,6 +30,8 @@ cases![
     #[needs(Expiry)]
     a_queued_write_held_past_its_deadline_is_never_applied,
     #[needs(Expiry)]
+    conditions_on_a_key_with_a_deadline_see_its_version,
+    #[needs(Expiry)]
     ttls_whose_deadline_overflows_are_invalid,
     #[needs(Expiry)]
     c_entry_points_write_with_a_ttl_and_touch,
@@ -249,6 +251,50 @@ fn a_queued_write_held_past_its_deadline_is_never_applied(s: &Space) {
     db.write_ex(None, Some("e"), "soon", b"y", &queued).unwrap();
     db.flush().unwrap();
     wait_for_expiry(&db, "soon", written, TTL);
+    db.close().unwrap();
+}
+
+fn conditions_on_a_key_with_a_deadline_see_its_version(s: &Space) {
+    let db = s.open(QUICK);
+    let long = with_ttl(Duration::from_secs(600));
+    let v1 = db
+        .write_ex(None, Some("e"), "k", b"one", &long)
+        .unwrap()
+        .unwrap();
+    let at = |version| WriteOptions {
+        if_version: Some(version),
+        ..with_ttl(Duration::from_secs(600))
+    };
+    let v2 = db
+        .write_ex(None, Some("e"), "k", b"two", &at(v1))
+        .unwrap()
+        .unwrap();
+    assert!(v2 > v1);
+    assert_eq!(
+        status(db.write_ex(None, Some("e"), "k", b"stale", &at(v1))),
+        Status::Conflict
+    );
+    let absent = WriteOptions {
+        if_absent: true,
+        ..WriteOptions::default()
+    };
+    assert_eq!(
+        status(db.write_ex(None, Some("e"), "k", b"x", &absent)),
+        Status::Conflict
+    );
+    db.update(None, Some("e"), "k", b"three").unwrap();
+    let (value, v3) = db.read_ex(None, Some("e"), "k", true).unwrap();
+    assert_eq!(value, b"three");
+    assert!(v3 > v2);
+    assert_eq!(
+        status(db.delete_ex(None, Some("e"), "k", Some(v2))),
+        Status::Conflict
+    );
+    db.delete_ex(None, Some("e"), "k", Some(v3)).unwrap();
+    assert!(!present(&db, "k"));
+    db.write_ex(None, Some("e"), "k", b"again", &long).unwrap();
+    db.delete(None, Some("e"), "k").unwrap();
+    assert_eq!(status(db.delete(None, Some("e"), "k")), Status::NotFound);
     db.close().unwrap();
 }
 

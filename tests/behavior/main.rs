@@ -28,7 +28,7 @@ use engine::Engine;
 static ENGINES: &[Engine] = &[
     Engine { name: "local", fixture: &fixtures::LOCAL, caps: &[OrderedListing, AtomicConditions, Expiry], bulk: 100 },
     #[cfg(feature = "etcd")]
-    Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions], bulk: 25 },
+    Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions, Expiry], bulk: 25 },
     #[cfg(feature = "dynamodb")]
     Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[], bulk: 10 },
 ];

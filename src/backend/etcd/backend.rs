@@ -11,16 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient,
-    ResponseHeader, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, LeaseClient,
+    LeaseGrantOptions, PutOptions, ResponseHeader, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 
 use super::errors::{causes, failure, never_sent};
+use super::expiry::{self, deadline_key, deadline_of, lease_for, still_alive, Leases};
 use super::ranges::{just_after, range_end};
 use super::tls::tls_options;
 use super::{EtcdConfig, NAME};
 use crate::backend::remote::Runtime;
-use crate::backend::{Backend, BatchLimit, Condition, Listing, Outcome, Ttl, Versioned, Write};
+use crate::backend::{
+    now_ms, Backend, BatchLimit, Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write,
+};
 use crate::error::{redacted_url, Error, Result};
 use crate::keys;
 
@@ -42,16 +45,81 @@ fn revision(key: &str, header: Option<&ResponseHeader>) -> Result<u64> {
     }
 }
 
-/// What a transaction whose comparison failed found, from the read in its
-/// else branch: the key, or none.
-fn failed(answer: &TxnResponse) -> Outcome {
-    let found = answer.op_responses().into_iter().any(|op| match op {
-        TxnOpResponse::Get(get) => !get.kvs().is_empty(),
-        _ => false,
+/// The key and its deadline key as the else branch of a transaction read
+/// them (`observe_ops`), at one revision.
+fn observed(answer: &TxnResponse) -> (Option<KeyValue>, Option<KeyValue>) {
+    let mut found = answer.op_responses().into_iter().map(|op| match op {
+        TxnOpResponse::Get(mut get) => get.take_kvs().into_iter().next(),
+        _ => None,
     });
-    match found {
-        true => Outcome::Conflict,
-        false => Outcome::Absent,
+    (found.next().flatten(), found.next().flatten())
+}
+
+/// Reads the key (without its value) and its deadline key.
+fn observe_ops(key: &str) -> [TxnOp; 2] {
+    [
+        TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
+        TxnOp::get(deadline_key(key.as_bytes()), None),
+    ]
+}
+
+/// A key as read with its deadline key, judged at one moment.
+struct Observed {
+    /// `None`: absent.
+    key: Option<KeyValue>,
+    /// Its own deadline, if it has one.
+    deadline: Option<Deadline>,
+    alive: bool,
+}
+
+impl Observed {
+    fn judge((key, deadline_kv): (Option<KeyValue>, Option<KeyValue>), now_ms: u64) -> Observed {
+        let deadline = key
+            .as_ref()
+            .and_then(|k| deadline_of(k, deadline_kv.as_ref()));
+        let alive = key.is_some() && !deadline.is_some_and(|d| d.has_passed(now_ms));
+        Observed {
+            key,
+            deadline,
+            alive,
+        }
+    }
+
+    fn version(&self) -> u64 {
+        self.key.as_ref().map_or(0, |k| k.mod_revision() as u64)
+    }
+
+    /// What a transaction compares so that it applies only to the key as
+    /// observed: the same revision, and, where it was alive by its
+    /// deadline, still alive by it.
+    fn pins(&self, key: &str, now_ms: u64) -> Vec<Compare> {
+        let Some(kv) = &self.key else {
+            return vec![Compare::version(key, CompareOp::Equal, 0)];
+        };
+        let mut pins = vec![Compare::mod_revision(
+            key,
+            CompareOp::Equal,
+            kv.mod_revision(),
+        )];
+        if self.alive && self.deadline.is_some() {
+            let own = Compare::mod_revision(
+                deadline_key(key.as_bytes()),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            );
+            pins.extend([own, still_alive(key.as_bytes(), now_ms)]);
+        }
+        pins
+    }
+
+    /// Whether `condition` lets a change go on; else what it ends with.
+    fn check(&self, condition: Condition) -> std::result::Result<(), Outcome> {
+        match (condition, self.alive) {
+            (Condition::Present | Condition::Version(_), false) => Err(Outcome::Absent),
+            (Condition::Absent, true) => Err(Outcome::Conflict),
+            (Condition::Version(v), true) if v != self.version() => Err(Outcome::Conflict),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -68,6 +136,8 @@ const RESEND_PAUSE: Duration = Duration::from_millis(10);
 
 pub(crate) struct Etcd {
     kv: KvClient,
+    lease: LeaseClient,
+    leases: Leases,
     /// How many members `endpoints` names: with several, one may take a
     /// request another refused.
     members: usize,
@@ -110,6 +180,8 @@ impl Etcd {
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
         Ok(Etcd {
             kv,
+            lease: client.lease_client(),
+            leases: Leases::default(),
             members: urls.len(),
             timeout,
             max_txn_ops: config.max_txn_ops,
@@ -136,12 +208,25 @@ impl Etcd {
     where
         F: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
+        self.call_with(&self.kv, key, request)
+    }
+
+    /// [`Etcd::call`] with another of the cluster's clients.
+    fn call_with<C: Clone, T, F>(
+        &self,
+        client: &C,
+        key: &str,
+        request: impl Fn(C) -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
         let timeout = self.timeout;
         let mut refused = None;
         let attempts = async {
             let mut refusals = 0;
             loop {
-                match request(self.kv.clone()).await {
+                match request(client.clone()).await {
                     Err(error) if self.members > 1 && never_sent(&error) => {
                         refused = Some(error);
                         refusals += 1;
@@ -199,6 +284,360 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// The lease for keys expiring at `deadline`, granted unless this
+    /// handle knows it exists; `None` for a deadline too far for a lease
+    /// (kept as no deadline).
+    fn lease(&self, key: &str, deadline: Deadline, now_ms: u64) -> Result<Option<i64>> {
+        let Some((id, grant)) = lease_for(deadline, now_ms) else {
+            return Ok(None);
+        };
+        if !self.leases.is_known(id) {
+            self.call_with(&self.lease, key, |mut leases: LeaseClient| async move {
+                let options = LeaseGrantOptions::new().with_id(id);
+                match leases.grant(grant, Some(options)).await {
+                    // Granted already, by another handle or process, for
+                    // the same bucket and so as long.
+                    Err(etcd_client::Error::GRpcStatus(status))
+                        if status.message().contains("lease already exists") =>
+                    {
+                        Ok(())
+                    }
+                    other => other.map(drop),
+                }
+            })?;
+            self.leases.remember(id, now_ms);
+        }
+        Ok(Some(id))
+    }
+
+    /// Runs `op`, and once more if it failed on a lease this handle knew
+    /// but etcd no longer has (revoked by someone), granting it again.
+    fn granting_lost_leases<T>(&self, op: impl Fn() -> Result<T>) -> Result<T> {
+        match op() {
+            Err(error) if error.to_string().contains("requested lease not found") => {
+                self.leases.forget_all();
+                op()
+            }
+            other => other,
+        }
+    }
+
+    /// `deadline` with its lease, granted; `None` for no deadline.
+    fn expiring(
+        &self,
+        key: &str,
+        deadline: Option<Deadline>,
+        now_ms: u64,
+    ) -> Result<Option<(Deadline, i64)>> {
+        match deadline {
+            Some(deadline) => Ok(self
+                .lease(key, deadline, now_ms)?
+                .map(|lease| (deadline, lease))),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the key (without its value) and its deadline key.
+    fn observe(&self, key: &str) -> Result<(Option<KeyValue>, Option<KeyValue>)> {
+        let answer = self.txn(key, Txn::new().and_then(observe_ops(key)))?;
+        Ok(observed(&answer))
+    }
+
+    /// Changes `key` with `ops` where `check` lets it, as observed (by the
+    /// failed transaction that passed `seen`, or read now), in a
+    /// transaction that applies only while the key is as observed; again
+    /// when it changed in between, until the timeout.
+    fn change(
+        &self,
+        key: &str,
+        mut seen: Option<(Option<KeyValue>, Option<KeyValue>)>,
+        check: impl Fn(&Observed) -> std::result::Result<(), Outcome>,
+        ops: impl Fn(&Observed) -> Vec<TxnOp>,
+    ) -> Result<std::result::Result<(TxnResponse, Observed), Outcome>> {
+        let give_up = std::time::Instant::now() + self.timeout;
+        loop {
+            let now = now_ms();
+            let found = match seen.take() {
+                Some(found) => found,
+                None => self.observe(key)?,
+            };
+            let observed_key = Observed::judge(found, now);
+            if let Err(outcome) = check(&observed_key) {
+                return Ok(Err(outcome));
+            }
+            let txn = Txn::new()
+                .when(observed_key.pins(key, now))
+                .and_then(ops(&observed_key))
+                .or_else(observe_ops(key));
+            let answer = self.txn(key, txn)?;
+            if answer.succeeded() {
+                return Ok(Ok((answer, observed_key)));
+            }
+            if std::time::Instant::now() > give_up {
+                return Err(Error::unavailable(
+                    NAME,
+                    key,
+                    format!("the key changed at every try for {:?}", self.timeout),
+                ));
+            }
+            seen = Some(observed(&answer));
+        }
+    }
+
+    /// Moves a sliding key's deadline to `slid` where the key is still as
+    /// read (`kv`); its new version, `None` when it changed meanwhile.
+    fn slide(&self, key: &str, kv: &KeyValue, slid: Deadline, now_ms: u64) -> Result<Option<u64>> {
+        let Some(lease) = self.lease(key, slid, now_ms)? else {
+            return Ok(None);
+        };
+        let as_read = |k: Vec<u8>| Compare::mod_revision(k, CompareOp::Equal, kv.mod_revision());
+        let txn = Txn::new()
+            .when([as_read(key.into()), as_read(deadline_key(key.as_bytes()))])
+            .and_then(deadline_ops(key, Some((slid, lease))));
+        let answer = self.txn(key, txn)?;
+        match answer.succeeded() {
+            true => Ok(Some(revision(key, answer.header())?)),
+            false => Ok(None),
+        }
+    }
+
+    /// Keeps only the listed keys that are alive at `now_ms`: those on one
+    /// of the library's leases are checked against their deadline keys,
+    /// read in one range at the listing's revision.
+    fn alive(
+        &self,
+        prefix: &str,
+        kvs: Vec<KeyValue>,
+        revision: i64,
+        now_ms: u64,
+    ) -> Result<Vec<KeyValue>> {
+        let expiring: Vec<&[u8]> = kvs
+            .iter()
+            .filter(|kv| expiry::is_ours(kv.lease()))
+            .map(|kv| kv.key())
+            .collect();
+        let (Some(first), Some(last)) = (expiring.first(), expiring.last()) else {
+            return Ok(kvs);
+        };
+        let options = GetOptions::new()
+            .with_range(just_after(&deadline_key(last)))
+            .with_revision(revision);
+        let start = deadline_key(first);
+        let mut answer = self.call(prefix, |mut kv| {
+            let (start, options) = (start.clone(), options.clone());
+            async move { kv.get(start, Some(options)).await }
+        })?;
+        let deadlines: std::collections::HashMap<Vec<u8>, KeyValue> = answer
+            .take_kvs()
+            .into_iter()
+            .map(|kv| (kv.key().to_vec(), kv))
+            .collect();
+        Ok(kvs
+            .into_iter()
+            .filter(|kv| {
+                let own = deadlines.get(&deadline_key(kv.key()));
+                !deadline_of(kv, own).is_some_and(|d| d.has_passed(now_ms))
+            })
+            .collect())
+    }
+
+    fn write_once(
+        &self,
+        key: &str,
+        value: &[u8],
+        condition: Condition,
+        ttl: Ttl,
+    ) -> Result<Outcome> {
+        self.check_size(key, value)?;
+        let now = now_ms();
+        let expiring = match ttl {
+            Ttl::Set(deadline) => self.expiring(key, Some(deadline), now)?,
+            Ttl::Clear | Ttl::Keep => None,
+        };
+        // First one transaction that holds for a key without a deadline
+        // (no lease: etcd compares a missing key's lease as 0), which is
+        // every key but those written with a ttl: a version of 0 is no
+        // key, as etcd's `version` counts changes since its creation.
+        let first_try = match (condition, ttl) {
+            (Condition::Any, Ttl::Keep) => None,
+            (Condition::Any, Ttl::Clear) => {
+                let answer =
+                    self.call(key, |mut kv| async move { kv.put(key, value, None).await })?;
+                return Ok(Outcome::Done(revision(key, answer.header())?));
+            }
+            (Condition::Any, Ttl::Set(_)) => Some(vec![]),
+            (Condition::Absent, _) => Some(vec![Compare::version(key, CompareOp::Equal, 0)]),
+            (Condition::Present, _) => Some(vec![
+                Compare::version(key, CompareOp::Greater, 0),
+                Compare::lease(key, CompareOp::Equal, 0),
+            ]),
+            (Condition::Version(version), _) => Some(vec![
+                Compare::mod_revision(key, CompareOp::Equal, as_revision(version)),
+                Compare::lease(key, CompareOp::Equal, 0),
+            ]),
+        };
+        let mut seen = None;
+        if let Some(compares) = first_try {
+            let txn = Txn::new()
+                .when(compares)
+                .and_then(put_ops(key, value, expiring))
+                .or_else(observe_ops(key));
+            let answer = self.txn(key, txn)?;
+            if answer.succeeded() {
+                return Ok(Outcome::Done(revision(key, answer.header())?));
+            }
+            seen = Some(observed(&answer));
+        }
+        // Then by what the key is: its version, its deadline.
+        let changed = self.change(
+            key,
+            seen,
+            |observed| observed.check(condition),
+            |observed| match ttl {
+                Ttl::Keep => keeping_ops(key, value, observed),
+                Ttl::Clear | Ttl::Set(_) => put_ops(key, value, expiring),
+            },
+        )?;
+        match changed {
+            Ok((answer, _)) => Ok(Outcome::Done(revision(key, answer.header())?)),
+            Err(outcome) => Ok(outcome),
+        }
+    }
+
+    fn read_once(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
+        let options = (!with_value).then(|| GetOptions::new().with_keys_only());
+        let mut answer = self.call(key, |mut kv| {
+            let options = options.clone();
+            async move { kv.get(key, options).await }
+        })?;
+        let read_at = answer.header().map_or(0, |h| h.revision());
+        let Some(kv) = answer.take_kvs().into_iter().next() else {
+            return Ok(None);
+        };
+        let mut version = kv.mod_revision() as u64;
+        if expiry::is_ours(kv.lease()) {
+            // Its deadline key, as it was at the same revision.
+            let options = GetOptions::new().with_revision(read_at);
+            let mut answer = self.call(key, |mut client| {
+                let options = options.clone();
+                async move {
+                    client
+                        .get(deadline_key(key.as_bytes()), Some(options))
+                        .await
+                }
+            })?;
+            let now = now_ms();
+            let own = answer.take_kvs().into_iter().next();
+            if let Some(deadline) = deadline_of(&kv, own.as_ref()) {
+                if deadline.has_passed(now) {
+                    return Ok(None);
+                }
+                if let Some(slid) = deadline.slid(now) {
+                    version = self.slide(key, &kv, slid, now)?.unwrap_or(version);
+                }
+            }
+        }
+        Ok(Some(Versioned {
+            version,
+            value: kv.into_key_value().1,
+        }))
+    }
+
+    fn touch_once(&self, key: &str, deadline: Option<Deadline>) -> Result<Outcome> {
+        let expiring = self.expiring(key, deadline, now_ms())?;
+        let changed = self.change(
+            key,
+            None,
+            |observed| observed.check(Condition::Present),
+            |_| deadline_ops(key, expiring),
+        )?;
+        match changed {
+            Ok((answer, _)) => Ok(Outcome::Done(revision(key, answer.header())?)),
+            Err(outcome) => Ok(outcome),
+        }
+    }
+
+    fn write_batch_once(&self, writes: &[Write]) -> Result<()> {
+        // A write with a deadline is two puts (the key and its deadline
+        // key): the batch goes in as many transactions as etcd's limit on
+        // operations asks, the two puts of one write always in one.
+        let now = now_ms();
+        let mut txns: Vec<Vec<TxnOp>> = vec![Vec::new()];
+        for write in writes {
+            let expiring = self.expiring(&write.key, write.deadline, now)?;
+            let ops = put_ops(&write.key, &write.value, expiring);
+            let txn = txns.last_mut().expect("one at least");
+            if !txn.is_empty() && txn.len() + ops.len() > self.max_txn_ops {
+                txns.push(ops);
+            } else {
+                txn.extend(ops);
+            }
+        }
+        for ops in txns {
+            let txn = Txn::new().and_then(ops);
+            // Errors name no key: the worker reports how many writes failed.
+            self.call("", |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Stores `value` under `key`, with a deadline on its lease or without.
+fn put_ops(key: &str, value: &[u8], expiring: Option<(Deadline, i64)>) -> Vec<TxnOp> {
+    match expiring {
+        None => vec![TxnOp::put(key, value, None)],
+        Some((deadline, lease)) => {
+            let on_lease = || Some(PutOptions::new().with_lease(lease));
+            vec![
+                TxnOp::put(key, value, on_lease()),
+                TxnOp::put(
+                    deadline_key(key.as_bytes()),
+                    expiry::encode(deadline),
+                    on_lease(),
+                ),
+            ]
+        }
+    }
+}
+
+/// Gives `key` another deadline (or none), keeping its value.
+fn deadline_ops(key: &str, expiring: Option<(Deadline, i64)>) -> Vec<TxnOp> {
+    let keep_value = PutOptions::new().with_ignore_value();
+    match expiring {
+        None => vec![TxnOp::put(key, "", Some(keep_value))],
+        Some((deadline, lease)) => vec![
+            TxnOp::put(key, "", Some(keep_value.with_lease(lease))),
+            TxnOp::put(
+                deadline_key(key.as_bytes()),
+                expiry::encode(deadline),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+        ],
+    }
+}
+
+/// Stores `value` under an observed key, keeping its deadline.
+fn keeping_ops(key: &str, value: &[u8], observed: &Observed) -> Vec<TxnOp> {
+    match (&observed.key, observed.deadline) {
+        (Some(kv), Some(deadline)) if observed.alive => {
+            put_ops(key, value, Some((deadline, kv.lease())))
+        }
+        // Another program's lease, if any, stays.
+        (Some(_), None) if observed.alive => {
+            vec![TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_ignore_lease()),
+            )]
+        }
+        _ => put_ops(key, value, None),
+    }
+}
+
 impl Backend for Etcd {
     fn name(&self) -> &'static str {
         NAME
@@ -211,80 +650,67 @@ impl Backend for Etcd {
     }
 
     fn write_if(&self, key: &str, value: &[u8], condition: Condition, ttl: Ttl) -> Result<Outcome> {
-        if let Ttl::Set(_) = ttl {
-            return Err(Error::Unsupported("expiry is not built yet".into()));
-        }
-        self.check_size(key, value)?;
-        let compare = match condition {
-            Condition::Any => {
-                let answer =
-                    self.call(key, |mut kv| async move { kv.put(key, value, None).await })?;
-                return Ok(Outcome::Done(revision(key, answer.header())?));
-            }
-            // A version of 0: no key (etcd's `version` counts the key's
-            // changes since its creation).
-            Condition::Absent => Compare::version(key, CompareOp::Equal, 0),
-            Condition::Present => Compare::version(key, CompareOp::Greater, 0),
-            Condition::Version(version) => {
-                Compare::mod_revision(key, CompareOp::Equal, as_revision(version))
-            }
-        };
-        // One transaction: put where the comparison holds, else read the
-        // key, to tell a conflict from an absent key.
-        let txn = Txn::new()
-            .when([compare])
-            .and_then([TxnOp::put(key, value, None)])
-            .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
-        let answer = self.txn(key, txn)?;
-        match answer.succeeded() {
-            true => Ok(Outcome::Done(revision(key, answer.header())?)),
-            false => Ok(failed(&answer)),
-        }
-    }
-
-    fn delete(&self, key: &str) -> Result<bool> {
-        // Without the old value, which `delete_if` asks for its version.
-        let answer = self.call(key, |mut kv| async move { kv.delete(key, None).await })?;
-        Ok(answer.deleted() > 0)
+        self.granting_lost_leases(|| self.write_once(key, value, condition, ttl))
     }
 
     fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
-        let options = (!with_value).then(|| GetOptions::new().with_keys_only());
-        let mut answer = self.call(key, |mut kv| {
-            let options = options.clone();
-            async move { kv.get(key, options).await }
-        })?;
-        Ok(answer.take_kvs().into_iter().next().map(|kv| Versioned {
-            version: kv.mod_revision() as u64,
-            value: kv.into_key_value().1,
-        }))
+        self.granting_lost_leases(|| self.read_once(key, with_value))
+    }
+
+    fn touch(&self, key: &str, deadline: Option<Deadline>) -> Result<Outcome> {
+        self.granting_lost_leases(|| self.touch_once(key, deadline))
+    }
+
+    fn write_batch(&self, writes: &[Write]) -> Result<()> {
+        self.granting_lost_leases(|| self.write_batch_once(writes))
     }
 
     fn delete_if(&self, key: &str, condition: Condition) -> Result<Outcome> {
-        let Condition::Version(version) = condition else {
-            let options = DeleteOptions::new().with_prev_key();
-            let answer = self.call(key, |mut kv| {
-                let options = options.clone();
-                async move { kv.delete(key, Some(options)).await }
-            })?;
-            return Ok(match answer.prev_kvs().first() {
-                Some(old) => Outcome::Done(old.mod_revision() as u64),
-                None if answer.deleted() > 0 => Outcome::Done(0),
-                None => Outcome::Absent,
-            });
-        };
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
+        // First one transaction that holds for a key without a deadline.
+        let mut compares = vec![Compare::lease(key, CompareOp::Equal, 0)];
+        if let Condition::Version(version) = condition {
+            compares.push(Compare::mod_revision(
                 key,
                 CompareOp::Equal,
                 as_revision(version),
-            )])
+            ));
+        }
+        let txn = Txn::new()
+            .when(compares)
             .and_then([TxnOp::delete(key, None)])
-            .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
+            .or_else(observe_ops(key));
         let answer = self.txn(key, txn)?;
-        match answer.succeeded() {
-            true => Ok(Outcome::Done(version)),
-            false => Ok(failed(&answer)),
+        if answer.succeeded() {
+            let deleted = answer.op_responses().into_iter().any(|op| match op {
+                TxnOpResponse::Delete(delete) => delete.deleted() > 0,
+                _ => false,
+            });
+            return Ok(match (deleted, condition) {
+                (true, Condition::Version(version)) => Outcome::Done(version),
+                (true, _) => Outcome::Done(0),
+                (false, _) => Outcome::Absent,
+            });
+        }
+        // Then by what the key is: an expired one is absent already.
+        let check = match condition {
+            Condition::Version(_) => condition,
+            _ => Condition::Present,
+        };
+        let changed = self.change(
+            key,
+            Some(observed(&answer)),
+            |observed| observed.check(check),
+            |observed| {
+                let mut ops = vec![TxnOp::delete(key, None)];
+                if observed.deadline.is_some() {
+                    ops.push(TxnOp::delete(deadline_key(key.as_bytes()), None));
+                }
+                ops
+            },
+        )?;
+        match changed {
+            Ok((_, observed)) => Ok(Outcome::Done(observed.version())),
+            Err(outcome) => Ok(outcome),
         }
     }
 
@@ -308,10 +734,12 @@ impl Backend for Etcd {
                 async move { kv.get(start, Some(options)).await }
             })?;
             let more = answer.more();
+            let read_at = answer.header().map_or(0, |h| h.revision());
             let kvs = answer.take_kvs();
             if let Some(last) = kvs.last() {
                 from = just_after(last.key());
             }
+            let kvs = self.alive(prefix, kvs, read_at, now_ms())?;
             for kv in kvs {
                 let (key, value) = kv.into_key_value();
                 // Keys other programs stored that a C string cannot carry
@@ -334,20 +762,6 @@ impl Backend for Etcd {
                 });
             }
         }
-    }
-
-    fn write_batch(&self, writes: &[Write]) -> Result<()> {
-        let puts: Vec<TxnOp> = writes
-            .iter()
-            .map(|w| TxnOp::put(w.key.as_str(), w.value.as_slice(), None))
-            .collect();
-        let txn = Txn::new().and_then(puts);
-        // Errors name no key: the worker reports how many writes failed.
-        self.call("", |mut kv| {
-            let txn = txn.clone();
-            async move { kv.txn(txn).await }
-        })
-        .map(drop)
     }
 
     fn destination(&self) -> String {

@@ -8,6 +8,8 @@ mod config;
 #[cfg(feature = "etcd")]
 mod errors;
 #[cfg(feature = "etcd")]
+mod expiry;
+#[cfg(feature = "etcd")]
 mod ranges;
 #[cfg(feature = "etcd")]
 mod tls;
