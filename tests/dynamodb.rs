@@ -121,10 +121,12 @@ fn items_over_400_kb_are_refused_before_they_are_sent() {
     db.write(None, None, "k", &value).unwrap();
     assert_eq!(db.read(None, None, "k").unwrap().len(), value.len());
     // One DynamoDB would take but moto refuses: its answer is TooLarge too.
-    // The library counts the `version` attribute at its largest: its name
-    // and 21 bytes.
+    // The library counts the `version` attribute at its largest (its name
+    // and 21 bytes), and room for a deadline's three, so that giving the
+    // key a deadline later cannot make it too large.
     let version = "version".len() + 21;
-    let largest = vec![b'x'; 400 * 1024 - "key".len() - 1 - "value".len() - version];
+    let deadline = "deadline_ms".len() + "expires".len() + "sliding_ms".len() + 3 * 21;
+    let largest = vec![b'x'; 400 * 1024 - "key".len() - 1 - "value".len() - version - deadline];
     let err = db.write(None, None, "k", &largest).unwrap_err();
     assert_eq!(err.status(), Status::TooLarge, "{err}");
     assert!(
@@ -402,4 +404,63 @@ fn eventually_consistent_reads_can_be_chosen() {
     // the requests valid.
     assert_eq!(db.read(None, None, "k").unwrap(), b"v");
     assert_eq!(db.list(None, None, None, None, 5).unwrap().entries.len(), 1);
+}
+
+/// Expiry on DynamoDB (docs/engines.md): the value stays what was written,
+/// the deadline is beside it (exact, in ms, and in seconds in `expires`,
+/// the TTL attribute the library turns on for a table it creates), and an
+/// item DynamoDB has not deleted yet is absent all the same.
+#[test]
+fn expiring_items_keep_their_value_beside_a_ttl_attribute() {
+    let Some(moto) = moto::server() else {
+        return;
+    };
+    let table = moto::table("expiry");
+    let db = Db::open_json(Some(&moto::config(&moto.url(), &table, "", QUICK))).unwrap();
+    let (runtime, sdk) = moto::sdk(&moto.url());
+    let ttl = runtime
+        .block_on(sdk.describe_time_to_live().table_name(&table).send())
+        .unwrap();
+    let ttl = ttl.time_to_live_description.unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expires"), "{ttl:?}");
+    let options = tetherdb::WriteOptions {
+        ttl_ms: 300,
+        sliding: true,
+        ..Default::default()
+    };
+    db.write_ex(None, Some("b"), "k", b"42", &options).unwrap();
+    let item = runtime
+        .block_on(
+            sdk.get_item()
+                .table_name(&table)
+                .key("key", AttributeValue::S("b:k".into()))
+                .send(),
+        )
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["value"], AttributeValue::S("42".into()));
+    let number = |name: &str| match &item[name] {
+        AttributeValue::N(n) => n.parse::<u64>().unwrap(),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(number("expires"), number("deadline_ms").div_ceil(1000));
+    assert_eq!(number("sliding_ms"), 300);
+    // Past its deadline the item is still in the table (moto, like
+    // DynamoDB, deletes expired items late), and absent to every call.
+    // (Listing does not slide the deadline, as reading would.)
+    common::wait_until(|| count(&db, "b") == 0);
+    assert_eq!(
+        db.read(None, Some("b"), "k").unwrap_err().status(),
+        Status::NotFound
+    );
+    let still_there = runtime
+        .block_on(
+            sdk.get_item()
+                .table_name(&table)
+                .key("key", AttributeValue::S("b:k".into()))
+                .send(),
+        )
+        .unwrap();
+    assert!(still_there.item.is_some());
 }

@@ -103,8 +103,8 @@ pub enum Condition {
 /// What a conditional write or delete did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Applied: the key's new version (for a delete, the version removed,
-    /// or 0 where the engine did not read it).
+    /// Applied: the key's new version (for a delete, the version removed);
+    /// 0 where the engine did not read it (some deletes and touches).
     Done(u64),
     /// Nothing changed: the key is absent (the condition needed it, or a
     /// delete found nothing).

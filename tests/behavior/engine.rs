@@ -20,8 +20,6 @@ pub enum Cap {
     /// write without a lock), so racing conditional writes are checked on
     /// `local` and `etcd` only.
     AtomicConditions,
-    /// Keys expire (ttls, sliding ttls, touch).
-    Expiry,
 }
 
 impl Cap {
@@ -31,7 +29,6 @@ impl Cap {
             Cap::AtomicConditions => {
                 "atomic_conditions (moto_server checks conditions without a lock)"
             }
-            Cap::Expiry => "expiry",
         }
     }
 }

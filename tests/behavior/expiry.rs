@@ -17,23 +17,18 @@ use crate::engine::{cases, Space};
 
 const QUICK: &str = r#"{"size": 10, "interval": 0.05}"#;
 const TTL: Duration = Duration::from_millis(300);
+/// A ttl for keys that must outlive a few calls first, also on a loaded
+/// machine where a call to a server can take a few hundred ms.
+const ROOMY: Duration = Duration::from_secs(2);
 
 cases![
-    #[needs(Expiry)]
     a_key_is_absent_for_every_call_from_its_deadline_on,
-    #[needs(Expiry)]
     a_plain_write_clears_a_deadline_and_update_keeps_it,
-    #[needs(Expiry)]
     sliding_reads_restart_the_ttl_and_listing_does_not,
-    #[needs(Expiry)]
     touch_sets_and_clears_a_deadline_of_a_present_key,
-    #[needs(Expiry)]
     a_queued_write_held_past_its_deadline_is_never_applied,
-    #[needs(Expiry)]
     conditions_on_a_key_with_a_deadline_see_its_version,
-    #[needs(Expiry)]
     ttls_whose_deadline_overflows_are_invalid,
-    #[needs(Expiry)]
     c_entry_points_write_with_a_ttl_and_touch,
 ];
 
@@ -70,6 +65,20 @@ fn wait_for_expiry(db: &Db, key: &str, written: Instant, ttl: Duration) {
         "{key} expired after {:?}, before its ttl of {ttl:?}",
         written.elapsed()
     );
+}
+
+/// The result of a call on a key that should be present, unless the
+/// machine stalled so long that the key's ttl (from `written`) ran out
+/// first: then `None`, and the case has nothing left to check.
+fn unless_late<T>(written: Instant, ttl: Duration, result: tetherdb::Result<T>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(err) if err.status() == Status::NotFound && written.elapsed() >= ttl => {
+            eprintln!("the machine stalled past the key's ttl: nothing left to check");
+            None
+        }
+        Err(err) => panic!("{err}"),
+    }
 }
 
 /// Sleeps until `ttl` has surely passed since `written`.
@@ -134,13 +143,16 @@ fn a_plain_write_clears_a_deadline_and_update_keeps_it(s: &Space) {
     let db = s.open(QUICK);
     let written = Instant::now();
     for key in ["cleared", "updated"] {
-        db.write_ex(None, Some("e"), key, b"v", &with_ttl(TTL))
+        db.write_ex(None, Some("e"), key, b"v", &with_ttl(ROOMY))
             .unwrap();
     }
     db.write(None, Some("e"), "cleared", b"for good").unwrap();
-    db.update(None, Some("e"), "updated", b"new value").unwrap();
-    wait_for_expiry(&db, "updated", written, TTL);
-    sleep_past(written, TTL);
+    let updated = db.update(None, Some("e"), "updated", b"new value");
+    if unless_late(written, ROOMY, updated).is_none() {
+        return;
+    }
+    wait_for_expiry(&db, "updated", written, ROOMY);
+    sleep_past(written, ROOMY);
     assert_eq!(db.read(None, Some("e"), "cleared").unwrap(), b"for good");
     // A write with ttl 0 clears a deadline too.
     let written = Instant::now();
@@ -200,18 +212,23 @@ fn touch_sets_and_clears_a_deadline_of_a_present_key(s: &Space) {
     db.write(None, Some("e"), "k", b"kept").unwrap();
     let (_, version) = db.read_ex(None, Some("e"), "k", true).unwrap();
     let touched = Instant::now();
-    db.touch(None, Some("e"), "k", TTL.as_millis() as u64)
+    db.touch(None, Some("e"), "k", ROOMY.as_millis() as u64)
         .unwrap();
-    let (value, after) = db.read_ex(None, Some("e"), "k", true).unwrap();
-    assert_eq!(value, b"kept");
-    assert!(after >= version, "{after} after {version}");
-    wait_for_expiry(&db, "k", touched, TTL);
+    let read = db.read_ex(None, Some("e"), "k", true);
+    if let Some((value, after)) = unless_late(touched, ROOMY, read) {
+        assert_eq!(value, b"kept");
+        assert!(after >= version, "{after} after {version}");
+    }
+    wait_for_expiry(&db, "k", touched, ROOMY);
 
-    db.write_ex(None, Some("e"), "k", b"again", &with_ttl(TTL))
-        .unwrap();
     let written = Instant::now();
-    db.touch(None, Some("e"), "k", 0).unwrap();
-    sleep_past(written, TTL);
+    db.write_ex(None, Some("e"), "k", b"again", &with_ttl(ROOMY))
+        .unwrap();
+    let touched = db.touch(None, Some("e"), "k", 0);
+    if unless_late(written, ROOMY, touched).is_none() {
+        return;
+    }
+    sleep_past(written, ROOMY);
     assert_eq!(db.read(None, Some("e"), "k").unwrap(), b"again");
     db.close().unwrap();
 }
@@ -353,7 +370,7 @@ fn c_entry_points_write_with_a_ttl_and_touch(s: &Space) {
             value.as_ptr(),
             value.len(),
             TETHER_SLIDING,
-            TTL.as_millis() as u64,
+            60_000,
             0,
             &mut version,
         );

@@ -26,9 +26,9 @@ use engine::Engine;
 /// capabilities, and the share in percent of a case's bulk counts it runs.
 #[rustfmt::skip]
 static ENGINES: &[Engine] = &[
-    Engine { name: "local", fixture: &fixtures::LOCAL, caps: &[OrderedListing, AtomicConditions, Expiry], bulk: 100 },
+    Engine { name: "local", fixture: &fixtures::LOCAL, caps: &[OrderedListing, AtomicConditions], bulk: 100 },
     #[cfg(feature = "etcd")]
-    Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions, Expiry], bulk: 25 },
+    Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions], bulk: 25 },
     #[cfg(feature = "dynamodb")]
     Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[], bulk: 10 },
 ];

@@ -20,13 +20,15 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
 use super::errors::failure;
 use super::items::{
-    check_key, item, item_size, number, value_attribute, value_of, version_of, Item, KEY,
-    MAX_ITEM_BYTES, UNVERSIONED, VALUE, VERSION,
+    check_key, deadline_of, item, item_size, number, value_attribute, value_of, version_of, Item,
+    DEADLINE, EXPIRES, KEY, MAX_ITEM_BYTES, SLIDING, UNVERSIONED, VALUE, VERSION,
 };
 use super::table::about_table;
 use super::{DynamoDbConfig, NAME};
 use crate::backend::remote::Runtime;
-use crate::backend::{Backend, BatchLimit, Condition, Listing, Outcome, Ttl, Versioned, Write};
+use crate::backend::{
+    now_ms, Backend, BatchLimit, Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write,
+};
 use crate::error::{Error, Result};
 use crate::keys;
 
@@ -130,76 +132,156 @@ impl DynamoDb {
 
     /// A PutItem of the whole item where `condition` holds; `false` when
     /// it does not (nothing is written).
-    fn put(&self, key: &str, value: &[u8], version: u64, condition: Option<&str>) -> Result<bool> {
-        let mut request = self
+    fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        deadline: Option<Deadline>,
+        condition: &str,
+    ) -> Result<bool> {
+        let names = names(&[condition]);
+        let values = values(
+            &[condition],
+            &[(":ver", number(version)), (":now", number(now_ms()))],
+        );
+        let request = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item(key, value, version)));
-        if let Some(condition) = condition {
-            request = request.condition_expression(condition);
-            if condition.contains("#k") {
-                request = request.expression_attribute_names("#k", KEY);
-            }
-            if condition.contains("#ver") {
-                request = request.expression_attribute_names("#ver", VERSION);
-            }
-            if condition.contains(":ver") {
-                request = request.expression_attribute_values(":ver", number(version));
-            }
-        }
-        match self.run(key, request.send())? {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(failure(&self.table, key, error)),
-        }
+            .set_item(Some(item(key, value, version, deadline)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values);
+        self.conditional(key, request.send())
     }
 
-    /// An UpdateItem of the value and the version, leaving the item's
-    /// other attributes, where `condition` holds (`:old` is `old`);
-    /// `false` when it does not.
+    /// An UpdateItem of the value and the version, and of the deadline as
+    /// `ttl` says, leaving the item's other attributes, where `condition`
+    /// holds (`:old` is `old`); `false` when it does not.
     fn set(
         &self,
         key: &str,
         value: &[u8],
         version: u64,
+        ttl: Ttl,
         condition: &str,
         old: Option<u64>,
     ) -> Result<bool> {
-        let mut request = self
+        let (update, mut given) = match ttl {
+            Ttl::Keep => ("SET #v = :v, #ver = :ver".to_owned(), vec![]),
+            Ttl::Clear => (
+                "SET #v = :v, #ver = :ver REMOVE #dl, #exp, #sl".to_owned(),
+                vec![],
+            ),
+            Ttl::Set(deadline) => {
+                let (set, given) = set_deadline(deadline);
+                (format!("SET #v = :v, #ver = :ver, {set}"), given)
+            }
+        };
+        given.extend([
+            (":v", value_attribute(value)),
+            (":ver", number(version)),
+            (":now", number(now_ms())),
+        ]);
+        if let Some(old) = old {
+            given.push((":old", number(old)));
+        }
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(KEY, AttributeValue::S(key.to_owned()))
-            .update_expression("SET #v = :v, #ver = :ver")
+            .update_expression(&update)
             .condition_expression(condition)
-            .expression_attribute_names("#v", VALUE)
-            .expression_attribute_names("#ver", VERSION)
-            .expression_attribute_values(":v", value_attribute(value))
-            .expression_attribute_values(":ver", number(version));
-        if condition.contains("#k") {
-            request = request.expression_attribute_names("#k", KEY);
-        }
-        if let Some(old) = old.filter(|_| condition.contains(":old")) {
-            request = request.expression_attribute_values(":old", number(old));
-        }
-        match self.run(key, request.send())? {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
+            .set_expression_attribute_names(names(&[&update, condition]))
+            .set_expression_attribute_values(values(&[&update, condition], &given));
+        self.conditional(key, request.send())
+    }
+
+    /// Sets or removes the deadline of an item that is alive, keeping its
+    /// value and version (`:old`, where given, the version it must have,
+    /// `:was` the deadline); `false` when it is absent, expired or changed.
+    fn set_deadline(
+        &self,
+        key: &str,
+        deadline: Option<Deadline>,
+        condition: &str,
+        was: Option<(u64, Deadline)>,
+    ) -> Result<bool> {
+        let (update, mut given) = match deadline {
+            Some(deadline) => {
+                let (set, given) = set_deadline(deadline);
+                (format!("SET {set}"), given)
             }
+            None => ("REMOVE #dl, #exp, #sl".to_owned(), vec![]),
+        };
+        given.push((":now", number(now_ms())));
+        if let Some((version, deadline)) = was {
+            given.extend([(":old", number(version)), (":was", number(deadline.at_ms))]);
+        }
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_owned()))
+            .update_expression(&update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(names(&[&update, condition]))
+            .set_expression_attribute_values(values(&[&update, condition], &given));
+        self.conditional(key, request.send())
+    }
+
+    /// Runs a conditional request: `false` when its condition failed.
+    fn conditional<T, E>(
+        &self,
+        key: &str,
+        request: impl Future<Output = Result<T, SdkError<E>>>,
+    ) -> Result<bool>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match self.run(key, request)? {
+            Ok(_) => Ok(true),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
             Err(error) => Err(failure(&self.table, key, error)),
         }
+    }
+
+    /// The item's version and deadline, expired or not; `None` when absent.
+    fn state(&self, key: &str) -> Result<Option<(u64, Option<Deadline>)>> {
+        Ok(self
+            .get(key, false)?
+            .map(|(version, deadline, _)| (version, deadline)))
+    }
+
+    /// GetItem: the item's version, deadline and (where `with_value`)
+    /// value, expired or not.
+    fn get(&self, key: &str, with_value: bool) -> Result<Option<(u64, Option<Deadline>, Vec<u8>)>> {
+        check_key(key)?;
+        let mut request = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_owned()))
+            .consistent_read(self.consistent_read);
+        if !with_value {
+            let projection = "#k, #ver, #dl, #sl";
+            request = request
+                .projection_expression(projection)
+                .set_expression_attribute_names(names(&[projection]));
+        }
+        let answer = self.call(key, request.send())?;
+        let Some(item) = answer.item else {
+            return Ok(None);
+        };
+        let version = version_of(key, &item)?;
+        let deadline = deadline_of(key, &item)?;
+        let value = match with_value {
+            true => value_of(key, item)?,
+            false => Vec::new(),
+        };
+        Ok(Some((version, deadline, value)))
     }
 
     /// Sends one BatchWriteItem, then resends its unprocessed items with
@@ -270,80 +352,107 @@ impl Backend for DynamoDb {
     }
 
     fn write_if(&self, key: &str, value: &[u8], condition: Condition, ttl: Ttl) -> Result<Outcome> {
-        if let Ttl::Set(_) = ttl {
-            return Err(Error::Unsupported("expiry is not built yet".into()));
-        }
         self.check_size(key, value)?;
         let mut known = match condition {
             Condition::Version(version) => Some(version),
             _ => None,
         };
+        let deadline = match ttl {
+            Ttl::Set(deadline) => Some(deadline),
+            Ttl::Clear | Ttl::Keep => None,
+        };
         loop {
             let version = next_version(known);
             let applied = match (condition, known) {
-                (Condition::Absent, _) => {
-                    self.put(key, value, version, Some("attribute_not_exists(#k)"))?
-                }
-                // The version the time gives, where it is larger: one
-                // request, whatever the item's version.
-                (Condition::Any, None) => self.put(
+                // An expired item is absent: replaced as if it were.
+                (Condition::Absent, _) => self.put(
                     key,
                     value,
                     version,
-                    Some("attribute_not_exists(#ver) OR #ver < :ver"),
+                    deadline,
+                    "attribute_not_exists(#k) OR #dl <= :now",
+                )?,
+                // The version the time gives, where it is larger: one
+                // request, whatever the item's version.
+                (Condition::Any, None) if ttl != Ttl::Keep => self.put(
+                    key,
+                    value,
+                    version,
+                    deadline,
+                    "attribute_not_exists(#ver) OR #ver < :ver",
+                )?,
+                (Condition::Any, None) => self.set(
+                    key,
+                    value,
+                    version,
+                    ttl,
+                    "attribute_not_exists(#ver) OR #ver < :ver",
+                    None,
                 )?,
                 (Condition::Present, None) => self.set(
                     key,
                     value,
                     version,
-                    "attribute_exists(#k) AND (attribute_not_exists(#ver) OR #ver < :ver)",
+                    ttl,
+                    &format!("attribute_exists(#k) AND (attribute_not_exists(#ver) OR #ver < :ver) AND {ALIVE}"),
                     None,
                 )?,
                 // The version known, where it still is.
+                (Condition::Any, Some(old)) => {
+                    self.set(key, value, version, ttl, was(old), Some(old))?
+                }
                 (Condition::Version(old), None) | (_, Some(old)) => {
-                    self.set(key, value, version, was(old), Some(old))?
+                    let condition = format!("{} AND {ALIVE}", was(old));
+                    self.set(key, value, version, ttl, &condition, Some(old))?
                 }
             };
             if applied {
                 return Ok(Outcome::Done(wrote(version)));
             }
-            let current = self.read_versioned(key, false)?.map(|v| v.version);
-            match (condition, current) {
-                (Condition::Absent, _) | (Condition::Version(_), Some(_)) => {
+            let state = self.state(key)?;
+            let now = now_ms();
+            let alive = state.filter(|(_, d)| !d.is_some_and(|d| d.has_passed(now)));
+            match (condition, alive, state) {
+                (Condition::Absent, Some(_), _) => return Ok(Outcome::Conflict),
+                (Condition::Version(wanted), Some((current, _)), _) if current != wanted => {
                     return Ok(Outcome::Conflict)
                 }
-                (Condition::Present | Condition::Version(_), None) => return Ok(Outcome::Absent),
+                (Condition::Present | Condition::Version(_), None, _) => {
+                    return Ok(Outcome::Absent)
+                }
                 // A clock behind the item's version, or a change between:
                 // the version read, plus one.
-                (_, current) => known = current,
+                (_, _, state) => known = state.map(|(current, _)| current).or(known),
             }
         }
     }
 
     fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
-        check_key(key)?;
-        let mut request = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_owned()))
-            .consistent_read(self.consistent_read);
-        if !with_value {
-            request = request
-                .projection_expression("#k, #ver")
-                .expression_attribute_names("#k", KEY)
-                .expression_attribute_names("#ver", VERSION);
-        }
-        let answer = self.call(key, request.send())?;
-        let Some(item) = answer.item else {
+        let Some((version, deadline, value)) = self.get(key, with_value)? else {
             return Ok(None);
         };
-        let version = version_of(key, &item)?;
-        let value = match with_value {
-            true => value_of(key, item)?,
-            false => Vec::new(),
-        };
+        if let Some(deadline) = deadline {
+            let now = now_ms();
+            if deadline.has_passed(now) {
+                return Ok(None);
+            }
+            if let Some(slid) = deadline.slid(now) {
+                // Where nothing changed since the read; else the change
+                // set the deadline anew.
+                let unchanged = format!("{} AND #dl = :was", was(version));
+                self.set_deadline(key, Some(slid), &unchanged, Some((version, deadline)))?;
+            }
+        }
         Ok(Some(Versioned { value, version }))
+    }
+
+    fn touch(&self, key: &str, deadline: Option<Deadline>) -> Result<Outcome> {
+        check_key(key)?;
+        let alive = format!("attribute_exists(#k) AND {ALIVE}");
+        match self.set_deadline(key, deadline, &alive, None)? {
+            true => Ok(Outcome::Done(0)),
+            false => Ok(Outcome::Absent),
+        }
     }
 
     fn delete_if(&self, key: &str, condition: Condition) -> Result<Outcome> {
@@ -355,24 +464,23 @@ impl Backend for DynamoDb {
             .key(KEY, AttributeValue::S(key.to_owned()))
             .return_values(ReturnValue::AllOld);
         if let Condition::Version(old) = condition {
+            let condition = format!("{} AND {ALIVE}", was(old));
+            let given = [(":old", number(old)), (":now", number(now_ms()))];
             request = request
-                .condition_expression(was(old))
-                .expression_attribute_names("#ver", VERSION);
-            match old {
-                UNVERSIONED => request = request.expression_attribute_names("#k", KEY),
-                _ => request = request.expression_attribute_values(":old", number(old)),
-            }
+                .condition_expression(&condition)
+                .set_expression_attribute_names(names(&[&condition]))
+                .set_expression_attribute_values(values(&[&condition], &given));
         }
         match self.run(key, request.send())? {
             Ok(answer) => match answer.attributes.filter(|old| !old.is_empty()) {
+                // An expired item was absent already: gone sooner.
+                Some(old) if deadline_of(key, &old)?.is_some_and(|d| d.has_passed(now_ms())) => {
+                    Ok(Outcome::Absent)
+                }
                 Some(old) => Ok(Outcome::Done(version_of(key, &old)?)),
                 None => Ok(Outcome::Absent),
             },
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => {
                 match self.read_versioned(key, false)? {
                     Some(_) => Ok(Outcome::Conflict),
                     None => Ok(Outcome::Absent),
@@ -396,13 +504,19 @@ impl Backend for DynamoDb {
                 .table_name(&self.table)
                 .consistent_read(self.consistent_read)
                 .set_exclusive_start_key(start.take());
-            // Without a prefix every item matches: no filter.
-            if !prefix.is_empty() {
-                scan = scan
-                    .filter_expression("begins_with(#k, :prefix)")
-                    .expression_attribute_names("#k", KEY)
-                    .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()));
-            }
+            // Expired items that DynamoDB has not deleted yet are left out.
+            let filter = match prefix {
+                "" => ALIVE.to_owned(),
+                _ => format!("begins_with(#k, :prefix) AND {ALIVE}"),
+            };
+            let given = [
+                (":prefix", AttributeValue::S(prefix.to_owned())),
+                (":now", number(now_ms())),
+            ];
+            scan = scan
+                .set_expression_attribute_names(names(&[&filter]))
+                .set_expression_attribute_values(values(&[&filter], &given))
+                .filter_expression(filter);
             let answer = self.call(prefix, scan.send())?;
             for item in answer.items.unwrap_or_default() {
                 let Some(AttributeValue::S(key)) = item.get(KEY) else {
@@ -442,7 +556,12 @@ impl Backend for DynamoDb {
             .iter()
             .map(|w| {
                 let put = PutRequest::builder()
-                    .set_item(Some(item(&w.key, &w.value, wrote(next_version(None)))))
+                    .set_item(Some(item(
+                        &w.key,
+                        &w.value,
+                        wrote(next_version(None)),
+                        w.deadline,
+                    )))
                     .build()
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 Ok(WriteRequest::builder().put_request(put).build())
@@ -517,6 +636,67 @@ fn was(old: u64) -> &'static str {
         UNVERSIONED => "attribute_exists(#k) AND attribute_not_exists(#ver)",
         _ => "#ver = :old",
     }
+}
+
+/// The condition that an item has not expired. Names `#dl`, `:now`.
+const ALIVE: &str = "(attribute_not_exists(#dl) OR #dl > :now)";
+
+/// The placeholders of expressions and the attributes they name.
+const NAMES: [(&str, &str); 6] = [
+    ("#k", KEY),
+    ("#v", VALUE),
+    ("#ver", VERSION),
+    ("#dl", DEADLINE),
+    ("#exp", EXPIRES),
+    ("#sl", SLIDING),
+];
+
+/// Whether `expression` uses `placeholder` (`#v`, not as part of `#ver`).
+fn uses(expression: &str, placeholder: &str) -> bool {
+    expression.match_indices(placeholder).any(|(at, _)| {
+        let next = expression[at + placeholder.len()..].chars().next();
+        !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// The attribute names `expressions` use: DynamoDB refuses any unused.
+fn names(expressions: &[&str]) -> Option<HashMap<String, String>> {
+    let used: HashMap<String, String> = NAMES
+        .iter()
+        .filter(|(placeholder, _)| expressions.iter().any(|e| uses(e, placeholder)))
+        .map(|(placeholder, name)| (placeholder.to_string(), name.to_string()))
+        .collect();
+    (!used.is_empty()).then_some(used)
+}
+
+/// Of the values `given`, those `expressions` use.
+fn values(
+    expressions: &[&str],
+    given: &[(&str, AttributeValue)],
+) -> Option<HashMap<String, AttributeValue>> {
+    let used: HashMap<String, AttributeValue> = given
+        .iter()
+        .filter(|(placeholder, _)| expressions.iter().any(|e| uses(e, placeholder)))
+        .map(|(placeholder, value)| (placeholder.to_string(), value.clone()))
+        .collect();
+    (!used.is_empty()).then_some(used)
+}
+
+/// The SET clause (without `SET`) that gives an item `deadline`, and its
+/// values; a fixed deadline removes a sliding ttl.
+fn set_deadline(deadline: Deadline) -> (String, Vec<(&'static str, AttributeValue)>) {
+    let mut given = vec![
+        (":dl", number(deadline.at_ms)),
+        (":exp", number(deadline.at_ms.div_ceil(1000))),
+    ];
+    let clause = match deadline.sliding_ms {
+        0 => "#dl = :dl, #exp = :exp REMOVE #sl".to_owned(),
+        sliding_ms => {
+            given.push((":sl", number(sliding_ms)));
+            "#dl = :dl, #exp = :exp, #sl = :sl".to_owned()
+        }
+    };
+    (clause, given)
 }
 
 /// The SDK configuration of the section: region and endpoint from it,

@@ -8,12 +8,12 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TableDescription, TableStatus,
+    TableDescription, TableStatus, TimeToLiveSpecification,
 };
 
 use super::backend::DynamoDb;
 use super::errors::failure;
-use super::items::KEY;
+use super::items::{EXPIRES, KEY};
 use super::NAME;
 use crate::error::{redacted_url, Error, Result};
 
@@ -30,16 +30,22 @@ impl DynamoDb {
             "",
             self.client.describe_table().table_name(&self.table).send(),
         )?;
+        let mut created = false;
         let table = match described {
             Ok(answer) => answer.table,
-            Err(error) if is_missing_table(&error) && create => self.create_table()?,
+            Err(error) if is_missing_table(&error) && create => {
+                created = true;
+                self.create_table()?
+            }
             Err(error) if is_missing_table(&error) => {
                 return Err(Error::Config(format!(
                     "dynamodb: table {table:?} does not exist{where_}. Set \"create_table\": true \
                      in the dynamodb section to have it created, or create it with: aws dynamodb \
                      create-table --table-name {table} --attribute-definitions \
                      AttributeName=key,AttributeType=S --key-schema AttributeName=key,KeyType=HASH \
-                     --billing-mode PAY_PER_REQUEST",
+                     --billing-mode PAY_PER_REQUEST, and have DynamoDB delete expired keys with: \
+                     aws dynamodb update-time-to-live --table-name {table} \
+                     --time-to-live-specification Enabled=true,AttributeName=expires",
                     table = self.table,
                     where_ = self.whereabouts(),
                 )))
@@ -52,7 +58,39 @@ impl DynamoDb {
         if table.as_ref().and_then(|t| t.table_status()) != Some(&TableStatus::Active) {
             self.wait_until_active()?;
         }
+        if created {
+            self.delete_expired_items()?;
+        }
         Ok(())
+    }
+
+    /// Turns on the table's TTL on the `expires` attribute, so that
+    /// DynamoDB deletes expired keys (up to days after their deadline;
+    /// calls treat them as absent from the deadline on all the same).
+    fn delete_expired_items(&self) -> Result<()> {
+        let specification = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(EXPIRES)
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let request = self
+            .client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(specification)
+            .send();
+        match self.run("", request)? {
+            Ok(_) => Ok(()),
+            // Another program created the table and turned it on first.
+            Err(error)
+                if error
+                    .message()
+                    .is_some_and(|m| m.contains("already enabled")) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(failure(&self.table, "", error)),
+        }
     }
 
     /// " in region R at E", for messages about the table.
