@@ -45,6 +45,14 @@ const PUT_REQUEST_OVERHEAD: usize = 64;
 const FIRST_RESEND: Duration = Duration::from_millis(50);
 const LAST_RESEND: Duration = Duration::from_secs(1);
 
+/// An item as read: its version, its deadline, and its value (empty where
+/// it was not asked for).
+struct Stored {
+    version: u64,
+    deadline: Option<Deadline>,
+    value: Vec<u8>,
+}
+
 pub(crate) struct DynamoDb {
     pub(super) client: Client,
     pub(super) table: String,
@@ -252,12 +260,11 @@ impl DynamoDb {
     fn state(&self, key: &str) -> Result<Option<(u64, Option<Deadline>)>> {
         Ok(self
             .get(key, false)?
-            .map(|(version, deadline, _)| (version, deadline)))
+            .map(|stored| (stored.version, stored.deadline)))
     }
 
-    /// GetItem: the item's version, deadline and (where `with_value`)
-    /// value, expired or not.
-    fn get(&self, key: &str, with_value: bool) -> Result<Option<(u64, Option<Deadline>, Vec<u8>)>> {
+    /// GetItem: the item as stored, expired or not.
+    fn get(&self, key: &str, with_value: bool) -> Result<Option<Stored>> {
         check_key(key)?;
         let mut request = self
             .client
@@ -281,7 +288,11 @@ impl DynamoDb {
             true => value_of(key, item)?,
             false => Vec::new(),
         };
-        Ok(Some((version, deadline, value)))
+        Ok(Some(Stored {
+            version,
+            deadline,
+            value,
+        }))
     }
 
     /// Sends one BatchWriteItem, then resends its unprocessed items with
@@ -428,7 +439,12 @@ impl Backend for DynamoDb {
     }
 
     fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
-        let Some((version, deadline, value)) = self.get(key, with_value)? else {
+        let Some(Stored {
+            version,
+            deadline,
+            value,
+        }) = self.get(key, with_value)?
+        else {
             return Ok(None);
         };
         if let Some(deadline) = deadline {
