@@ -24,8 +24,9 @@
  *     failed, before that thread's next failing call.
  *   - A tether_page may be read from several threads; free it once.
  *   - A handle runs one worker thread per backend for queued writes, one
- *     that writes the durable outbox, and, with a remote backend, a tokio
- *     runtime's threads; tether_close ends them all. The one exception is
+ *     that writes the durable outbox, with `local` one that removes
+ *     expired keys, and, with a remote backend, a tokio runtime's
+ *     threads; tether_close ends them all. The one exception is
  *     sled's process-wide I/O pool (`sled-io-*` threads), which sled starts
  *     once a `local` store is opened and never ends: once the `local`
  *     backend has been used, a host must not dlclose() this library.

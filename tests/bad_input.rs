@@ -539,6 +539,65 @@ fn unknown_flags_and_page_size_zero_are_invalid_arguments() {
     }
 }
 
+/// Conditions that cannot hold together, a condition on a queued write
+/// (checked against nothing), a sliding ttl without a ttl, and a ttl whose
+/// deadline overflows: each refused before anything is written.
+#[test]
+fn impossible_conditions_and_ttls_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    let key = c("k");
+    put(db, "k", b"before");
+    let write_ex = |flags: u32, ttl_ms: u64, out_version: &mut u64| unsafe {
+        tether_write_ex(
+            db,
+            ptr::null(),
+            ptr::null(),
+            key.as_ptr(),
+            b"v".as_ptr(),
+            1,
+            flags,
+            ttl_ms,
+            1,
+            out_version,
+        )
+    };
+    let cases = [
+        (TETHER_IF_ABSENT | TETHER_IF_VERSION, 0, "together"),
+        (TETHER_QUEUE | TETHER_IF_ABSENT, 0, "TETHER_QUEUE"),
+        (TETHER_QUEUE | TETHER_IF_VERSION, 0, "TETHER_QUEUE"),
+        (TETHER_SLIDING, 0, "without a ttl_ms"),
+        (0, u64::MAX, "ttl_ms"),
+        (TETHER_QUEUE, u64::MAX, "ttl_ms"),
+        (TETHER_SLIDING, i64::MAX as u64, "ttl_ms"),
+        (0x80, 0, "unknown flags"),
+    ];
+    for (flags, ttl_ms, says) in cases {
+        let mut version = 7;
+        let status = write_ex(flags, ttl_ms, &mut version);
+        assert_eq!(
+            status,
+            Status::InvalidArgument,
+            "flags {flags:#x}, ttl {ttl_ms}"
+        );
+        assert!(last_error().contains(says), "{}", last_error());
+        assert_eq!(version, 7, "out_version was written");
+    }
+    unsafe {
+        let status = tether_touch(db, ptr::null(), ptr::null(), key.as_ptr(), u64::MAX);
+        assert_eq!(status, Status::InvalidArgument);
+        assert!(last_error().contains("ttl_ms"), "{}", last_error());
+        for flags in [TETHER_IF_ABSENT, TETHER_QUEUE, 0x80] {
+            let status = tether_delete_ex(db, ptr::null(), ptr::null(), key.as_ptr(), flags, 1);
+            assert_eq!(status, Status::InvalidArgument, "delete flags {flags:#x}");
+        }
+        assert_eq!(tether_flush(db), Status::Ok);
+    }
+    // Nothing was written, nor given a deadline.
+    assert_eq!(get(db, "local", "", "k"), Ok(b"before".to_vec()));
+    unsafe { assert_eq!(tether_close(db), Status::Ok) };
+}
+
 #[test]
 fn unknown_backend_is_unknown_backend() {
     let dir = tempfile::tempdir().unwrap();

@@ -49,6 +49,8 @@ struct api {
                              uint64_t *out_version);
     tether_status (*delete_ex)(tether_db *db, const char *backend, const char *bucket,
                                const char *key, uint32_t flags, uint64_t version);
+    tether_status (*touch)(tether_db *db, const char *backend, const char *bucket,
+                           const char *key, uint64_t ttl_ms);
     tether_status (*list)(tether_db *db, const char *backend, const char *bucket,
                           const char *prefix, const char *start_after, size_t page_size,
                           tether_page **out_page);

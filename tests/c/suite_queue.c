@@ -189,7 +189,7 @@ static void test_stop_races_writers(struct fixture *fx)
 /* ------------------------------------------------------------------ */
 
 /* A handle's workers end with tether_stop; the threads of its stores (sled's
- * flushers, the outbox's thread) with tether_close. Only sled's
+ * flushers, local's sweep, the outbox's thread) with tether_close. Only sled's
  * process-wide I/O pool stays (header, Threads). */
 static void test_no_threads_left_after_close(struct fixture *fx)
 {
@@ -198,7 +198,7 @@ static void test_no_threads_left_after_close(struct fixture *fx)
     CHECK_OK(put(fx->db, NULL, "k", "v", TETHER_QUEUE));
     CHECK_OK(T.flush(fx->db));
     CHECK_OK(T.stop(fx->db));
-    int stray = stray_threads("log flusher|tetherdb-outbox", names, sizeof names);
+    int stray = stray_threads("log flusher|tetherdb-outbox|tetherdb-sweep", names, sizeof names);
     if (stray != 0)
         printf("    after tether_stop: %s\n", names);
     CHECK(stray == 0);

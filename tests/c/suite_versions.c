@@ -63,9 +63,6 @@ static void test_bad_flags(struct fixture *fx)
     CHECK_STATUS(TETHER_INVALID_ARGUMENT,
                  put_ex(db, "k", "x", TETHER_QUEUE | TETHER_IF_VERSION, 1, NULL));
     CHECK_STATUS(TETHER_INVALID_ARGUMENT, put_ex(db, "k", "x", TETHER_SLIDING, 0, NULL));
-    CHECK_STATUS(TETHER_UNSUPPORTED,
-                 T.write_ex(db, NULL, "v", "k", (const uint8_t *)"x", 1, 0, 1000, 0, NULL));
-    CHECK(error_mentions("expiry is not built yet"));
     CHECK_STATUS(TETHER_INVALID_ARGUMENT, T.delete_ex(db, NULL, "v", "k", TETHER_QUEUE, 0));
     uint8_t *value = NULL;
     CHECK_STATUS(TETHER_INVALID_ARGUMENT, T.read_ex(db, NULL, "v", "k", &value, NULL, NULL));
