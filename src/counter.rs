@@ -25,11 +25,15 @@ pub(crate) const SHARD_MARK: &str = "#shard";
 /// luck.
 const IN_PROCESS_BOUND: Duration = Duration::from_secs(5);
 
-/// The first pause after a lost round on a remote engine, doubled at each
-/// further loss up to [`LAST_PAUSE`]; each pause is drawn at random below
-/// its ceiling, so that racers spread out instead of colliding again.
-const FIRST_PAUSE: Duration = Duration::from_millis(1);
-const LAST_PAUSE: Duration = Duration::from_millis(32);
+/// After a lost round on a remote engine, the pause is drawn at random
+/// below a window of as long as the round took, doubled at each further
+/// loss up to [`MAX_WINDOW_ROUNDS`] rounds, and never above [`MAX_PAUSE`]:
+/// racers spread over the next rounds instead of colliding again, at the
+/// pace of the server they share, however fast it answers. (Measured, 16
+/// racers in two processes: 1,600 increments took 6.4 to 7.2 s on etcd,
+/// 8.6 to 9.7 without pauses; 320 took 13 s on moto, 26 without.)
+const MAX_WINDOW_ROUNDS: u32 = 16;
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// The counter stored as `value`: an optional `+` or `-` and one or more
 /// ASCII digits (leading zeros allowed), nothing else, within a signed
@@ -79,6 +83,7 @@ pub(crate) fn increment<B: Backend + ?Sized>(backend: &B, key: &str, delta: i64)
     };
     let mut lost = 0u32;
     loop {
+        let round = Instant::now();
         let (count, condition) = match backend.read_versioned(key, true)? {
             None => (0, Condition::Absent),
             Some(read) => {
@@ -101,10 +106,14 @@ pub(crate) fn increment<B: Backend + ?Sized>(backend: &B, key: &str, delta: i64)
             Outcome::Conflict | Outcome::Absent => lost += 1,
         }
         let pause = match remote {
+            // Past half its time, a caller that kept losing stops giving
+            // way: the pauses favour callers that lost least, and without
+            // this one could lose to newcomers until its time is up.
+            true if started.elapsed() > bound / 2 => Duration::ZERO,
             true => {
-                let ceiling = FIRST_PAUSE.saturating_mul(1 << (lost - 1).min(5));
-                let ceiling = ceiling.min(LAST_PAUSE).as_micros() as u64;
-                Duration::from_micros(random_below(ceiling + 1))
+                let rounds = (1u32 << (lost - 1).min(31)).min(MAX_WINDOW_ROUNDS);
+                let window = round.elapsed().saturating_mul(rounds).min(MAX_PAUSE);
+                Duration::from_micros(random_below(window.as_micros() as u64 + 1))
             }
             false => Duration::ZERO,
         };
