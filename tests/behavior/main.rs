@@ -14,6 +14,7 @@ mod c_abi;
 mod counters;
 mod listing;
 mod queue;
+mod races;
 mod single_key;
 mod threads;
 mod versions;
@@ -30,7 +31,7 @@ static ENGINES: &[Engine] = &[
     #[cfg(feature = "etcd")]
     Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions], bulk: 25 },
     #[cfg(feature = "dynamodb")]
-    Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[], bulk: 10 },
+    Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[AtomicConditions], bulk: 10 },
 ];
 
 /// The number of keys in `bucket`, listed in one page: on dynamodb each
@@ -44,6 +45,10 @@ fn count(db: &tetherdb::Db, bucket: &str) -> usize {
 }
 
 fn main() {
+    // A race's second process: this binary again (races.rs).
+    if let Some(race) = races::child_role() {
+        races::child_main(&race);
+    }
     let mut args = libtest_mimic::Arguments::from_args();
     // RUST_TEST_THREADS as the built-in harness reads it; by default twice
     // as many threads as cores, since the cases mostly wait on a server.
@@ -58,6 +63,7 @@ fn main() {
     }
     // The areas with the longest cases first, so that those start first.
     let cases = [
+        races::CASES,
         queue::CASES,
         threads::CASES,
         versions::CASES,
