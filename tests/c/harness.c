@@ -42,7 +42,8 @@
     X(suite_list)          \
     X(suite_threads)       \
     X(suite_stats)         \
-    X(suite_versions)
+    X(suite_versions)      \
+    X(suite_counters)
 
 #define DECLARE_SUITE(name) extern const struct test_case name[];
 SUITES(DECLARE_SUITE)
@@ -92,7 +93,8 @@ static bool load_api(const char *path)
 #define LOAD(field) load_symbol(lib, "tether_" #field, &T.field)
     return LOAD(open) && LOAD(open_file) && LOAD(start) && LOAD(stop) && LOAD(flush) &&
            LOAD(close) && LOAD(write) && LOAD(update) && LOAD(read) && LOAD(delete) &&
-           LOAD(write_ex) && LOAD(read_ex) && LOAD(delete_ex) &&
+           LOAD(write_ex) && LOAD(read_ex) && LOAD(delete_ex) && LOAD(increment) &&
+           LOAD(counter_total) &&
            LOAD(list) && LOAD(page_len) && LOAD(page_key) && LOAD(page_value) &&
            LOAD(page_next) && LOAD(page_free) && LOAD(free) && LOAD(stats) &&
            LOAD(free_string) && LOAD(last_error) && LOAD(status_name) && LOAD(version);
@@ -118,6 +120,8 @@ static bool load_api(const char *unused)
         .write_ex = tether_write_ex,
         .read_ex = tether_read_ex,
         .delete_ex = tether_delete_ex,
+        .increment = tether_increment,
+        .counter_total = tether_counter_total,
         .list = tether_list,
         .page_len = tether_page_len,
         .page_key = tether_page_key,

@@ -49,6 +49,11 @@ struct api {
                              uint64_t *out_version);
     tether_status (*delete_ex)(tether_db *db, const char *backend, const char *bucket,
                                const char *key, uint32_t flags, uint64_t version);
+    tether_status (*increment)(tether_db *db, const char *backend, const char *bucket,
+                               const char *key, int64_t delta, uint32_t shards,
+                               int64_t *out_value);
+    tether_status (*counter_total)(tether_db *db, const char *backend, const char *bucket,
+                                   const char *key, uint32_t shards, int64_t *out_value);
     tether_status (*list)(tether_db *db, const char *backend, const char *bucket,
                           const char *prefix, const char *start_after, size_t page_size,
                           tether_page **out_page);
