@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::backend::{self, now_ms, Backend, Condition, Deadline, Outcome, Ttl, Write};
 use crate::config::Config;
+use crate::counter;
 use crate::error::{Error, Quoted, Result};
 use crate::keys::{self, StoredKey};
 use crate::log::Logger;
@@ -496,6 +497,108 @@ impl Db {
             )
         })
     }
+}
+
+/// Counters (docs/design.md, Counters): decimal text under a key, or split
+/// over `shards` keys named `KEY#shard0`… in the counter's bucket.
+impl Db {
+    /// Adds `delta` to the counter under `key` atomically (an absent key
+    /// counts from 0) and gives its value after the call. With `shards`
+    /// above 1, adds to one of that many shard keys, at random, and gives
+    /// the total read after it only `with_total` (it costs a read of each
+    /// shard); should that read fail, the increment stays applied and the
+    /// error says so. A stored value that is not a decimal 64-bit integer,
+    /// or a sum beyond one, is [`Error::Conflict`] and changes nothing;
+    /// `shards` above [`crate::ffi::TETHER_MAX_SHARDS`] is
+    /// [`Error::InvalidArgument`].
+    pub fn increment(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        delta: i64,
+        shards: u32,
+        with_total: bool,
+    ) -> Result<Option<i64>> {
+        let (_, engine, stored) = self.counter(backend, bucket, key, shards)?;
+        if shards <= 1 {
+            return engine.increment(&stored, delta).map(Some);
+        }
+        let index = counter::random_below(u64::from(shards)) as u32;
+        let shard_key = counter::shard_key(key, index);
+        let shard = keys::stored(bucket, &shard_key)?;
+        engine.increment(&shard, delta)?;
+        if !with_total {
+            return Ok(None);
+        }
+        total(engine, bucket, key, &stored, shards)
+            .map(Some)
+            .map_err(|e| e.after(format!("{delta} was added to {}", Quoted(&shard))))
+    }
+
+    /// The counter under `key` (`shards` 0 or 1), or the sum of its
+    /// `shards` shard keys (the key itself not included); an absent key
+    /// counts 0. [`Error::Conflict`] when a value is not a decimal 64-bit
+    /// integer or the sum is beyond one.
+    pub fn counter_total(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+        shards: u32,
+    ) -> Result<i64> {
+        let (_, engine, stored) = self.counter(backend, bucket, key, shards)?;
+        match shards {
+            0 | 1 => counter::read(engine, &stored),
+            _ => total(engine, bucket, key, &stored, shards),
+        }
+    }
+
+    /// The backend and stored key of a counter, its shards checked.
+    fn counter<'k>(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &'k str,
+        shards: u32,
+    ) -> Result<(usize, &dyn Backend, StoredKey<'k>)> {
+        let target = self.target(backend, bucket, key)?;
+        if shards > counter::MAX_SHARDS {
+            let cause = format!(
+                "shards is {shards}, above the most a counter may have, {}",
+                counter::MAX_SHARDS
+            );
+            return Err(Error::invalid(cause).about(Target {
+                backend: Some(target.1.name()),
+                bucket,
+                key,
+            }));
+        }
+        Ok(target)
+    }
+}
+
+/// The sum of the `shards` shard keys of the counter `key` (stored as
+/// `stored`).
+fn total(
+    engine: &dyn Backend,
+    bucket: Option<&str>,
+    key: &str,
+    stored: &str,
+    shards: u32,
+) -> Result<i64> {
+    let mut sum = 0i128;
+    for index in 0..shards {
+        let shard_key = counter::shard_key(key, index);
+        sum += i128::from(counter::read(engine, &keys::stored(bucket, &shard_key)?)?);
+    }
+    i64::try_from(sum).map_err(|_| {
+        Error::conflict(
+            engine.name(),
+            stored,
+            format!("the total of its {shards} shards, {sum}, is beyond a 64-bit integer"),
+        )
+    })
 }
 
 /// The error of a failed condition.

@@ -225,6 +225,21 @@ impl Error {
         }
     }
 
+    /// The same error, its cause preceded by `done`: what the call had
+    /// changed before it failed, since a caller who retries must know.
+    pub(crate) fn after(mut self, done: impl std::fmt::Display) -> Error {
+        match &mut self {
+            Error::Unavailable { cause, .. }
+            | Error::TooLarge { cause, .. }
+            | Error::Conflict { cause, .. }
+            | Error::Io { cause, .. }
+            | Error::Full { cause, .. }
+            | Error::Internal(cause) => *cause = format!("{done}; then {cause}"),
+            _ => {}
+        }
+        self
+    }
+
     /// The C status this error is reported as.
     pub fn status(&self) -> Status {
         match self {

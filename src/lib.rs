@@ -23,6 +23,7 @@
 mod backend;
 mod config;
 mod config_file;
+mod counter;
 mod db;
 mod error;
 pub mod ffi;

@@ -130,6 +130,14 @@ unsafe fn every_call_fails(
     assert_eq!((value, len), (sentinel, 7), "tether_read wrote its outputs");
     let status = tether_delete(db, backend, bucket, key);
     assert_eq!(status, want, "tether_delete: {}", last_error());
+    let mut count = 7;
+    for shards in [0, 4] {
+        let status = tether_increment(db, backend, bucket, key, 1, shards, &mut count);
+        assert_eq!(status, want, "tether_increment: {}", last_error());
+        let status = tether_counter_total(db, backend, bucket, key, shards, &mut count);
+        assert_eq!(status, want, "tether_counter_total: {}", last_error());
+    }
+    assert_eq!(count, 7, "a counter call wrote its output");
 }
 
 #[test]
@@ -224,6 +232,10 @@ fn null_pointers_are_invalid_arguments() {
         );
         assert_eq!(status, Status::InvalidArgument);
         assert!(page.is_null());
+        // A total has nowhere to go without out_value; an increment may
+        // do without (below, after the check that nothing was written).
+        let status = tether_counter_total(db, ptr::null(), ptr::null(), kept, 0, ptr::null_mut());
+        assert_eq!(status, Status::InvalidArgument);
         let status = tether_open(ptr::null(), ptr::null_mut());
         assert_eq!(status, Status::InvalidArgument);
         let mut other = ptr::null_mut();
@@ -246,6 +258,17 @@ fn null_pointers_are_invalid_arguments() {
         assert_eq!(tether_flush(db), Status::Ok);
         assert_eq!(keys(db), ["kept"]);
         assert_eq!(get(db, "", "", "kept").unwrap(), b"v");
+        let status = tether_increment(
+            db,
+            ptr::null(),
+            ptr::null(),
+            key.as_ptr(),
+            2,
+            0,
+            ptr::null_mut(),
+        );
+        assert_eq!(status, Status::Ok, "{}", last_error());
+        assert_eq!(get(db, "", "", "k").unwrap(), b"2");
         assert_eq!(tether_close(db), Status::Ok);
     }
 }
@@ -535,6 +558,134 @@ fn unknown_flags_and_page_size_zero_are_invalid_arguments() {
         assert_eq!(page, ptr::dangling_mut());
         assert_eq!(tether_flush(db), Status::Ok);
         assert!(keys(db).is_empty());
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+/// A counter whose stored value is no decimal 64-bit integer, or whose sum
+/// would be beyond one: a conflict, and the value and its version stay.
+#[test]
+fn counter_on_a_non_number_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    let key = c("k");
+    let max = i64::MAX.to_string();
+    let cases: &[(&[u8], i64)] = &[
+        (b"abc", 1),
+        (b"", 1),
+        (b" 5", 1),
+        (b"1.5", 1),
+        (b"\xff\xfe", 1),
+        (b"18446744073709551616", 1),
+        (max.as_bytes(), 1),
+        (b"-2", i64::MIN),
+    ];
+    unsafe {
+        for &(stored, delta) in cases {
+            put(db, "k", stored);
+            let mut before = 0;
+            let status = tether_read_ex(
+                db,
+                ptr::null(),
+                ptr::null(),
+                key.as_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut before,
+            );
+            assert_eq!(status, Status::Ok);
+            let mut count = 7;
+            let status = tether_increment(
+                db,
+                ptr::null(),
+                ptr::null(),
+                key.as_ptr(),
+                delta,
+                0,
+                &mut count,
+            );
+            assert_eq!(status, Status::Conflict, "{stored:?} + {delta}");
+            let message = last_error();
+            assert!(
+                message.contains("is not a decimal 64-bit integer")
+                    || message.contains("is beyond a 64-bit integer"),
+                "{message}"
+            );
+            assert!(message.contains("\"k\""), "{message}");
+            assert_eq!(count, 7, "out_value written on a conflict");
+            assert_eq!(get(db, "", "", "k").unwrap(), stored);
+            let mut after = 0;
+            let status = tether_read_ex(
+                db,
+                ptr::null(),
+                ptr::null(),
+                key.as_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut after,
+            );
+            assert_eq!(status, Status::Ok);
+            assert_eq!(after, before, "{stored:?}: a conflict wrote");
+        }
+        put(db, "k", b"abc");
+        let mut count = 7;
+        let status =
+            tether_counter_total(db, ptr::null(), ptr::null(), key.as_ptr(), 0, &mut count);
+        assert_eq!(status, Status::Conflict);
+        assert_eq!(count, 7);
+        assert_eq!(keys(db), ["k"]);
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+#[test]
+fn shards_over_the_bound_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    let key = c("k");
+    unsafe {
+        for shards in [TETHER_MAX_SHARDS + 1, u32::MAX] {
+            let mut count = 7;
+            let status = tether_increment(
+                db,
+                ptr::null(),
+                ptr::null(),
+                key.as_ptr(),
+                1,
+                shards,
+                &mut count,
+            );
+            assert_eq!(status, Status::InvalidArgument);
+            assert!(
+                last_error().contains(&format!("shards is {shards}")),
+                "{}",
+                last_error()
+            );
+            let status = tether_counter_total(
+                db,
+                ptr::null(),
+                ptr::null(),
+                key.as_ptr(),
+                shards,
+                &mut count,
+            );
+            assert_eq!(status, Status::InvalidArgument);
+            assert_eq!(count, 7);
+        }
+        assert!(keys(db).is_empty(), "a refused increment wrote");
+        // The bound itself is allowed.
+        let mut count = 0;
+        let status = tether_increment(
+            db,
+            ptr::null(),
+            ptr::null(),
+            key.as_ptr(),
+            1,
+            TETHER_MAX_SHARDS,
+            &mut count,
+        );
+        assert_eq!(status, Status::Ok, "{}", last_error());
+        assert_eq!(count, 1);
         assert_eq!(tether_close(db), Status::Ok);
     }
 }

@@ -1,5 +1,5 @@
 //! Model-based test (issue 7, point 5): random sequences of write, queued
-//! write, update, delete, read, list, flush, stop and start, issued through
+//! write, update, delete, read, increment, list, flush, stop and start, issued through
 //! the C ABI by several threads on one handle, each checked against an
 //! in-memory model of what docs/c-api.md allows. Runs on `local` (a
 //! temporary directory) and on a real etcd on loopback ports.
@@ -70,6 +70,8 @@ enum Kind {
     Empty,
     /// With NUL and 0xff bytes.
     Binary,
+    /// Decimal text, which an increment counts on from.
+    Number,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +81,8 @@ enum Op {
     Update(&'static str, Kind),
     Delete(&'static str),
     Read(&'static str),
+    /// `tether_increment` by this delta, unsharded.
+    Increment(&'static str, i64),
     List {
         prefix: Option<&'static str>,
         start: Option<&'static str>,
@@ -116,14 +120,17 @@ fn op() -> impl Strategy<Value = Op> {
             4 => Just(Kind::Text),
             1 => Just(Kind::Empty),
             1 => Just(Kind::Binary),
+            1 => Just(Kind::Number),
         ]
     };
+    let delta = || select(vec![1i64, -1, 7, i64::MAX, i64::MIN]);
     prop_oneof![
         4 => (key(), kind()).prop_map(|(k, v)| Op::Write(k, v)),
         6 => (key(), kind()).prop_map(|(k, v)| Op::Queue(k, v)),
         3 => (key(), kind()).prop_map(|(k, v)| Op::Update(k, v)),
         2 => key().prop_map(Op::Delete),
         4 => key().prop_map(Op::Read),
+        3 => (key(), delta()).prop_map(|(k, d)| Op::Increment(k, d)),
         2 => (
             proptest::option::of(select(&PREFIXES[..])),
             proptest::option::of(select(&STARTS[..])),
@@ -161,6 +168,20 @@ fn value(thread: usize, index: usize, kind: Kind) -> Vec<u8> {
             value.push(0);
             value
         }
+        Kind::Number => format!("{index}").into_bytes(),
+    }
+}
+
+/// What an increment by `delta` of a key holding `stored` makes of it:
+/// the new value, or `None` for a conflict (no counter, or overflow).
+fn incremented(stored: &Option<Value>, delta: i64) -> Option<i64> {
+    match stored {
+        None => Some(delta),
+        Some(value) => std::str::from_utf8(value)
+            .ok()?
+            .parse::<i64>()
+            .ok()?
+            .checked_add(delta),
     }
 }
 
@@ -364,6 +385,29 @@ impl Handle {
                 value.len(),
             )
         }
+    }
+
+    /// The status and, on OK, the new value; a failure leaves the value
+    /// alone.
+    fn increment(self, bucket: &CStr, key: &str, delta: i64) -> Result<(Status, i64), String> {
+        let key = c(key);
+        let sentinel = 0x5eed;
+        let mut out = sentinel;
+        let status = unsafe {
+            tether_increment(
+                self.0,
+                ptr::null(),
+                bucket.as_ptr(),
+                key.as_ptr(),
+                delta,
+                0,
+                &mut out,
+            )
+        };
+        if status != Status::Ok && out != sentinel {
+            return Err(format!("a failed increment ({status:?}) wrote its output"));
+        }
+        Ok((status, out))
     }
 
     fn delete(self, bucket: &CStr, key: &str) -> Status {
@@ -690,6 +734,34 @@ fn run_op(
             let possible = model.possible();
             if !model.observe(&seen) {
                 return Err(format!("read {seen:?}, the model allows {possible:?}"));
+            }
+        }
+        Op::Increment(key, delta) => {
+            let model = bucket.key(key);
+            let worlds = model.closure();
+            let mut allowed = Vec::new();
+            if worlds.iter().any(|(s, _)| incremented(s, delta).is_some()) {
+                allowed.push(Status::Ok);
+            }
+            if worlds.iter().any(|(s, _)| incremented(s, delta).is_none()) {
+                allowed.push(Status::Conflict);
+            }
+            let (status, got) = db.increment(&name, key, delta)?;
+            let possible = model.possible();
+            expect(status, &allowed).map_err(|e| format!("{e} (the key may be {possible:?})"))?;
+            let counted = |(stored, _): &(Option<Value>, usize)| match status {
+                Status::Ok => incremented(stored, delta) == Some(got),
+                _ => incremented(stored, delta).is_none(),
+            };
+            model.worlds = worlds.into_iter().filter(counted).collect();
+            if model.worlds.is_empty() {
+                return Err(format!(
+                    "increment by {delta}: {status:?}, value {got}; the key may be {possible:?}"
+                ));
+            }
+            // A conflict changed nothing; an increment stored the text.
+            if status == Status::Ok {
+                model.set(Some(got.to_string().into_bytes()));
             }
         }
         Op::List {

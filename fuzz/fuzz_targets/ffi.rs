@@ -18,7 +18,12 @@
 //!   either value until a call shows which;
 //! - a page holds at most `page_size` entries in ascending key order,
 //!   every key of the model that it should hold, and NULL for any index
-//!   past its end.
+//!   past its end;
+//! - increments and totals (`tether_increment`, `tether_counter_total`)
+//!   count from the decimal text the model holds, or conflict where it is
+//!   no counter or a sum overflows, and change nothing then; a sharded
+//!   increment leaves the counter's shards unknown, since it picks one at
+//!   random.
 #![no_main]
 
 use std::collections::{BTreeMap, HashSet};
@@ -170,6 +175,20 @@ enum PageSize {
 }
 
 #[derive(Arbitrary, Debug)]
+enum Delta {
+    Small(i8),
+    Raw(i64),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Shards {
+    /// 0 to 3: unsharded, or a few shards.
+    Few(u8),
+    /// Any: above TETHER_MAX_SHARDS is an invalid argument.
+    Raw(u32),
+}
+
+#[derive(Arbitrary, Debug)]
 enum Call {
     Write {
         null_db: bool,
@@ -209,6 +228,23 @@ enum Call {
         page_size: PageSize,
         null_out: bool,
         indices: Vec<usize>,
+    },
+    Increment {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+        delta: Delta,
+        shards: Shards,
+        null_out: bool,
+    },
+    CounterTotal {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+        shards: Shards,
+        null_out: bool,
     },
     Flush {
         null_db: bool,
@@ -329,6 +365,26 @@ fn keyed<'a>(
         bucket,
         key,
     })
+}
+
+/// A counter's value as the library parses it: UTF-8, an optional sign
+/// and ASCII digits, within an i64.
+fn counter(value: &[u8]) -> Option<i64> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+fn shard_count(shards: &Shards) -> u32 {
+    match shards {
+        Shards::Few(n) => u32::from(n % 4),
+        Shards::Raw(n) => *n,
+    }
+}
+
+/// The stored keys of a counter's `shards` shards.
+fn shard_keys(stored: &[u8], shards: u32) -> Vec<Vec<u8>> {
+    (0..shards)
+        .map(|i| [stored, format!("#shard{i}").as_bytes()].concat())
+        .collect()
 }
 
 fn known_backend(backend: Option<&str>) -> bool {
@@ -678,6 +734,169 @@ impl State {
                     next,
                 );
                 unsafe { tether_page_free(page) };
+            }
+            Call::Increment {
+                null_db,
+                backend,
+                bucket,
+                key,
+                delta,
+                shards,
+                null_out,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                let delta = match delta {
+                    Delta::Small(n) => i64::from(*n),
+                    Delta::Raw(n) => *n,
+                };
+                let shards = shard_count(shards);
+                let mut out = 7i64;
+                let out_ptr = if *null_out {
+                    ptr::null_mut()
+                } else {
+                    &mut out as *mut i64
+                };
+                let got = unsafe {
+                    tether_increment(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        delta,
+                        shards,
+                        out_ptr,
+                    )
+                };
+                let want = keyed(*null_db, &backend, &bucket, &key)
+                    .and_then(|k| target(&k))
+                    .and_then(|stored| match shards > TETHER_MAX_SHARDS {
+                        true => Err(Status::InvalidArgument),
+                        false => Ok(stored),
+                    });
+                let stored = match want {
+                    Err(want) => {
+                        expect("tether_increment", got, want);
+                        return assert_eq!(out, 7, "out_value written");
+                    }
+                    Ok(stored) => stored,
+                };
+                if shards > 1 {
+                    // One shard, at random: each may have changed.
+                    match got {
+                        Status::Ok | Status::Conflict => {}
+                        other => panic!("tether_increment: {other:?}: {}", last_error()),
+                    }
+                    if got != Status::Ok || *null_out {
+                        assert_eq!(out, 7, "out_value written");
+                    }
+                    for shard in shard_keys(&stored, shards) {
+                        self.model.insert(shard, Slot::Unknown);
+                    }
+                    return;
+                }
+                let sum = match self.slot(&stored) {
+                    Slot::Known(None) => Some(delta),
+                    Slot::Known(Some(value)) => counter(&value).and_then(|c| c.checked_add(delta)),
+                    // Either way; the value given, if any, is the new one.
+                    Slot::Unknown => {
+                        match got {
+                            Status::Ok if !*null_out => {
+                                self.learn(&stored, Some(out.to_string().into_bytes()))
+                            }
+                            Status::Ok | Status::Conflict => {
+                                assert_eq!(out, 7, "out_value written")
+                            }
+                            other => panic!("tether_increment: {other:?}: {}", last_error()),
+                        }
+                        return;
+                    }
+                };
+                match sum {
+                    None => {
+                        expect("tether_increment", got, Status::Conflict);
+                        assert_eq!(out, 7, "out_value written");
+                    }
+                    Some(sum) => {
+                        expect("tether_increment", got, Status::Ok);
+                        if !*null_out {
+                            assert_eq!(out, sum, "the new value of {stored:?}");
+                        }
+                        self.learn(&stored, Some(sum.to_string().into_bytes()));
+                    }
+                }
+            }
+            Call::CounterTotal {
+                null_db,
+                backend,
+                bucket,
+                key,
+                shards,
+                null_out,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                let shards = shard_count(shards);
+                let mut out = 7i64;
+                let out_ptr = if *null_out {
+                    ptr::null_mut()
+                } else {
+                    &mut out as *mut i64
+                };
+                let got = unsafe {
+                    tether_counter_total(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        shards,
+                        out_ptr,
+                    )
+                };
+                let want = keyed(*null_db, &backend, &bucket, &key).and_then(|k| match *null_out {
+                    true => Err(Status::InvalidArgument),
+                    false => target(&k),
+                });
+                let want = want.and_then(|stored| match shards > TETHER_MAX_SHARDS {
+                    true => Err(Status::InvalidArgument),
+                    false => Ok(stored),
+                });
+                let stored = match want {
+                    Err(want) => {
+                        expect("tether_counter_total", got, want);
+                        return assert_eq!(out, 7, "out_value written");
+                    }
+                    Ok(stored) => stored,
+                };
+                let keys = match shards {
+                    0 | 1 => vec![stored],
+                    _ => shard_keys(&stored, shards),
+                };
+                // The total the model knows, if it knows every key's.
+                let mut total = Some(Some(0i128));
+                for key in &keys {
+                    total = match (total, self.slot(key)) {
+                        (None, _) | (_, Slot::Unknown) => None,
+                        (Some(sum), Slot::Known(None)) => Some(sum),
+                        (Some(sum), Slot::Known(Some(value))) => {
+                            Some(sum.zip(counter(&value)).map(|(s, c)| s + i128::from(c)))
+                        }
+                    };
+                }
+                match total.map(|sum| sum.and_then(|s| i64::try_from(s).ok())) {
+                    Some(None) => expect("tether_counter_total", got, Status::Conflict),
+                    Some(Some(sum)) => {
+                        expect("tether_counter_total", got, Status::Ok);
+                        assert_eq!(out, sum, "the total of {keys:?}");
+                    }
+                    None => match got {
+                        Status::Ok | Status::Conflict => {}
+                        other => panic!("tether_counter_total: {other:?}: {}", last_error()),
+                    },
+                }
+                if got != Status::Ok {
+                    assert_eq!(out, 7, "out_value written");
+                }
             }
             Call::Flush { null_db } => {
                 let got = unsafe { tether_flush(db(*null_db)) };

@@ -193,6 +193,19 @@ pub trait Backend: Send + Sync {
         Ok(matches!(outcome, Outcome::Done(_)))
     }
 
+    /// Adds `delta` to the counter stored under `key` as decimal text (an
+    /// absent key counts from 0) in one atomic step, and gives the sum.
+    /// `Conflict`, nothing written, when the stored value is not a decimal
+    /// 64-bit integer or the sum overflows; `Unavailable` when other
+    /// writers kept the step from going through within the engine's
+    /// `timeout` (nothing written either). By default a loop of
+    /// `read_versioned` and `write_if` at the version read
+    /// (`crate::counter::increment`); an engine with an increment of its
+    /// own that keeps the value readable as text may override it.
+    fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        crate::counter::increment(self, key, delta)
+    }
+
     /// Removes `key`. Returns `false` when there was nothing to remove.
     fn delete(&self, key: &str) -> Result<bool> {
         let outcome = self.delete_if(key, Condition::Any)?;

@@ -40,6 +40,11 @@ pub const TETHER_IF_VERSION: u32 = 4;
 /// Write flag, with `ttl_ms` > 0: each read restarts the key's ttl.
 pub const TETHER_SLIDING: u32 = 8;
 
+/// The most keys `tether_increment` and `tether_counter_total` may split a
+/// counter over (`shards`); more is TETHER_INVALID_ARGUMENT.
+pub const TETHER_MAX_SHARDS: u32 = 1024;
+const _: () = assert!(TETHER_MAX_SHARDS == crate::counter::MAX_SHARDS);
+
 /// One page of a listing. Opaque: read it with the `tether_page_*`
 /// functions, free it with `tether_page_free`.
 pub struct TetherPage {
@@ -486,6 +491,107 @@ pub unsafe extern "C" fn tether_touch(
     guard("tether_touch", || {
         let call = keyed(db, backend, bucket, key)?;
         call.db.touch(call.backend, call.bucket, call.key, ttl_ms)
+    })
+}
+
+/// Adds `delta` to a counter atomically and gives its new value.
+/// Thread-safe: of any number of threads and processes incrementing one
+/// counter, every increment counts once.
+///
+/// `backend`, `bucket`, `key`: as in `tether_write`.
+/// The counter is stored as decimal text ("42", "-7"), so `tether_read`,
+/// etcdctl and the Python TetherDB read it as such. An absent key counts
+/// from 0. A stored value parses when it is an optional '+' or '-' and one
+/// or more ASCII digits (leading zeros allowed), nothing else (no spaces,
+/// no newline), within a signed 64-bit integer; the sum is written without
+/// '+' or leading zeros.
+/// `delta`: any value, negative included; 0 writes the value again (its
+/// version grows) and creates an absent key as "0".
+/// `shards`: 0 or 1 for a counter under `key` itself; from 2 to
+/// TETHER_MAX_SHARDS (1024), the counter is split over that many keys,
+/// `KEY#shard0` to `KEY#shard<shards-1>` in the same bucket, and the
+/// increment adds to one of them, chosen at random, so that no key is hot.
+/// Pass the same `shards` to every call on one counter.
+/// `out_value`: NULL, or receives on TETHER_OK the counter's value after
+/// the increment: the key's new value; with shards, the sum of every shard
+/// read after the increment (one read per shard, not a snapshot: other
+/// increments may land between the reads).
+///
+/// Increments cannot be queued. On a remote backend, a call retries while
+/// other writers change the key between its read and its write, for at
+/// most the backend's `timeout`.
+///
+/// Returns TETHER_OK; TETHER_CONFLICT when the value stored (in the key,
+/// or the shard chosen) is not a decimal 64-bit integer, or the sum is
+/// beyond one: nothing is changed; TETHER_INVALID_ARGUMENT for a NULL `db`
+/// or `key`, an empty key, bad UTF-8, `:` in the bucket, or `shards` above
+/// TETHER_MAX_SHARDS; TETHER_UNKNOWN_BACKEND; TETHER_TOO_LARGE when the key
+/// is over the backend's limit; TETHER_UNAVAILABLE when the backend is
+/// unreachable or does not answer within its timeout (a write that timed
+/// out may have been applied, as with `tether_write`), or when other
+/// writers kept changing the key for the whole timeout (nothing is
+/// changed); TETHER_IO; TETHER_INTERNAL. With shards and `out_value`, a
+/// failure to read the total (TETHER_CONFLICT for a shard that holds no
+/// counter or a total beyond 64 bits, TETHER_UNAVAILABLE, TETHER_IO) is
+/// returned with the increment applied, as the message says.
+#[no_mangle]
+pub unsafe extern "C" fn tether_increment(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    delta: i64,
+    shards: u32,
+    out_value: *mut i64,
+) -> Status {
+    guard("tether_increment", || {
+        let call = keyed(db, backend, bucket, key)?;
+        let with_total = !out_value.is_null();
+        let value = call.db.increment(
+            call.backend,
+            call.bucket,
+            call.key,
+            delta,
+            shards,
+            with_total,
+        )?;
+        if let (Some(value), Some(out)) = (value, out_value.as_mut()) {
+            *out = value;
+        }
+        Ok(())
+    })
+}
+
+/// The value of a counter: the key's (`shards` 0 or 1), or the sum of its
+/// shards `KEY#shard0` to `KEY#shard<shards-1>` (the key itself is not
+/// counted: a sharded counter never writes it). Thread-safe.
+///
+/// `backend`, `bucket`, `key`: as in `tether_write`. `shards`: as in
+/// `tether_increment`; a sum is read one shard after another, not as a
+/// snapshot. An absent key or shard counts 0.
+/// `out_value`: receives the value on TETHER_OK; not written otherwise.
+///
+/// Returns TETHER_OK; TETHER_CONFLICT when a value read is not a decimal
+/// 64-bit integer, or the sum is beyond one; TETHER_INVALID_ARGUMENT as
+/// `tether_increment`, and for a NULL `out_value`; TETHER_UNKNOWN_BACKEND;
+/// TETHER_TOO_LARGE when the key is over the backend's limit;
+/// TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_counter_total(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    key: *const c_char,
+    shards: u32,
+    out_value: *mut i64,
+) -> Status {
+    guard("tether_counter_total", || {
+        let call = keyed(db, backend, bucket, key)?;
+        let out_value = write_out(out_value, "out_value")?;
+        *out_value = call
+            .db
+            .counter_total(call.backend, call.bucket, call.key, shards)?;
+        Ok(())
     })
 }
 

@@ -15,10 +15,11 @@ pub enum Cap {
     /// after a key it listed).
     OrderedListing,
     /// Its server checks a condition and applies the write in one atomic
-    /// step also under concurrent requests. DynamoDB does; moto_server,
-    /// which stands in for it here, does not (its threads check and
-    /// write without a lock), so racing conditional writes are checked on
-    /// `local` and `etcd` only.
+    /// step also under concurrent requests, so that racing conditional
+    /// writes and increments must lose nothing. DynamoDB does; moto_server,
+    /// which stands in for it, does only when it serves one request at a
+    /// time (its threads check and write without a lock), as the dynamodb
+    /// fixture runs it.
     AtomicConditions,
 }
 
@@ -26,9 +27,7 @@ impl Cap {
     pub fn name(self) -> &'static str {
         match self {
             Cap::OrderedListing => "ordered_listing",
-            Cap::AtomicConditions => {
-                "atomic_conditions (moto_server checks conditions without a lock)"
-            }
+            Cap::AtomicConditions => "atomic_conditions",
         }
     }
 }

@@ -11,9 +11,11 @@ mod engine;
 mod fixtures;
 
 mod c_abi;
+mod counters;
 mod expiry;
 mod listing;
 mod queue;
+mod races;
 mod single_key;
 mod threads;
 mod versions;
@@ -30,7 +32,7 @@ static ENGINES: &[Engine] = &[
     #[cfg(feature = "etcd")]
     Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions], bulk: 25 },
     #[cfg(feature = "dynamodb")]
-    Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[], bulk: 10 },
+    Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[AtomicConditions], bulk: 10 },
 ];
 
 /// The number of keys in `bucket`, listed in one page: on dynamodb each
@@ -44,6 +46,10 @@ fn count(db: &tetherdb::Db, bucket: &str) -> usize {
 }
 
 fn main() {
+    // A race's second process: this binary again (races.rs).
+    if let Some(race) = races::child_role() {
+        races::child_main(&race);
+    }
     let mut args = libtest_mimic::Arguments::from_args();
     // RUST_TEST_THREADS as the built-in harness reads it; by default twice
     // as many threads as cores, since the cases mostly wait on a server.
@@ -58,12 +64,14 @@ fn main() {
     }
     // The areas with the longest cases first, so that those start first.
     let cases = [
+        races::CASES,
         queue::CASES,
         threads::CASES,
         versions::CASES,
         expiry::CASES,
         single_key::CASES,
         listing::CASES,
+        counters::CASES,
         c_abi::CASES,
     ];
     let conclusion = libtest_mimic::run(&args, engine::trials(ENGINES, &cases));

@@ -43,7 +43,8 @@
     X(suite_threads)       \
     X(suite_stats)         \
     X(suite_versions)      \
-    X(suite_expiry)
+    X(suite_expiry)        \
+    X(suite_counters)
 
 #define DECLARE_SUITE(name) extern const struct test_case name[];
 SUITES(DECLARE_SUITE)
@@ -94,6 +95,8 @@ static bool load_api(const char *path)
     return LOAD(open) && LOAD(open_file) && LOAD(start) && LOAD(stop) && LOAD(flush) &&
            LOAD(close) && LOAD(write) && LOAD(update) && LOAD(read) && LOAD(delete) &&
            LOAD(write_ex) && LOAD(read_ex) && LOAD(delete_ex) && LOAD(touch) &&
+           LOAD(write_ex) && LOAD(read_ex) && LOAD(delete_ex) && LOAD(increment) &&
+           LOAD(counter_total) &&
            LOAD(list) && LOAD(page_len) && LOAD(page_key) && LOAD(page_value) &&
            LOAD(page_next) && LOAD(page_free) && LOAD(free) && LOAD(stats) &&
            LOAD(free_string) && LOAD(last_error) && LOAD(status_name) && LOAD(version);
@@ -120,6 +123,8 @@ static bool load_api(const char *unused)
         .read_ex = tether_read_ex,
         .delete_ex = tether_delete_ex,
         .touch = tether_touch,
+        .increment = tether_increment,
+        .counter_total = tether_counter_total,
         .list = tether_list,
         .page_len = tether_page_len,
         .page_key = tether_page_key,

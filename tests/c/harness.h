@@ -51,6 +51,11 @@ struct api {
                                const char *key, uint32_t flags, uint64_t version);
     tether_status (*touch)(tether_db *db, const char *backend, const char *bucket,
                            const char *key, uint64_t ttl_ms);
+    tether_status (*increment)(tether_db *db, const char *backend, const char *bucket,
+                               const char *key, int64_t delta, uint32_t shards,
+                               int64_t *out_value);
+    tether_status (*counter_total)(tether_db *db, const char *backend, const char *bucket,
+                                   const char *key, uint32_t shards, int64_t *out_value);
     tether_status (*list)(tether_db *db, const char *backend, const char *bucket,
                           const char *prefix, const char *start_after, size_t page_size,
                           tether_page **out_page);

@@ -62,6 +62,51 @@ pub fn server() -> Option<Arc<Moto>> {
     Some(moto)
 }
 
+/// A server that handles one request at a time, shared like [`server`]'s.
+///
+/// moto_server answers each request on a thread of its own, and checks a
+/// condition and applies the write without a lock between them: racing
+/// conditional writes there can all win. Served one at a time, each
+/// request's check and write are one atomic step, as on DynamoDB, so a
+/// lost update in a race is the library's. The same moto, through
+/// werkzeug's `run_simple(..., threaded=False)`; it speaks HTTP/1.0, one
+/// connection per request, so that no client holds it between requests.
+pub fn serial_server() -> Option<Arc<Moto>> {
+    static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
+    aws_test_environment();
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(moto) = shared.upgrade() {
+        return Some(moto);
+    }
+    let moto = Arc::new(launch(Serving::Serial)?);
+    *shared = Arc::downgrade(&moto);
+    Some(moto)
+}
+
+/// How a started moto handles requests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serving {
+    /// `moto_server`: a thread per request.
+    Threaded,
+    /// One request at a time ([`serial_server`]).
+    Serial,
+}
+
+/// The Python that serves moto one request at a time: moto_server's own
+/// application, without its threads. Exit status 3: moto is not installed.
+const SERIAL_MOTO: &str = r#"
+import os, sys
+try:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import run_simple
+except ImportError as e:
+    print(e, file=sys.stderr)
+    sys.exit(3)
+host, port = sys.argv[1], sys.argv[2]
+os.environ.setdefault("MOTO_PORT", port)
+run_simple(host, int(port), DomainDispatcherApplication(create_backend_app), threaded=False)
+"#;
+
 /// Fake credentials and no instance metadata service, set once before any
 /// handle is opened (the SDK reads them when a handle opens).
 pub fn aws_test_environment() {
@@ -101,30 +146,36 @@ pub fn own_server() -> Option<Moto> {
 }
 
 fn start() -> Option<Moto> {
+    launch(Serving::Threaded)
+}
+
+fn launch(serving: Serving) -> Option<Moto> {
     // A free port can be taken between our look and moto's bind: try again.
     for _ in 0..5 {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
-        let spawned = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut command = match serving {
+            Serving::Threaded => {
+                let mut command = Command::new("moto_server");
+                command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                command
+            }
+            Serving::Serial => {
+                let mut command = Command::new("python3");
+                command.args(["-c", SERIAL_MOTO, "127.0.0.1", &port.to_string()]);
+                command
+            }
+        };
+        let spawned = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
         let mut child = match spawned {
             Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if std::env::var_os("CI").is_some() {
-                    panic!(
-                        "moto_server not found (CI is set, so this fails rather than skips): \
-                         install it with python3 -m pip install 'moto[server]'"
-                    );
-                }
-                eprintln!("skipped: moto_server not found (python3 -m pip install 'moto[server]')");
-                return None;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return not_installed(),
             Err(e) => panic!("cannot start moto_server: {e}"),
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -132,6 +183,9 @@ fn start() -> Option<Moto> {
         // a broken install from hanging the tests.
         for _ in 0..600 {
             if let Some(status) = child.try_wait().unwrap() {
+                if serving == Serving::Serial && status.code() == Some(3) {
+                    return not_installed();
+                }
                 eprintln!("moto_server on port {port} ended ({status}); trying another port");
                 break;
             }
@@ -147,6 +201,19 @@ fn start() -> Option<Moto> {
         let _ = child.wait();
     }
     panic!("moto_server did not start");
+}
+
+/// `None`, for a caller to skip, when moto is not installed; with `CI`
+/// set, a panic: the test fails.
+fn not_installed() -> Option<Moto> {
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "moto_server not found (CI is set, so this fails rather than skips): \
+             install it with python3 -m pip install 'moto[server]'"
+        );
+    }
+    eprintln!("skipped: moto_server not found (python3 -m pip install 'moto[server]')");
+    None
 }
 
 /// A unique table name for one test, so tests sharing a server never see
