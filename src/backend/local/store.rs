@@ -174,6 +174,31 @@ fn put(
     Ok(Outcome::Done(version))
 }
 
+/// How many keys `delete_prefix` removes in one transaction: a bound on
+/// what it holds in memory and on how long it holds sled's write lock.
+const DELETE_BATCH: usize = 256;
+
+/// Up to `limit` keys from `from` on that start with `prefix` and that a
+/// listing lists (`keys::listable`), in key order.
+fn listable_keys(
+    tree: &sled::Tree,
+    prefix: &str,
+    from: Bound<Vec<u8>>,
+    limit: usize,
+) -> sled::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for item in tree.range((from, Bound::Unbounded)) {
+        let (key, _) = item?;
+        if !key.starts_with(prefix.as_bytes()) || keys.len() == limit {
+            break;
+        }
+        if let Some(key) = keys::listable(&key) {
+            keys.push(key.to_owned());
+        }
+    }
+    Ok(keys)
+}
+
 fn decode(bytes: &[u8]) -> u64 {
     bytes.try_into().map_or(UNVERSIONED, u64::from_be_bytes)
 }
@@ -260,7 +285,7 @@ impl Backend for Local {
         })
     }
 
-    fn read_versioned(&self, key: &str, _with_value: bool) -> Result<Option<Versioned>> {
+    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
         // Not a transaction, which would take sled's global write lock: the
         // version read again after the value says whether a change came
         // between (every change gives a new version).
@@ -270,8 +295,14 @@ impl Backend for Local {
                 return Ok(None);
             };
             if store.versions.get(key)? == before {
+                // sled hands out the value it holds without a copy: an
+                // existence check copies nothing.
+                let value = match with_value {
+                    true => value.to_vec(),
+                    false => Vec::new(),
+                };
                 return Ok(Some(Versioned {
-                    value: value.to_vec(),
+                    value,
                     version: before.map_or(UNVERSIONED, |v| decode(&v)),
                 }));
             }
@@ -294,7 +325,13 @@ impl Backend for Local {
         })
     }
 
-    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {
+    fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        keys_only: bool,
+    ) -> Result<Listing> {
         let start = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after.as_bytes()),
             _ => Bound::Included(prefix.as_bytes()),
@@ -314,10 +351,50 @@ impl Backend for Local {
                     listing.more = true;
                     break;
                 }
-                listing.entries.push((key.to_owned(), value.to_vec()));
+                // sled hands out the value it holds without a copy; only
+                // a listing that gives values copies them.
+                let value = match keys_only {
+                    true => Vec::new(),
+                    false => value.to_vec(),
+                };
+                listing.entries.push((key.to_owned(), value));
             }
             Ok(listing)
         })
+    }
+
+    fn delete_prefix(&self, prefix: &str, keep_prefix_key: bool) -> Result<u64> {
+        let mut deleted = 0;
+        let mut from = match keep_prefix_key {
+            true => Bound::Excluded(prefix.as_bytes().to_vec()),
+            false => Bound::Included(prefix.as_bytes().to_vec()),
+        };
+        loop {
+            let batch = self.with(prefix, "", |store| {
+                listable_keys(&store.db, prefix, from.clone(), DELETE_BATCH)
+            })?;
+            let Some(last) = batch.last() else {
+                return Ok(deleted);
+            };
+            from = Bound::Excluded(last.as_bytes().to_vec());
+            let context = format!("deleting a batch of {} keys", batch.len());
+            deleted += self.with(prefix, &context, |store| {
+                store.transact(|values, versions| {
+                    let mut removed = 0;
+                    for key in &batch {
+                        // Gone since it was listed: not counted.
+                        if values.remove(key.as_bytes())?.is_some() {
+                            removed += 1;
+                        }
+                        versions.remove(key.as_bytes())?;
+                    }
+                    Ok(removed)
+                })
+            })?;
+            if batch.len() < DELETE_BATCH {
+                return Ok(deleted);
+            }
+        }
     }
 
     fn write_batch(&self, writes: &[Write]) -> Result<()> {
