@@ -11,6 +11,7 @@ mod engine;
 mod fixtures;
 
 mod c_abi;
+mod keys;
 mod listing;
 mod queue;
 mod single_key;
@@ -62,6 +63,7 @@ fn main() {
         versions::CASES,
         single_key::CASES,
         listing::CASES,
+        keys::CASES,
         c_abi::CASES,
     ];
     let conclusion = libtest_mimic::run(&args, engine::trials(ENGINES, &cases));
