@@ -291,6 +291,62 @@ fn unprocessed_items_are_resent_until_each_is_written_once() {
     assert_eq!(count(&db, "u"), 100);
 }
 
+/// Deletes by prefix go out as BatchWriteItems of 25, whose unprocessed
+/// deletes are resent until none is left: every key goes, and is counted
+/// once.
+#[test]
+fn unprocessed_deletes_of_delete_prefix_are_resent() {
+    let Some((db, proxy, _moto)) = open_proxied("unprocessed_deletes", "", QUICK) else {
+        return;
+    };
+    for i in 0..100 {
+        db.write_queued(None, Some("u"), &format!("k{i:03}"), b"v")
+            .unwrap();
+    }
+    db.write(None, Some("uX"), "k000", b"v").unwrap();
+    db.flush().unwrap();
+    let batches = proxy.state().count("BatchWriteItem");
+    // The first batch of deletes comes back with half its items
+    // unprocessed, and so do the next three resends of what is left.
+    proxy.state().leave_unprocessed = 4;
+    assert_eq!(db.delete_prefix(None, Some("u"), None).unwrap(), 100);
+    let sent = proxy.state().count("BatchWriteItem") - batches;
+    assert!(sent > 100 / 25 + 3, "{sent} batches: no resend");
+    assert_eq!(count(&db, "u"), 0);
+    assert_eq!(count(&db, "uX"), 1);
+}
+
+/// A keys-only listing projects the key attribute, and an existence check
+/// the key and the version: DynamoDB sends none of the values.
+#[test]
+fn keys_only_listings_and_existence_checks_fetch_no_values() {
+    let Some((db, proxy, _moto)) = open_proxied("projections", "", QUICK) else {
+        return;
+    };
+    let value = vec![b'v'; 100 * 1024];
+    for i in 0..10 {
+        db.write(None, Some("p"), &format!("k{i}"), &value).unwrap();
+    }
+    let answered = |operation: &str| -> usize {
+        let state = proxy.state();
+        state.answered_bytes.get(operation).copied().unwrap_or(0)
+    };
+    let before = answered("Scan");
+    assert_eq!(count(&db, "p"), 10);
+    let full = answered("Scan") - before;
+    assert!(full > 10 * value.len(), "{full} bytes");
+    let before = answered("Scan");
+    let page = db.list_keys(None, Some("p"), None, None, 100).unwrap();
+    assert_eq!(page.keys.len(), 10);
+    let keys_only = answered("Scan") - before;
+    assert!(keys_only < value.len(), "{keys_only} bytes");
+    let before = answered("GetItem");
+    let (_, version) = db.read_ex(None, Some("p"), "k0", false).unwrap();
+    assert!(version > 1);
+    let exists = answered("GetItem") - before;
+    assert!(exists < value.len(), "{exists} bytes");
+}
+
 #[test]
 fn throttled_batches_are_retried_until_each_is_written_once() {
     let Some((db, proxy, _moto)) = open_proxied("throttled", "", r#"{"size": 25, "interval": 60}"#)
