@@ -1,8 +1,9 @@
 //! The `dynamodb` backend on aws-sdk-dynamodb: PutItem, GetItem, a
 //! conditional UpdateItem, DeleteItem returning the old item, a filtered
-//! Scan for listing, BatchWriteItem for queued writes. The item layout is
-//! in `items.rs`, the table's checks in `table.rs`, the mapping of
-//! failures in `errors.rs`.
+//! Scan for listing (of the key attribute alone for keys only),
+//! BatchWriteItem for queued writes and for deleting by prefix. The item
+//! layout is in `items.rs`, the table's checks in `table.rs`, the mapping
+//! of failures in `errors.rs`.
 
 use std::collections::HashMap;
 use std::future::Future;

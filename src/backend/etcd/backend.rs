@@ -1,5 +1,6 @@
 //! The `etcd` backend on etcd-client: put, get, a transaction for update,
-//! ranges for listing, one transaction per batch.
+//! ranges for listing, one transaction per batch, a DeleteRange (or
+//! deletes key by key) for deleting by prefix.
 //!
 //! The connection is made lazily, so a handle opens while etcd is down and
 //! works as soon as it is back; each call gives up after the configured
