@@ -350,20 +350,23 @@ impl Db {
         bucket: Option<&str>,
         prefix: Option<&str>,
     ) -> Result<u64> {
-        let subject = || Listing {
+        let subject = |backend| Listing {
             action: "deleting",
             backend,
             bucket,
             prefix,
         };
-        let (_, engine) = self.backend(backend).map_err(|e| e.about(subject()))?;
-        let bucket = keys::bucket(bucket).map_err(|e| e.about(subject()))?;
+        let (_, engine) = self
+            .backend(backend)
+            .map_err(|e| e.about(subject(backend)))?;
+        let named = Some(engine.name());
+        let bucket = keys::bucket(bucket).map_err(|e| e.about(subject(named)))?;
         let prefix = prefix.unwrap_or("");
         if bucket.is_none() && prefix.is_empty() {
             return Err(Error::invalid(
                 "neither a bucket nor a prefix: that would delete every key of the backend",
             )
-            .about(subject()));
+            .about(subject(named)));
         }
         let stored = keys::list_prefix(bucket, prefix);
         // The stored key `bucket:` itself, which a bucket's listing leaves
