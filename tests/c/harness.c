@@ -42,7 +42,8 @@
     X(suite_list)          \
     X(suite_threads)       \
     X(suite_stats)         \
-    X(suite_versions)
+    X(suite_versions)      \
+    X(suite_keys)
 
 #define DECLARE_SUITE(name) extern const struct test_case name[];
 SUITES(DECLARE_SUITE)
@@ -93,9 +94,10 @@ static bool load_api(const char *path)
     return LOAD(open) && LOAD(open_file) && LOAD(start) && LOAD(stop) && LOAD(flush) &&
            LOAD(close) && LOAD(write) && LOAD(update) && LOAD(read) && LOAD(delete) &&
            LOAD(write_ex) && LOAD(read_ex) && LOAD(delete_ex) &&
-           LOAD(list) && LOAD(page_len) && LOAD(page_key) && LOAD(page_value) &&
-           LOAD(page_next) && LOAD(page_free) && LOAD(free) && LOAD(stats) &&
-           LOAD(free_string) && LOAD(last_error) && LOAD(status_name) && LOAD(version);
+           LOAD(list) && LOAD(list_ex) && LOAD(delete_prefix) && LOAD(page_len) &&
+           LOAD(page_key) && LOAD(page_value) && LOAD(page_next) && LOAD(page_free) &&
+           LOAD(free) && LOAD(stats) && LOAD(free_string) && LOAD(last_error) &&
+           LOAD(status_name) && LOAD(version);
 #undef LOAD
 }
 
@@ -119,6 +121,8 @@ static bool load_api(const char *unused)
         .read_ex = tether_read_ex,
         .delete_ex = tether_delete_ex,
         .list = tether_list,
+        .list_ex = tether_list_ex,
+        .delete_prefix = tether_delete_prefix,
         .page_len = tether_page_len,
         .page_key = tether_page_key,
         .page_value = tether_page_value,
