@@ -316,6 +316,26 @@ fn unprocessed_deletes_of_delete_prefix_are_resent() {
     assert_eq!(count(&db, "uX"), 1);
 }
 
+/// A scan answers at most 1 MB of items a page: 40 items of 50 KB take
+/// two, and every one of their keys goes.
+#[test]
+fn delete_prefix_scans_past_its_first_page() {
+    let Some((db, proxy, _moto)) = open_proxied("delete_pages", "", QUICK) else {
+        return;
+    };
+    let value = vec![b'v'; 50 * 1000];
+    for i in 0..40 {
+        db.write(None, Some("big"), &format!("k{i:02}"), &value)
+            .unwrap();
+    }
+    db.write(None, Some("bigX"), "k00", b"v").unwrap();
+    let scans = proxy.state().count("Scan");
+    assert_eq!(db.delete_prefix(None, Some("big"), None).unwrap(), 40);
+    assert!(proxy.state().count("Scan") - scans > 1, "one page of scan");
+    assert_eq!(count(&db, "big"), 0);
+    assert_eq!(count(&db, "bigX"), 1);
+}
+
 /// A keys-only listing projects the key attribute, and an existence check
 /// the key and the version: DynamoDB sends none of the values.
 #[test]

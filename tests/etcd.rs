@@ -502,3 +502,35 @@ fn delete_prefix_leaves_keys_other_programs_stored_that_listings_skip() {
     assert_eq!(etcd.count("r:"), hidden.len());
     assert_eq!(count(&db, "r"), 0);
 }
+
+/// More keys than one range request of the scan reads (10,000): the scan
+/// goes on over pages, for the one DeleteRange and for the key-by-key
+/// deletes, which a key listings skip on the second page calls for.
+#[test]
+fn delete_prefix_scans_past_its_first_page() {
+    let Some((etcd, db)) = setup(r#"{"size": 1000, "interval": 0.05}"#, "") else {
+        return;
+    };
+    let count = 10_050;
+    for bucket in ["p", "q"] {
+        for i in 0..count {
+            db.write_queued(None, Some(bucket), &format!("k{i:05}"), b"v")
+                .unwrap();
+        }
+    }
+    db.flush().unwrap();
+    let before = revision(&etcd);
+    assert_eq!(db.delete_prefix(None, Some("p"), None).unwrap(), count);
+    assert_eq!(revision(&etcd), before + 1, "not one DeleteRange");
+    // Sorts right after the 10,000th key: on the scan's second page.
+    let hidden = b"q:k09999\xff";
+    let put = etcd.etcdctl(&[
+        OsStr::new("put"),
+        OsStr::from_bytes(hidden),
+        OsStr::new("v"),
+    ]);
+    assert!(put.status.success(), "{put:?}");
+    assert_eq!(db.delete_prefix(None, Some("q"), None).unwrap(), count);
+    assert_eq!(etcd.count("p:"), 0);
+    assert_eq!(etcd.count("q:"), 1);
+}

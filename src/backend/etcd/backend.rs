@@ -69,8 +69,11 @@ fn deleted(answer: &TxnResponse) -> u64 {
 }
 
 /// How many keys one range request of `delete_prefix` reads: a bound on
-/// what its scan holds in memory.
-const SCAN_PAGE: i64 = 1000;
+/// what its scan holds in memory (10,000 keys, some hundreds of KiB), and
+/// large, since each range request costs etcd more the more of the range
+/// follows: 100,000 keys took 0.6 s to list keys-only in pages of 1,000,
+/// 0.2 s in pages of 10,000 (release build, loopback).
+const SCAN_PAGE: i64 = 10_000;
 
 /// How often `delete_prefix` scans its range again when keys were created
 /// in it between its scan and its DeleteRange, before it deletes key by
@@ -281,7 +284,8 @@ impl Etcd {
             let mut bytes = 0;
             for key in page.iter().filter(|key| keys::listable(key).is_some()) {
                 let size = key.len() + REQUEST_OVERHEAD;
-                if ops.len() == self.max_txn_ops || bytes + size > self.max_request_bytes {
+                let full = ops.len() == self.max_txn_ops || bytes + size > self.max_request_bytes;
+                if full && !ops.is_empty() {
                     let txn = Txn::new().and_then(std::mem::take(&mut ops));
                     deleted_count += deleted(&self.txn(prefix, txn)?);
                     bytes = 0;
