@@ -10,7 +10,7 @@
  *   - Each allocation the library hands out has exactly one free function:
  *       tether_db*     from tether_open / tether_open_file -> tether_close
  *       uint8_t*       from tether_read / tether_read_ex   -> tether_free
- *       tether_page*   from tether_list                    -> tether_page_free
+ *       tether_page*   from tether_list / tether_list_ex   -> tether_page_free
  *       char*          from tether_stats                   -> tether_free_string
  *     Strings returned as `const char*` (tether_last_error, tether_page_key,
  *     tether_page_next, tether_status_name, tether_version) are owned by the
@@ -86,6 +86,12 @@
  * counter over (`shards`); more is TETHER_INVALID_ARGUMENT.
  */
 #define TETHER_MAX_SHARDS 1024
+
+/**
+ * List flag: pages carry keys alone; `tether_page_value` gives NULL and
+ * 0 for them.
+ */
+#define TETHER_KEYS_ONLY 1
 
 /**
  * The status every C entry point returns.
@@ -528,7 +534,8 @@ enum tether_status tether_counter_total(struct tether_db *db,
                                         int64_t *out_value);
 
 /**
- * Lists one page of keys and values. Thread-safe.
+ * Lists one page of keys and values. Thread-safe. The same as
+ * `tether_list_ex` with `flags` 0.
  *
  * `bucket`: NULL or `""` lists every stored key as it is stored; a bucket
  * lists exactly that bucket's keys, without the bucket part. `prefix`: NULL
@@ -556,6 +563,68 @@ enum tether_status tether_list(struct tether_db *db,
                                struct tether_page **out_page);
 
 /**
+ * Lists one page of keys, with their values or without. Thread-safe.
+ *
+ * `backend`, `bucket`, `prefix`, `start_after`, `page_size`: as in
+ * `tether_list`.
+ * `flags`: 0 for keys and values, as `tether_list` gives them; or
+ * TETHER_KEYS_ONLY for the keys alone: the page lists the same keys, and
+ * `tether_page_value` gives NULL and a length of 0 for each. The backend
+ * then fetches no values where it can avoid it (etcd asks for keys only,
+ * DynamoDB projects the key attribute), and `local` copies none.
+ *
+ * On TETHER_OK, `*out_page` receives a page owned by the caller: free it
+ * with `tether_page_free`. On any other status it is not written.
+ *
+ * Returns TETHER_OK; TETHER_INVALID_ARGUMENT as `tether_list`, and for an
+ * unknown flag; TETHER_UNKNOWN_BACKEND; TETHER_TOO_LARGE,
+ * TETHER_UNAVAILABLE, TETHER_IO and TETHER_INTERNAL as `tether_list`.
+ */
+enum tether_status tether_list_ex(struct tether_db *db,
+                                  const char *backend,
+                                  const char *bucket,
+                                  const char *prefix,
+                                  const char *start_after,
+                                  size_t page_size,
+                                  uint32_t flags,
+                                  struct tether_page **out_page);
+
+/**
+ * Deletes every key of `bucket` that starts with `prefix`, and counts
+ * them. Thread-safe.
+ *
+ * `backend`: as in `tether_write`. `bucket`: NULL or `""` for none; must
+ * not contain `:`. `prefix`: NULL or `""` for every key of the bucket,
+ * else only keys (without the bucket part) starting with it. The keys
+ * deleted are exactly those `tether_list` lists with the same `bucket`
+ * and `prefix`: without a bucket, the stored keys (`bucket:key`)
+ * starting with `prefix`; keys no call can name (the stored key
+ * `bucket:` in its bucket, keys other programs stored that are not UTF-8
+ * or hold a NUL) stay. A bucket NULL or `""` with a `prefix` NULL or `""`
+ * is TETHER_INVALID_ARGUMENT: no call deletes a whole store by accident.
+ * `out_deleted`: NULL, or receives the number of keys deleted on
+ * TETHER_OK (on `dynamodb`, of keys found and deleted: a key another
+ * client deleted meanwhile counts too).
+ *
+ * It acts on the store as it is: a queued write not yet applied is
+ * applied later and writes its key again, as after `tether_delete`. It
+ * is one atomic step only on `etcd`, and there only where the range holds
+ * no key that listings leave out; elsewhere a key written meanwhile may
+ * stay, and a failed call may have deleted part of the keys.
+ *
+ * Returns TETHER_OK, also when no key matched (count 0);
+ * TETHER_INVALID_ARGUMENT (NULL `db`, bad UTF-8, `:` in the bucket, no
+ * bucket and no prefix); TETHER_UNKNOWN_BACKEND; TETHER_TOO_LARGE when
+ * the bucket and `prefix` are over the backend's limits;
+ * TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+ */
+enum tether_status tether_delete_prefix(struct tether_db *db,
+                                        const char *backend,
+                                        const char *bucket,
+                                        const char *prefix,
+                                        uint64_t *out_deleted);
+
+/**
  * The number of entries in `page`; 0 for NULL. Thread-safe.
  */
 size_t tether_page_len(const struct tether_page *page);
@@ -570,8 +639,9 @@ const char *tether_page_key(const struct tether_page *page, size_t i);
 /**
  * The value of entry `i`, `*out_len` bytes (not NUL-terminated); NULL when
  * `page` is NULL or `i` is out of range, and then `*out_len` is not
- * written. `out_len` may be NULL. Owned by the page: valid until
- * `tether_page_free`. Thread-safe.
+ * written; NULL and `*out_len` 0 for an entry of a page of keys alone
+ * (TETHER_KEYS_ONLY). `out_len` may be NULL. Owned by the page: valid
+ * until `tether_page_free`. Thread-safe.
  */
 const uint8_t *tether_page_value(const struct tether_page *page, size_t i, size_t *out_len);
 

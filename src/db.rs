@@ -27,6 +27,15 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// One page of a listing of keys alone ([`Db::list_keys`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    /// The keys, without the bucket part.
+    pub keys: Vec<String>,
+    /// Pass as `start_after` for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// How [`Db::write_ex`] writes: the flags and arguments of
 /// `tether_write_ex` (docs/design.md, Versions).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -350,7 +359,83 @@ impl Db {
         start_after: Option<&str>,
         page_size: usize,
     ) -> Result<Page> {
+        self.page(backend, bucket, prefix, start_after, page_size, false)
+    }
+
+    /// One page of the keys [`Db::list`] would list, without their values,
+    /// which the engine fetches not at all where it can avoid it (etcd,
+    /// DynamoDB), and does not copy where it cannot (`local`).
+    pub fn list_keys(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        prefix: Option<&str>,
+        start_after: Option<&str>,
+        page_size: usize,
+    ) -> Result<KeyPage> {
+        let page = self.page(backend, bucket, prefix, start_after, page_size, true)?;
+        let keys = page.entries.into_iter().map(|entry| entry.key).collect();
+        Ok(KeyPage {
+            keys,
+            next: page.next,
+        })
+    }
+
+    /// Removes every key of `bucket` that starts with `prefix`: exactly the
+    /// keys [`Db::list`] lists with the same bucket and prefix (those it
+    /// leaves out stay). Gives how many it removed. Without a bucket, the
+    /// stored keys starting with `prefix`; no bucket and no prefix is
+    /// [`Error::InvalidArgument`], so that no call wipes a store by
+    /// accident.
+    ///
+    /// It acts on the store as it is: a queued write not yet applied is
+    /// applied later and writes its key again, as after [`Db::delete`]. It
+    /// is not one atomic step: a failure may leave part of the keys
+    /// removed.
+    pub fn delete_prefix(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        prefix: Option<&str>,
+    ) -> Result<u64> {
+        let subject = |backend| Listing {
+            action: "deleting",
+            backend,
+            bucket,
+            prefix,
+        };
+        let (_, engine) = self
+            .backend(backend)
+            .map_err(|e| e.about(subject(backend)))?;
+        let named = Some(engine.name());
+        let bucket = keys::bucket(bucket).map_err(|e| e.about(subject(named)))?;
+        let prefix = prefix.unwrap_or("");
+        if bucket.is_none() && prefix.is_empty() {
+            return Err(Error::invalid(
+                "neither a bucket nor a prefix: that would delete every key of the backend",
+            )
+            .about(subject(named)));
+        }
+        let stored = keys::list_prefix(bucket, prefix);
+        // The stored key `bucket:` itself, which a bucket's listing leaves
+        // out, stays.
+        let keep_prefix_key = keys::in_bucket(bucket, &stored).is_none();
+        engine.delete_prefix(&stored, keep_prefix_key)
+    }
+
+    /// One page of `list`, or of `list_keys` (with `keys_only`, whose
+    /// values are empty).
+    fn page(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        prefix: Option<&str>,
+        start_after: Option<&str>,
+        page_size: usize,
+        keys_only: bool,
+    ) -> Result<Page> {
         let subject = || Listing {
+            action: "listing",
             backend,
             bucket,
             prefix,
@@ -369,7 +454,7 @@ impl Db {
             Some(_) => page_size.saturating_add(1),
             None => page_size,
         };
-        let listing = backend.list(&prefix, start_after.as_deref(), wanted)?;
+        let listing = backend.list(&prefix, start_after.as_deref(), wanted, keys_only)?;
         let mut entries: Vec<Entry> = listing
             .entries
             .into_iter()
@@ -631,8 +716,11 @@ impl fmt::Display for Target<'_> {
     }
 }
 
-/// What a listing is about: `listing bucket "b" with prefix "p"`.
+/// What a listing or a deletion by prefix is about: `listing bucket "b"
+/// with prefix "p"`, `deleting all keys with prefix "p"`.
 struct Listing<'a> {
+    /// "listing" or "deleting".
+    action: &'static str,
     backend: Option<&'a str>,
     bucket: Option<&'a str>,
     prefix: Option<&'a str>,
@@ -644,8 +732,8 @@ impl fmt::Display for Listing<'_> {
             write!(f, "{backend}: ")?;
         }
         match self.bucket.filter(|b| !b.is_empty()) {
-            Some(bucket) => write!(f, "listing bucket {}", Quoted(bucket))?,
-            None => write!(f, "listing all keys")?,
+            Some(bucket) => write!(f, "{} bucket {}", self.action, Quoted(bucket))?,
+            None => write!(f, "{} all keys", self.action)?,
         }
         match self.prefix.filter(|p| !p.is_empty()) {
             Some(prefix) => write!(f, " with prefix {}", Quoted(prefix)),

@@ -36,6 +36,6 @@ pub use backend::dynamodb::DynamoDbConfig;
 pub use backend::etcd::EtcdConfig;
 pub use backend::local::LocalConfig;
 pub use config::{engines_not_built, Config, QueueConfig};
-pub use db::{Db, Entry, Page, WriteOptions};
+pub use db::{Db, Entry, KeyPage, Page, WriteOptions};
 pub use error::{Error, Result, Status};
 pub use log::Level;

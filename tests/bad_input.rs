@@ -140,6 +140,36 @@ unsafe fn every_call_fails(
     assert_eq!(count, 7, "a counter call wrote its output");
 }
 
+/// `tether_list_ex` (with `flags`) and `tether_delete_prefix` with these
+/// arguments fail with `want` and leave their out-parameters alone.
+unsafe fn listing_calls_fail(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    prefix: *const c_char,
+    flags: u32,
+    want: Status,
+) {
+    let sentinel = ptr::dangling_mut::<TetherPage>();
+    let mut page = sentinel;
+    let status = tether_list_ex(
+        db,
+        backend,
+        bucket,
+        prefix,
+        ptr::null(),
+        10,
+        flags,
+        &mut page,
+    );
+    assert_eq!(status, want, "tether_list_ex: {}", last_error());
+    assert_eq!(page, sentinel, "tether_list_ex wrote out_page");
+    let mut deleted = 99;
+    let status = tether_delete_prefix(db, backend, bucket, prefix, &mut deleted);
+    assert_eq!(status, want, "tether_delete_prefix: {}", last_error());
+    assert_eq!(deleted, 99, "tether_delete_prefix wrote out_deleted");
+}
+
 #[test]
 fn null_pointers_are_invalid_arguments() {
     let dir = tempfile::tempdir().unwrap();
@@ -236,6 +266,35 @@ fn null_pointers_are_invalid_arguments() {
         // do without (below, after the check that nothing was written).
         let status = tether_counter_total(db, ptr::null(), ptr::null(), kept, 0, ptr::null_mut());
         assert_eq!(status, Status::InvalidArgument);
+        // The same from tether_list_ex and tether_delete_prefix; a NULL
+        // out_deleted is allowed.
+        let status = tether_list_ex(
+            db,
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            10,
+            TETHER_KEYS_ONLY,
+            ptr::null_mut(),
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        listing_calls_fail(
+            ptr::null_mut(),
+            ptr::null(),
+            c"b".as_ptr(),
+            ptr::null(),
+            TETHER_KEYS_ONLY,
+            Status::InvalidArgument,
+        );
+        let status = tether_delete_prefix(
+            db,
+            ptr::null(),
+            ptr::null(),
+            c"zzz".as_ptr(),
+            ptr::null_mut(),
+        );
+        assert_eq!(status, Status::Ok, "{}", last_error());
         let status = tether_open(ptr::null(), ptr::null_mut());
         assert_eq!(status, Status::InvalidArgument);
         let mut other = ptr::null_mut();
@@ -317,8 +376,28 @@ fn bad_utf8_is_an_invalid_argument() {
         ] {
             let status = tether_list(db, ptr::null(), bucket, prefix, after, 10, &mut page);
             assert_eq!(status, Status::InvalidArgument);
+            let status = tether_list_ex(
+                db,
+                ptr::null(),
+                bucket,
+                prefix,
+                after,
+                10,
+                TETHER_KEYS_ONLY,
+                &mut page,
+            );
+            assert_eq!(status, Status::InvalidArgument);
         }
         assert_eq!(page, sentinel);
+        // In tether_delete_prefix's backend, bucket and prefix.
+        for (backend, bucket, prefix) in [
+            (not_utf8(), bucket.as_ptr(), ptr::null()),
+            (ptr::null(), not_utf8(), ptr::null()),
+            (ptr::null(), bucket.as_ptr(), not_utf8()),
+            (ptr::null(), ptr::null(), not_utf8()),
+        ] {
+            listing_calls_fail(db, backend, bucket, prefix, 0, Status::InvalidArgument);
+        }
         // In the configuration text or a file's path; a file whose
         // contents are not UTF-8 is a configuration error.
         let mut other = ptr::dangling_mut::<TetherDb>();
@@ -426,6 +505,21 @@ fn colon_in_bucket_is_an_invalid_argument() {
             );
             assert_eq!(status, Status::InvalidArgument);
             assert_eq!(page, ptr::dangling_mut());
+            for prefix in [ptr::null(), c"k".as_ptr()] {
+                listing_calls_fail(
+                    db,
+                    ptr::null(),
+                    bucket.as_ptr(),
+                    prefix,
+                    TETHER_KEYS_ONLY,
+                    Status::InvalidArgument,
+                );
+                assert!(
+                    last_error().contains("the bucket contains ':'"),
+                    "{}",
+                    last_error()
+                );
+            }
         }
         // A ':' in a key is allowed: it is the bucket's that separates.
         let (bucket, key) = (c("b"), c("a:b"));
@@ -515,6 +609,13 @@ fn a_bucket_does_not_list_its_own_name_as_an_empty_key() {
         );
     }
     assert_eq!(keys(db), ["a:", "a:k1", "a:k2"]);
+    // Nor does deleting bucket `a` by prefix delete it.
+    let mut deleted = 0;
+    let status = unsafe {
+        tether_delete_prefix(db, ptr::null(), bucket.as_ptr(), ptr::null(), &mut deleted)
+    };
+    assert_eq!((status, deleted), (Status::Ok, 2), "{}", last_error());
+    assert_eq!(keys(db), ["a:"]);
     assert_eq!(get(db, "", "", "a:").unwrap(), b"bare");
     let key = c("a:");
     assert_eq!(
@@ -555,6 +656,36 @@ fn unknown_flags_and_page_size_zero_are_invalid_arguments() {
         );
         assert_eq!(status, Status::InvalidArgument);
         assert!(last_error().contains("page_size is 0"), "{}", last_error());
+        assert_eq!(page, ptr::dangling_mut());
+        // tether_list_ex: TETHER_KEYS_ONLY is its one flag; page_size 0.
+        for flags in [2, 0x80, TETHER_KEYS_ONLY | 0x80, u32::MAX] {
+            let status = tether_list_ex(
+                db,
+                ptr::null(),
+                ptr::null(),
+                ptr::null(),
+                ptr::null(),
+                10,
+                flags,
+                &mut page,
+            );
+            assert_eq!(status, Status::InvalidArgument, "flags {flags:#x}");
+            assert!(last_error().contains("unknown flags"), "{}", last_error());
+        }
+        for flags in [0, TETHER_KEYS_ONLY] {
+            let status = tether_list_ex(
+                db,
+                ptr::null(),
+                ptr::null(),
+                ptr::null(),
+                ptr::null(),
+                0,
+                flags,
+                &mut page,
+            );
+            assert_eq!(status, Status::InvalidArgument);
+            assert!(last_error().contains("page_size is 0"), "{}", last_error());
+        }
         assert_eq!(page, ptr::dangling_mut());
         assert_eq!(tether_flush(db), Status::Ok);
         assert!(keys(db).is_empty());
@@ -777,7 +908,59 @@ fn unknown_backend_is_unknown_backend() {
                 &mut page,
             );
             assert_eq!(status, Status::UnknownBackend);
+            listing_calls_fail(
+                db,
+                backend.as_ptr(),
+                c"b".as_ptr(),
+                ptr::null(),
+                TETHER_KEYS_ONLY,
+                Status::UnknownBackend,
+            );
         }
+        assert!(keys(db).is_empty());
+        assert_eq!(tether_close(db), Status::Ok);
+    }
+}
+
+/// No bucket and no prefix would delete every key of the store: refused,
+/// whichever of NULL and "" each is, and nothing is deleted. A bucket or a
+/// prefix alone is enough.
+#[test]
+fn delete_prefix_without_bucket_or_prefix_is_an_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "");
+    put(db, "kept", b"v");
+    put(db, "b:k", b"v");
+    unsafe {
+        for (bucket, prefix) in [
+            (ptr::null(), ptr::null()),
+            (c"".as_ptr(), ptr::null()),
+            (ptr::null(), c"".as_ptr()),
+            (c"".as_ptr(), c"".as_ptr()),
+        ] {
+            let mut deleted = 99;
+            let status = tether_delete_prefix(db, ptr::null(), bucket, prefix, &mut deleted);
+            assert_eq!(status, Status::InvalidArgument);
+            assert_eq!(deleted, 99, "out_deleted written");
+            assert!(
+                last_error().starts_with("tether_delete_prefix: "),
+                "{}",
+                last_error()
+            );
+            assert!(
+                last_error().contains("local: deleting all keys: neither a bucket nor a prefix"),
+                "{}",
+                last_error()
+            );
+        }
+        assert_eq!(keys(db), ["b:k", "kept"]);
+        let mut deleted = 0;
+        let status =
+            tether_delete_prefix(db, ptr::null(), c"b".as_ptr(), ptr::null(), &mut deleted);
+        assert_eq!((status, deleted), (Status::Ok, 1));
+        let status =
+            tether_delete_prefix(db, ptr::null(), ptr::null(), c"ke".as_ptr(), &mut deleted);
+        assert_eq!((status, deleted), (Status::Ok, 1));
         assert!(keys(db).is_empty());
         assert_eq!(tether_close(db), Status::Ok);
     }
@@ -862,6 +1045,15 @@ fn messages_quote_huge_keys_only_in_part() {
         );
         assert_eq!(status, Status::InvalidArgument);
         bounded("listing");
+        let status = tether_delete_prefix(
+            db,
+            ptr::null(),
+            bad_bucket.as_ptr(),
+            key.as_ptr(),
+            ptr::null_mut(),
+        );
+        assert_eq!(status, Status::InvalidArgument);
+        bounded("deleting by prefix");
         assert_eq!(tether_close(db), Status::Ok);
     }
     // The Rust API's errors, too.

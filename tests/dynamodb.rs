@@ -293,6 +293,82 @@ fn unprocessed_items_are_resent_until_each_is_written_once() {
     assert_eq!(count(&db, "u"), 100);
 }
 
+/// Deletes by prefix go out as BatchWriteItems of 25, whose unprocessed
+/// deletes are resent until none is left: every key goes, and is counted
+/// once.
+#[test]
+fn unprocessed_deletes_of_delete_prefix_are_resent() {
+    let Some((db, proxy, _moto)) = open_proxied("unprocessed_deletes", "", QUICK) else {
+        return;
+    };
+    for i in 0..100 {
+        db.write_queued(None, Some("u"), &format!("k{i:03}"), b"v")
+            .unwrap();
+    }
+    db.write(None, Some("uX"), "k000", b"v").unwrap();
+    db.flush().unwrap();
+    let batches = proxy.state().count("BatchWriteItem");
+    // The first batch of deletes comes back with half its items
+    // unprocessed, and so do the next three resends of what is left.
+    proxy.state().leave_unprocessed = 4;
+    assert_eq!(db.delete_prefix(None, Some("u"), None).unwrap(), 100);
+    let sent = proxy.state().count("BatchWriteItem") - batches;
+    assert!(sent > 100 / 25 + 3, "{sent} batches: no resend");
+    assert_eq!(count(&db, "u"), 0);
+    assert_eq!(count(&db, "uX"), 1);
+}
+
+/// A scan answers at most 1 MB of items a page: 40 items of 50 KB take
+/// two, and every one of their keys goes.
+#[test]
+fn delete_prefix_scans_past_its_first_page() {
+    let Some((db, proxy, _moto)) = open_proxied("delete_pages", "", QUICK) else {
+        return;
+    };
+    let value = vec![b'v'; 50 * 1000];
+    for i in 0..40 {
+        db.write(None, Some("big"), &format!("k{i:02}"), &value)
+            .unwrap();
+    }
+    db.write(None, Some("bigX"), "k00", b"v").unwrap();
+    let scans = proxy.state().count("Scan");
+    assert_eq!(db.delete_prefix(None, Some("big"), None).unwrap(), 40);
+    assert!(proxy.state().count("Scan") - scans > 1, "one page of scan");
+    assert_eq!(count(&db, "big"), 0);
+    assert_eq!(count(&db, "bigX"), 1);
+}
+
+/// A keys-only listing projects the key attribute, and an existence check
+/// the key and the version: DynamoDB sends none of the values.
+#[test]
+fn keys_only_listings_and_existence_checks_fetch_no_values() {
+    let Some((db, proxy, _moto)) = open_proxied("projections", "", QUICK) else {
+        return;
+    };
+    let value = vec![b'v'; 100 * 1024];
+    for i in 0..10 {
+        db.write(None, Some("p"), &format!("k{i}"), &value).unwrap();
+    }
+    let answered = |operation: &str| -> usize {
+        let state = proxy.state();
+        state.answered_bytes.get(operation).copied().unwrap_or(0)
+    };
+    let before = answered("Scan");
+    assert_eq!(count(&db, "p"), 10);
+    let full = answered("Scan") - before;
+    assert!(full > 10 * value.len(), "{full} bytes");
+    let before = answered("Scan");
+    let page = db.list_keys(None, Some("p"), None, None, 100).unwrap();
+    assert_eq!(page.keys.len(), 10);
+    let keys_only = answered("Scan") - before;
+    assert!(keys_only < value.len(), "{keys_only} bytes");
+    let before = answered("GetItem");
+    let (_, version) = db.read_ex(None, Some("p"), "k0", false).unwrap();
+    assert!(version > 1);
+    let exists = answered("GetItem") - before;
+    assert!(exists < value.len(), "{exists} bytes");
+}
+
 #[test]
 fn throttled_batches_are_retried_until_each_is_written_once() {
     let Some((db, proxy, _moto)) = open_proxied("throttled", "", r#"{"size": 25, "interval": 60}"#)

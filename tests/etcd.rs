@@ -5,7 +5,10 @@
 
 mod common;
 
+use std::cell::Cell;
 use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Instant;
 
@@ -238,6 +241,14 @@ fn keys_over_the_request_limit_are_too_large_for_every_call() {
             db.list(None, None, Some(&key), None, 10).unwrap_err(),
         ),
         (
+            "tether_list_ex",
+            db.list_keys(None, None, Some(&key), None, 10).unwrap_err(),
+        ),
+        (
+            "tether_delete_prefix",
+            db.delete_prefix(None, None, Some(&key)).unwrap_err(),
+        ),
+        (
             "tether_write",
             db.write(None, None, &key, b"v").unwrap_err(),
         ),
@@ -377,6 +388,151 @@ fn a_handle_opens_while_etcd_is_down() {
     etcd.resume();
     wait_until(|| db.write(None, None, "k", b"v").is_ok());
     assert_eq!(etcd.get("k").unwrap(), b"v");
+}
+
+/// The bytes etcd has sent to its gRPC clients, from its /metrics (served
+/// on the client port).
+fn sent_bytes(etcd: &Etcd) -> f64 {
+    let mut http = TcpStream::connect(etcd.endpoint()).unwrap();
+    let request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    http.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    let line = answer
+        .lines()
+        .find(|line| line.starts_with("etcd_network_client_grpc_sent_bytes_total "))
+        .unwrap_or_else(|| panic!("no sent bytes in etcd's metrics: {answer}"));
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// How many bytes etcd sent to answer `call`: polled until its counter
+/// moves, since etcd may count a reply after the client has it.
+fn bytes_sent_for(etcd: &Etcd, call: impl FnOnce()) -> f64 {
+    let before = sent_bytes(etcd);
+    call();
+    let after = Cell::new(before);
+    wait_until(|| {
+        after.set(sent_bytes(etcd));
+        after.get() > before
+    });
+    after.get() - before
+}
+
+/// A keys-only listing asks etcd for keys only (`keys_only`), and so does
+/// an existence check: etcd sends none of the values.
+#[test]
+fn keys_only_listings_and_existence_checks_fetch_no_values() {
+    let Some((etcd, db)) = setup(QUICK, "") else {
+        return;
+    };
+    let value = vec![7; 100 * 1024];
+    for i in 0..20 {
+        db.write(None, Some("v"), &format!("k{i:02}"), &value)
+            .unwrap();
+    }
+    let full = bytes_sent_for(&etcd, || {
+        let page = db.list(None, Some("v"), None, None, 100).unwrap();
+        assert_eq!(page.entries.len(), 20);
+    });
+    assert!(full > 20.0 * value.len() as f64, "{full} bytes");
+    let keys_only = bytes_sent_for(&etcd, || {
+        let page = db.list_keys(None, Some("v"), None, None, 100).unwrap();
+        assert_eq!(page.keys.len(), 20);
+    });
+    assert!(keys_only < value.len() as f64, "{keys_only} bytes");
+    let exists = bytes_sent_for(&etcd, || {
+        db.read_ex(None, Some("v"), "k00", false).unwrap();
+    });
+    assert!(exists < value.len() as f64, "{exists} bytes");
+}
+
+/// The cluster's revision, which each change (a put, a delete, a
+/// transaction) raises by one.
+fn revision(etcd: &Etcd) -> u64 {
+    let output = etcd.etcdctl(&["get", "probe", "-w", "json"]);
+    assert!(output.status.success(), "{output:?}");
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    reply["header"]["revision"].as_u64().unwrap()
+}
+
+/// 300 keys of bucket `r` go in one DeleteRange, one revision, which
+/// leaves the stored key `r:` (no call names it in the bucket) and the
+/// neighbouring bucket `rX`.
+#[test]
+fn delete_prefix_is_one_delete_range_where_the_range_holds_only_listed_keys() {
+    let Some((etcd, db)) = setup(r#"{"size": 100, "interval": 0.05}"#, "") else {
+        return;
+    };
+    for i in 0..300 {
+        db.write_queued(None, Some("r"), &format!("k{i:03}"), b"v")
+            .unwrap();
+    }
+    db.write(None, None, "r:", b"bare").unwrap();
+    db.write(None, Some("rX"), "k000", b"v").unwrap();
+    db.flush().unwrap();
+    let before = revision(&etcd);
+    assert_eq!(db.delete_prefix(None, Some("r"), None).unwrap(), 300);
+    assert_eq!(revision(&etcd), before + 1, "not one DeleteRange");
+    assert_eq!(etcd.get("r:").unwrap(), b"bare");
+    assert_eq!(etcd.get("rX:k000").unwrap(), b"v");
+    assert_eq!(etcd.count("r:"), 1);
+}
+
+/// A key another program stored that no C string carries is never listed,
+/// so it stays: the listed keys go key by key instead, in transactions
+/// within etcd's limit of 128 operations.
+#[test]
+fn delete_prefix_leaves_keys_other_programs_stored_that_listings_skip() {
+    let Some((etcd, db)) = setup(r#"{"size": 100, "interval": 0.05}"#, "") else {
+        return;
+    };
+    for i in 0..300 {
+        db.write_queued(None, Some("r"), &format!("k{i:03}"), b"v")
+            .unwrap();
+    }
+    db.flush().unwrap();
+    let hidden = [&b"r:k100\xff"[..], b"r:\xfe"];
+    for key in hidden {
+        let put = etcd.etcdctl(&[OsStr::new("put"), OsStr::from_bytes(key), OsStr::new("v")]);
+        assert!(put.status.success(), "{put:?}");
+    }
+    let before = revision(&etcd);
+    assert_eq!(db.delete_prefix(None, Some("r"), None).unwrap(), 300);
+    assert_eq!(revision(&etcd), before + 3, "not 128 + 128 + 44 deletes");
+    assert_eq!(etcd.count("r:"), hidden.len());
+    assert_eq!(count(&db, "r"), 0);
+}
+
+/// More keys than one range request of the scan reads (10,000): the scan
+/// goes on over pages, for the one DeleteRange and for the key-by-key
+/// deletes, which a key listings skip on the second page calls for.
+#[test]
+fn delete_prefix_scans_past_its_first_page() {
+    let Some((etcd, db)) = setup(r#"{"size": 1000, "interval": 0.05}"#, "") else {
+        return;
+    };
+    let count = 10_050;
+    for bucket in ["p", "q"] {
+        for i in 0..count {
+            db.write_queued(None, Some(bucket), &format!("k{i:05}"), b"v")
+                .unwrap();
+        }
+    }
+    db.flush().unwrap();
+    let before = revision(&etcd);
+    assert_eq!(db.delete_prefix(None, Some("p"), None).unwrap(), count);
+    assert_eq!(revision(&etcd), before + 1, "not one DeleteRange");
+    // Sorts right after the 10,000th key: on the scan's second page.
+    let hidden = b"q:k09999\xff";
+    let put = etcd.etcdctl(&[
+        OsStr::new("put"),
+        OsStr::from_bytes(hidden),
+        OsStr::new("v"),
+    ]);
+    assert!(put.status.success(), "{put:?}");
+    assert_eq!(db.delete_prefix(None, Some("q"), None).unwrap(), count);
+    assert_eq!(etcd.count("p:"), 0);
+    assert_eq!(etcd.count("q:"), 1);
 }
 
 /// Expiry on etcd (docs/engines.md): the value stays what was written (the

@@ -1,5 +1,6 @@
 //! Model-based test (issue 7, point 5): random sequences of write, queued
-//! write, update, delete, read, increment, list, flush, stop and start, issued through
+//! write, update, delete, read, increment, list, keys-only list, delete
+//! by prefix, flush, stop and start, issued through
 //! the C ABI by several threads on one handle, each checked against an
 //! in-memory model of what docs/c-api.md allows. Runs on `local` (a
 //! temporary directory) and on a real etcd on loopback ports.
@@ -88,6 +89,14 @@ enum Op {
         start: Option<&'static str>,
         page: usize,
     },
+    /// The same listing, of keys alone (TETHER_KEYS_ONLY).
+    ListKeys {
+        prefix: Option<&'static str>,
+        start: Option<&'static str>,
+        page: usize,
+    },
+    /// `tether_delete_prefix` of the thread's bucket.
+    DeletePrefix(Option<&'static str>),
     /// Flush, then list the whole bucket in pages of `page`.
     Flush {
         page: usize,
@@ -137,6 +146,13 @@ fn op() -> impl Strategy<Value = Op> {
             1..=4usize,
         )
             .prop_map(|(prefix, start, page)| Op::List { prefix, start, page }),
+        2 => (
+            proptest::option::of(select(&PREFIXES[..])),
+            proptest::option::of(select(&STARTS[..])),
+            1..=4usize,
+        )
+            .prop_map(|(prefix, start, page)| Op::ListKeys { prefix, start, page }),
+        1 => proptest::option::of(select(&PREFIXES[..])).prop_map(Op::DeletePrefix),
         2 => (1..=9usize).prop_map(|page| Op::Flush { page }),
         1 => Just(Op::Stop),
         1 => Just(Op::Start),
@@ -231,6 +247,21 @@ impl KeyModel {
             .closure()
             .into_iter()
             .filter(|(stored, _)| stored == seen)
+            .collect();
+        if worlds.is_empty() {
+            return false;
+        }
+        self.worlds = worlds;
+        true
+    }
+
+    /// Keeps the worlds where the key is present (with any value) or
+    /// absent, as a keys-only listing shows it; false when none is.
+    fn observe_presence(&mut self, present: bool) -> bool {
+        let worlds: BTreeSet<_> = self
+            .closure()
+            .into_iter()
+            .filter(|(stored, _)| stored.is_some() == present)
             .collect();
         if worlds.is_empty() {
             return false;
@@ -445,37 +476,45 @@ impl Handle {
         Ok((status, Some(value)))
     }
 
-    /// One page: its entries and next marker.
+    /// One page: its entries and next marker. With `flags`
+    /// TETHER_KEYS_ONLY the values are empty, after checking that the page
+    /// gives each as NULL with length 0.
     fn list(
         self,
         bucket: &CStr,
         prefix: Option<&str>,
         start_after: Option<&str>,
         page_size: usize,
+        flags: u32,
     ) -> Result<PageRead, String> {
         let prefix = prefix.map(c);
         let start_after = start_after.map(c);
         let mut page = ptr::null_mut();
         let status = unsafe {
-            tether_list(
+            tether_list_ex(
                 self.0,
                 ptr::null(),
                 bucket.as_ptr(),
                 prefix.as_ref().map_or(ptr::null(), |p| p.as_ptr()),
                 start_after.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
                 page_size,
+                flags,
                 &mut page,
             )
         };
         if status != Status::Ok {
-            return Err(format!("tether_list: {status:?}: {}", last_error()));
+            return Err(format!("tether_list_ex: {status:?}: {}", last_error()));
         }
         let mut entries = Vec::new();
         unsafe {
             for i in 0..tether_page_len(page) {
                 let key = CStr::from_ptr(tether_page_key(page, i));
-                let mut len = 0;
+                let mut len = usize::MAX;
                 let value = tether_page_value(page, i, &mut len);
+                if flags == TETHER_KEYS_ONLY && (!value.is_null() || len != 0) {
+                    tether_page_free(page);
+                    return Err(format!("a keys-only page gave {value:?}, {len} bytes"));
+                }
                 let value = match len {
                     0 => Vec::new(),
                     _ => std::slice::from_raw_parts(value, len).to_vec(),
@@ -488,6 +527,22 @@ impl Handle {
             tether_page_free(page);
             Ok((entries, next))
         }
+    }
+
+    /// The status and, on OK, the count deleted.
+    fn delete_prefix(self, bucket: &CStr, prefix: Option<&str>) -> (Status, u64) {
+        let prefix = prefix.map(c);
+        let mut deleted = u64::MAX;
+        let status = unsafe {
+            tether_delete_prefix(
+                self.0,
+                ptr::null(),
+                bucket.as_ptr(),
+                prefix.as_ref().map_or(ptr::null(), |p| p.as_ptr()),
+                &mut deleted,
+            )
+        };
+        (status, deleted)
     }
 
     fn flush(self) -> Status {
@@ -529,14 +584,17 @@ impl Bucket {
 
     /// Lists the bucket from `start` in pages of `page_size`, following the
     /// next markers, checks the pages, and checks every key the listing
-    /// covers (present with its value, or absent) against the model.
+    /// covers (present with its value, or absent; with `keys_only`,
+    /// present or absent) against the model.
     fn list(
         &mut self,
         db: Handle,
         prefix: Option<&str>,
         start: Option<&str>,
         page_size: usize,
+        keys_only: bool,
     ) -> Result<(), String> {
+        let flags = if keys_only { TETHER_KEYS_ONLY } else { 0 };
         let mut listed: Vec<(String, Value)> = Vec::new();
         let mut after = start.map(str::to_owned);
         let mut pages = String::new();
@@ -544,7 +602,8 @@ impl Bucket {
             if round > KEYS.len() + 1 {
                 return Err(format!("the listing does not end: {pages}"));
             }
-            let (entries, next) = db.list(&self.name, prefix, after.as_deref(), page_size)?;
+            let (entries, next) =
+                db.list(&self.name, prefix, after.as_deref(), page_size, flags)?;
             let _ = write!(pages, "{:?} next {next:?}; ", entries);
             if entries.len() > page_size {
                 return Err(format!("a page over {page_size} entries: {pages}"));
@@ -590,11 +649,51 @@ impl Bucket {
             let observed = seen.get(key).map(|v| v.to_vec());
             let model = self.key(key);
             let possible = model.possible();
-            if !model.observe(&observed) {
+            let agrees = match keys_only {
+                true => model.observe_presence(observed.is_some()),
+                false => model.observe(&observed),
+            };
+            if !agrees {
                 return Err(format!(
-                    "listing {prefix:?} after {start:?} in pages of {page_size}: key {key:?} is {observed:?}, the model allows {possible:?}; pages: {pages}"
+                    "listing {prefix:?} after {start:?} in pages of {page_size} (keys only: {keys_only}): key {key:?} is {observed:?}, the model allows {possible:?}; pages: {pages}"
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Deletes the bucket's keys starting with `prefix` and checks the
+    /// count: between the keys that must have been present and those that
+    /// may have been (queued writes land at any moment), which tells which
+    /// where it is either bound.
+    fn delete_prefix(&mut self, db: Handle, prefix: Option<&str>) -> Result<(), String> {
+        let covered: Vec<&'static str> = KEYS
+            .into_iter()
+            .filter(|k| prefix.is_none_or(|p| k.starts_with(p)))
+            .collect();
+        let possible: Vec<BTreeSet<Option<Value>>> =
+            covered.iter().map(|k| self.key(k).possible()).collect();
+        let must = possible.iter().filter(|p| !p.contains(&None)).count() as u64;
+        let may = possible
+            .iter()
+            .filter(|p| p.iter().any(Option::is_some))
+            .count() as u64;
+        let (status, deleted) = db.delete_prefix(&self.name, prefix);
+        expect(status, &[Status::Ok])?;
+        if deleted < must || deleted > may {
+            return Err(format!(
+                "deleted {deleted} keys with prefix {prefix:?}, the model allows {must} to {may}"
+            ));
+        }
+        for (key, possible) in covered.into_iter().zip(possible) {
+            let model = self.key(key);
+            let uncertain = possible.contains(&None) && possible.len() > 1;
+            if uncertain && deleted == may {
+                model.observe_presence(true);
+            } else if uncertain && deleted == must {
+                model.observe_presence(false);
+            }
+            model.set(None);
         }
         Ok(())
     }
@@ -768,11 +867,17 @@ fn run_op(
             prefix,
             start,
             page,
-        } => bucket.list(db, prefix, start, page)?,
+        } => bucket.list(db, prefix, start, page, false)?,
+        Op::ListKeys {
+            prefix,
+            start,
+            page,
+        } => bucket.list(db, prefix, start, page, true)?,
+        Op::DeletePrefix(prefix) => bucket.delete_prefix(db, prefix)?,
         Op::Flush { page } => {
             expect(db.flush(), &[Status::Ok])?;
             bucket.barrier();
-            bucket.list(db, None, None, page)?;
+            bucket.list(db, None, None, page, false)?;
         }
         Op::Stop => {
             let began = lifecycle.begin();
@@ -780,7 +885,7 @@ fn run_op(
             lifecycle.end(began, false);
             expect(status, &[Status::Ok])?;
             bucket.barrier();
-            bucket.list(db, None, None, 3)?;
+            bucket.list(db, None, None, 3, false)?;
         }
         Op::Start => {
             let began = lifecycle.begin();
@@ -840,7 +945,7 @@ fn run_case(config: &str, case: &Case) -> Result<(), String> {
     let db = Handle::open(config)?;
     let reopened = buckets.iter().try_for_each(|bucket| {
         let expected = bucket.settled()?;
-        let (listed, next) = db.list(&bucket.name, None, None, KEYS.len())?;
+        let (listed, next) = db.list(&bucket.name, None, None, KEYS.len(), 0)?;
         let listed: BTreeMap<&str, Value> = listed
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
@@ -868,7 +973,7 @@ fn final_checks(db: Handle, buckets: &mut [Bucket]) -> Result<(), String> {
     for bucket in buckets {
         bucket.barrier();
         bucket
-            .list(db, None, None, 2)
+            .list(db, None, None, 2, false)
             .map_err(|e| format!("final listing: {e}"))?;
         bucket.settled()?;
     }

@@ -1,14 +1,14 @@
 //! The C entry points with arbitrary arguments, on the `local` backend.
 //!
 //! Each input is a sequence of calls (write, queued write, update, read,
-//! delete, list and its page accessors, flush, stop, start, calls on a NULL
-//! handle) whose strings are raw NUL-terminated buffers of arbitrary bytes:
-//! NULL, not UTF-8, with embedded NULs, `:` in buckets, empty keys. Values
-//! are NULL or buffers of any size, with any length up to theirs, and flags
-//! any `u32`. One handle serves many inputs (a fresh store every few
-//! hundred), emptied before each, so that an input replayed alone does
-//! what it did in the run; an in-memory model of the store checks every
-//! answer:
+//! delete, list, keys-only list and their page accessors, delete by
+//! prefix, flush, stop, start, calls on a NULL handle) whose strings are
+//! raw NUL-terminated buffers of arbitrary bytes: NULL, not UTF-8, with
+//! embedded NULs, `:` in buckets, empty keys. Values are NULL or buffers
+//! of any size, with any length up to theirs, and flags any `u32`. One
+//! handle serves many inputs (a fresh store every few hundred), emptied
+//! before each, so that an input replayed alone does what it did in the
+//! run; an in-memory model of the store checks every answer:
 //!
 //! - the status is exactly the one the arguments call for (argument errors
 //!   in the order the entry points check them), never TETHER_INTERNAL;
@@ -18,12 +18,15 @@
 //!   either value until a call shows which;
 //! - a page holds at most `page_size` entries in ascending key order,
 //!   every key of the model that it should hold, and NULL for any index
-//!   past its end;
+//!   past its end (and for every value of a keys-only page, with length
+//!   0);
 //! - increments and totals (`tether_increment`, `tether_counter_total`)
 //!   count from the decimal text the model holds, or conflict where it is
 //!   no counter or a sum overflows, and change nothing then; a sharded
 //!   increment leaves the counter's shards unknown, since it picks one at
-//!   random.
+//!   random;
+//! - a delete by prefix counts at least the keys known present and at
+//!   most those that may be, and leaves the bucket's own `bucket:` key.
 #![no_main]
 
 use std::collections::{BTreeMap, HashSet};
@@ -188,6 +191,25 @@ enum Shards {
     Raw(u32),
 }
 
+enum ListFlags {
+    Values,
+    KeysOnly,
+    Raw(u32),
+}
+
+/// The arguments of `tether_list` and `tether_list_ex`.
+#[derive(Clone, Copy)]
+struct ListArgs<'a> {
+    null_db: bool,
+    backend: &'a Text,
+    bucket: &'a Text,
+    prefix: &'a Text,
+    start_after: &'a StartAfter,
+    page_size: &'a PageSize,
+    null_out: bool,
+    indices: &'a [usize],
+}
+
 #[derive(Arbitrary, Debug)]
 enum Call {
     Write {
@@ -244,6 +266,24 @@ enum Call {
         bucket: Text,
         key: Text,
         shards: Shards,
+        null_out: bool,
+    },
+    ListEx {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        prefix: Text,
+        start_after: StartAfter,
+        page_size: PageSize,
+        null_out: bool,
+        indices: Vec<usize>,
+        flags: ListFlags,
+    },
+    DeletePrefix {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        prefix: Text,
         null_out: bool,
     },
     Flush {
@@ -666,74 +706,17 @@ impl State {
                 null_out,
                 indices,
             } => {
-                let (backend, bucket, prefix) =
-                    (CArg::new(backend), CArg::new(bucket), CArg::new(prefix));
-                let start_after = match start_after {
-                    StartAfter::Text(text) => CArg::new(text),
-                    StartAfter::Next => CArg {
-                        buffer: next.clone().map(|mut b| {
-                            b.push(0);
-                            b.into_boxed_slice()
-                        }),
-                    },
-                };
-                let page_size = match page_size {
-                    PageSize::Small(n) => usize::from(*n % 12),
-                    PageSize::Raw(n) => *n,
-                };
-                let sentinel = ptr::dangling_mut::<TetherPage>();
-                let mut page = sentinel;
-                let out = if *null_out {
-                    ptr::null_mut()
-                } else {
-                    &mut page as *mut _
-                };
-                let got = unsafe {
-                    tether_list(
-                        db(*null_db),
-                        backend.ptr(),
-                        bucket.ptr(),
-                        prefix.ptr(),
-                        start_after.ptr(),
-                        page_size,
-                        out,
-                    )
-                };
-                let invalid = Status::InvalidArgument;
-                let want = (|| {
-                    if *null_db {
-                        return Err(invalid);
-                    }
-                    let backend = backend.utf8().map_err(|_| invalid)?;
-                    let bucket = bucket.utf8().map_err(|_| invalid)?;
-                    let prefix = prefix.utf8().map_err(|_| invalid)?;
-                    let after = start_after.utf8().map_err(|_| invalid)?;
-                    if *null_out || page_size == 0 {
-                        return Err(invalid);
-                    }
-                    if !known_backend(backend) {
-                        return Err(Status::UnknownBackend);
-                    }
-                    Ok((bucket_prefix(bucket)?, prefix.unwrap_or(""), after))
-                })();
-                let (stored_prefix, prefix, after) = match want {
-                    Err(want) => {
-                        expect("tether_list", got, want);
-                        return assert_eq!(page, sentinel, "out_page written");
-                    }
-                    Ok(args) => args,
-                };
-                expect("tether_list", got, Status::Ok);
-                self.check_page(
-                    page,
-                    &stored_prefix,
+                let args = ListArgs {
+                    null_db: *null_db,
+                    backend,
+                    bucket,
                     prefix,
-                    after,
+                    start_after,
                     page_size,
+                    null_out: *null_out,
                     indices,
-                    next,
-                );
-                unsafe { tether_page_free(page) };
+                };
+                self.list(&args, None, next)
             }
             Call::Increment {
                 null_db,
@@ -898,6 +881,41 @@ impl State {
                     assert_eq!(out, 7, "out_value written");
                 }
             }
+            Call::ListEx {
+                null_db,
+                backend,
+                bucket,
+                prefix,
+                start_after,
+                page_size,
+                null_out,
+                indices,
+                flags,
+            } => {
+                let args = ListArgs {
+                    null_db: *null_db,
+                    backend,
+                    bucket,
+                    prefix,
+                    start_after,
+                    page_size,
+                    null_out: *null_out,
+                    indices,
+                };
+                let flags = match flags {
+                    ListFlags::Values => 0,
+                    ListFlags::KeysOnly => TETHER_KEYS_ONLY,
+                    ListFlags::Raw(f) => *f,
+                };
+                self.list(&args, Some(flags), next)
+            }
+            Call::DeletePrefix {
+                null_db,
+                backend,
+                bucket,
+                prefix,
+                null_out,
+            } => self.delete_prefix(*null_db, backend, bucket, prefix, *null_out),
             Call::Flush { null_db } => {
                 let got = unsafe { tether_flush(db(*null_db)) };
                 match null_db {
@@ -943,6 +961,179 @@ impl State {
         }
     }
 
+    /// `tether_list`, or `tether_list_ex` with `flags`, checked against
+    /// the model.
+    fn list(&mut self, args: &ListArgs, flags: Option<u32>, next: &mut Option<Vec<u8>>) {
+        let ListArgs {
+            null_db,
+            backend,
+            bucket,
+            prefix,
+            start_after,
+            page_size,
+            null_out,
+            indices,
+        } = *args;
+        let db = if null_db { ptr::null_mut() } else { self.db.0 };
+        let name = match flags {
+            None => "tether_list",
+            Some(_) => "tether_list_ex",
+        };
+        let keys_only = flags == Some(TETHER_KEYS_ONLY);
+        let (backend, bucket, prefix) = (CArg::new(backend), CArg::new(bucket), CArg::new(prefix));
+        let start_after = match start_after {
+            StartAfter::Text(text) => CArg::new(text),
+            StartAfter::Next => CArg {
+                buffer: next.clone().map(|mut b| {
+                    b.push(0);
+                    b.into_boxed_slice()
+                }),
+            },
+        };
+        let page_size = match page_size {
+            PageSize::Small(n) => usize::from(*n % 12),
+            PageSize::Raw(n) => *n,
+        };
+        let sentinel = ptr::dangling_mut::<TetherPage>();
+        let mut page = sentinel;
+        let out = if null_out {
+            ptr::null_mut()
+        } else {
+            &mut page as *mut _
+        };
+        let got = unsafe {
+            match flags {
+                None => tether_list(
+                    db,
+                    backend.ptr(),
+                    bucket.ptr(),
+                    prefix.ptr(),
+                    start_after.ptr(),
+                    page_size,
+                    out,
+                ),
+                Some(flags) => tether_list_ex(
+                    db,
+                    backend.ptr(),
+                    bucket.ptr(),
+                    prefix.ptr(),
+                    start_after.ptr(),
+                    page_size,
+                    flags,
+                    out,
+                ),
+            }
+        };
+        let invalid = Status::InvalidArgument;
+        let want = (|| {
+            if null_db {
+                return Err(invalid);
+            }
+            let backend = backend.utf8().map_err(|_| invalid)?;
+            let bucket = bucket.utf8().map_err(|_| invalid)?;
+            let prefix = prefix.utf8().map_err(|_| invalid)?;
+            let after = start_after.utf8().map_err(|_| invalid)?;
+            if null_out || page_size == 0 || flags.unwrap_or(0) & !TETHER_KEYS_ONLY != 0 {
+                return Err(invalid);
+            }
+            if !known_backend(backend) {
+                return Err(Status::UnknownBackend);
+            }
+            Ok((bucket_prefix(bucket)?, prefix.unwrap_or(""), after))
+        })();
+        let (stored_prefix, prefix, after) = match want {
+            Err(want) => {
+                expect(name, got, want);
+                return assert_eq!(page, sentinel, "out_page written");
+            }
+            Ok(args) => args,
+        };
+        expect(name, got, Status::Ok);
+        self.check_page(
+            page,
+            &stored_prefix,
+            prefix,
+            after,
+            page_size,
+            keys_only,
+            indices,
+            next,
+        );
+        unsafe { tether_page_free(page) };
+    }
+
+    /// `tether_delete_prefix`, checked against the model: the status, the
+    /// count between the keys that must and may be there, and the keys gone.
+    fn delete_prefix(
+        &mut self,
+        null_db: bool,
+        backend: &Text,
+        bucket: &Text,
+        prefix: &Text,
+        null_out: bool,
+    ) {
+        let (backend, bucket, prefix) = (CArg::new(backend), CArg::new(bucket), CArg::new(prefix));
+        let db = if null_db { ptr::null_mut() } else { self.db.0 };
+        let mut deleted = u64::MAX;
+        let out = if null_out {
+            ptr::null_mut()
+        } else {
+            &mut deleted as *mut _
+        };
+        let got =
+            unsafe { tether_delete_prefix(db, backend.ptr(), bucket.ptr(), prefix.ptr(), out) };
+        let invalid = Status::InvalidArgument;
+        let want = (|| {
+            if null_db {
+                return Err(invalid);
+            }
+            let backend = backend.utf8().map_err(|_| invalid)?;
+            let bucket = bucket.utf8().map_err(|_| invalid)?;
+            let prefix = prefix.utf8().map_err(|_| invalid)?.unwrap_or("");
+            if !known_backend(backend) {
+                return Err(Status::UnknownBackend);
+            }
+            let stored_prefix = bucket_prefix(bucket)?;
+            if stored_prefix.is_empty() && prefix.is_empty() {
+                return Err(invalid);
+            }
+            Ok((stored_prefix, prefix))
+        })();
+        let (stored_prefix, prefix) = match want {
+            Err(want) => {
+                expect("tether_delete_prefix", got, want);
+                return assert_eq!(deleted, u64::MAX, "out_deleted written");
+            }
+            Ok(args) => args,
+        };
+        expect("tether_delete_prefix", got, Status::Ok);
+        let low = [&stored_prefix[..], prefix.as_bytes()].concat();
+        // A bucket's own `bucket:` key has no name in the bucket: it stays
+        // (keys::in_bucket).
+        let covered: Vec<Vec<u8>> = self
+            .model
+            .keys()
+            .filter(|key| key.starts_with(&low))
+            .filter(|key| stored_prefix.is_empty() || key.as_slice() != stored_prefix)
+            .cloned()
+            .collect();
+        if !null_out {
+            let slots = covered.iter().map(|key| self.slot(key));
+            let (must, may) = slots.fold((0, 0), |(must, may), slot| match slot {
+                Slot::Known(Some(_)) => (must + 1, may + 1),
+                Slot::Unknown => (must, may + 1),
+                Slot::Known(None) => (must, may),
+            });
+            assert!(
+                (must..=may).contains(&deleted),
+                "tether_delete_prefix of {low:?} deleted {deleted}, the model allows {must} to {may}"
+            );
+        }
+        for key in covered {
+            self.learn(&key, None);
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn check_page(
         &mut self,
@@ -951,6 +1142,7 @@ impl State {
         prefix: &str,
         after: Option<&str>,
         page_size: usize,
+        keys_only: bool,
         indices: &[usize],
         next: &mut Option<Vec<u8>>,
     ) {
@@ -964,6 +1156,14 @@ impl State {
             let key = unsafe { CStr::from_ptr(key) }.to_bytes().to_vec();
             let mut value_len = usize::MAX;
             let value = unsafe { tether_page_value(page, i, &mut value_len) };
+            if keys_only {
+                assert!(
+                    value.is_null() && value_len == 0,
+                    "value {i} of a keys-only page"
+                );
+                entries.push((key, Vec::new()));
+                continue;
+            }
             assert!(!value.is_null(), "value {i} of {len} is NULL");
             let value = unsafe { std::slice::from_raw_parts(value, value_len) }.to_vec();
             entries.push((key, value));
@@ -972,7 +1172,13 @@ impl State {
             let mut value_len = 7usize;
             let key = unsafe { tether_page_key(page, i) };
             let value = unsafe { tether_page_value(page, i, &mut value_len) };
-            if i < len {
+            if i < len && keys_only {
+                assert_eq!(unsafe { CStr::from_ptr(key) }.to_bytes(), entries[i].0);
+                assert!(
+                    value.is_null() && value_len == 0,
+                    "value {i} of a keys-only page"
+                );
+            } else if i < len {
                 assert_eq!(unsafe { CStr::from_ptr(key) }.to_bytes(), entries[i].0);
                 assert_eq!(
                     unsafe { std::slice::from_raw_parts(value, value_len) },
@@ -1014,7 +1220,10 @@ impl State {
                 "{key:?} is not after {after:?}"
             );
             match self.slot(key) {
+                // A keys-only page shows the key present, not its value.
+                Slot::Unknown if keys_only => {}
                 Slot::Unknown => self.learn(key, Some(value.clone())),
+                Slot::Known(Some(_)) if keys_only => {}
                 Slot::Known(Some(want)) => assert_eq!(value, &want, "value of {key:?}"),
                 Slot::Known(None) => panic!("listed {key:?}, which is absent"),
             }

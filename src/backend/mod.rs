@@ -213,8 +213,24 @@ pub trait Backend: Send + Sync {
     }
 
     /// Up to `limit` entries whose keys start with `prefix`, after
-    /// `start_after` when given, in the engine's listing order.
-    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing>;
+    /// `start_after` when given, in the engine's listing order. Only keys
+    /// that `keys::listable` accepts are listed. With `keys_only` the
+    /// values are left empty, and the engine fetches none where it can
+    /// avoid it.
+    fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        keys_only: bool,
+    ) -> Result<Listing>;
+
+    /// Removes every key that [`Backend::list`] would list for `prefix`
+    /// (keys it leaves out stay), except the key `prefix` itself where
+    /// `keep_prefix_key` (a bucket's listing leaves out the stored key
+    /// `bucket:`); gives how many it removed. Acts on the store as it is:
+    /// not one atomic step, and keys written meanwhile may stay or go.
+    fn delete_prefix(&self, prefix: &str, keep_prefix_key: bool) -> Result<u64>;
 
     /// Applies queued writes with the engine's batch primitive. The worker
     /// passes writes within [`Backend::batch_limit`], each to a different

@@ -14,7 +14,7 @@ use std::ptr;
 use boundary::{bytes, db_ref, guard, guard_value, optional_str, required_str, write_out};
 
 use crate::config::Config;
-use crate::db::{Db, Page, WriteOptions};
+use crate::db::{Db, KeyPage, Page, WriteOptions};
 use crate::error::{Error, Status};
 
 /// A handle on the configured backends: open it with `tether_open` or
@@ -44,26 +44,48 @@ pub const TETHER_SLIDING: u32 = 8;
 /// counter over (`shards`); more is TETHER_INVALID_ARGUMENT.
 pub const TETHER_MAX_SHARDS: u32 = 1024;
 const _: () = assert!(TETHER_MAX_SHARDS == crate::counter::MAX_SHARDS);
+/// List flag: pages carry keys alone; `tether_page_value` gives NULL and
+/// 0 for them.
+pub const TETHER_KEYS_ONLY: u32 = 1;
 
 /// One page of a listing. Opaque: read it with the `tether_page_*`
 /// functions, free it with `tether_page_free`.
 pub struct TetherPage {
     keys: Vec<CString>,
-    values: Vec<Vec<u8>>,
+    /// `None` for a page of keys alone (TETHER_KEYS_ONLY).
+    values: Option<Vec<Vec<u8>>>,
     next: Option<CString>,
+}
+
+/// A listed key as a C string. Backends list only keys that
+/// `keys::listable` accepts: no NUL.
+fn listed_key(key: String) -> CString {
+    CString::new(key).expect("listed keys hold no NUL")
 }
 
 impl From<Page> for TetherPage {
     fn from(page: Page) -> TetherPage {
-        // Backends list only keys that `keys::listable` accepts: no NUL.
-        let c_string = |key: String| CString::new(key).expect("listed keys hold no NUL");
         let (keys, values) = page
             .entries
             .into_iter()
-            .map(|entry| (c_string(entry.key), entry.value))
+            .map(|entry| (listed_key(entry.key), entry.value))
             .unzip();
-        let next = page.next.map(c_string);
-        TetherPage { keys, values, next }
+        let next = page.next.map(listed_key);
+        TetherPage {
+            keys,
+            values: Some(values),
+            next,
+        }
+    }
+}
+
+impl From<KeyPage> for TetherPage {
+    fn from(page: KeyPage) -> TetherPage {
+        TetherPage {
+            keys: page.keys.into_iter().map(listed_key).collect(),
+            values: None,
+            next: page.next.map(listed_key),
+        }
     }
 }
 
@@ -595,7 +617,8 @@ pub unsafe extern "C" fn tether_counter_total(
     })
 }
 
-/// Lists one page of keys and values. Thread-safe.
+/// Lists one page of keys and values. Thread-safe. The same as
+/// `tether_list_ex` with `flags` 0.
 ///
 /// `bucket`: NULL or `""` lists every stored key as it is stored; a bucket
 /// lists exactly that bucket's keys, without the bucket part. `prefix`: NULL
@@ -624,14 +647,104 @@ pub unsafe extern "C" fn tether_list(
     out_page: *mut *mut TetherPage,
 ) -> Status {
     guard("tether_list", || {
+        list(
+            db,
+            backend,
+            bucket,
+            prefix,
+            start_after,
+            page_size,
+            0,
+            out_page,
+        )
+    })
+}
+
+/// Lists one page of keys, with their values or without. Thread-safe.
+///
+/// `backend`, `bucket`, `prefix`, `start_after`, `page_size`: as in
+/// `tether_list`.
+/// `flags`: 0 for keys and values, as `tether_list` gives them; or
+/// TETHER_KEYS_ONLY for the keys alone: the page lists the same keys, and
+/// `tether_page_value` gives NULL and a length of 0 for each. The backend
+/// then fetches no values where it can avoid it (etcd asks for keys only,
+/// DynamoDB projects the key attribute), and `local` copies none.
+///
+/// On TETHER_OK, `*out_page` receives a page owned by the caller: free it
+/// with `tether_page_free`. On any other status it is not written.
+///
+/// Returns TETHER_OK; TETHER_INVALID_ARGUMENT as `tether_list`, and for an
+/// unknown flag; TETHER_UNKNOWN_BACKEND; TETHER_TOO_LARGE,
+/// TETHER_UNAVAILABLE, TETHER_IO and TETHER_INTERNAL as `tether_list`.
+#[no_mangle]
+pub unsafe extern "C" fn tether_list_ex(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    prefix: *const c_char,
+    start_after: *const c_char,
+    page_size: usize,
+    flags: u32,
+    out_page: *mut *mut TetherPage,
+) -> Status {
+    guard("tether_list_ex", || {
+        list(
+            db,
+            backend,
+            bucket,
+            prefix,
+            start_after,
+            page_size,
+            flags,
+            out_page,
+        )
+    })
+}
+
+/// Deletes every key of `bucket` that starts with `prefix`, and counts
+/// them. Thread-safe.
+///
+/// `backend`: as in `tether_write`. `bucket`: NULL or `""` for none; must
+/// not contain `:`. `prefix`: NULL or `""` for every key of the bucket,
+/// else only keys (without the bucket part) starting with it. The keys
+/// deleted are exactly those `tether_list` lists with the same `bucket`
+/// and `prefix`: without a bucket, the stored keys (`bucket:key`)
+/// starting with `prefix`; keys no call can name (the stored key
+/// `bucket:` in its bucket, keys other programs stored that are not UTF-8
+/// or hold a NUL) stay. A bucket NULL or `""` with a `prefix` NULL or `""`
+/// is TETHER_INVALID_ARGUMENT: no call deletes a whole store by accident.
+/// `out_deleted`: NULL, or receives the number of keys deleted on
+/// TETHER_OK (on `dynamodb`, of keys found and deleted: a key another
+/// client deleted meanwhile counts too).
+///
+/// It acts on the store as it is: a queued write not yet applied is
+/// applied later and writes its key again, as after `tether_delete`. It
+/// is one atomic step only on `etcd`, and there only where the range holds
+/// no key that listings leave out; elsewhere a key written meanwhile may
+/// stay, and a failed call may have deleted part of the keys.
+///
+/// Returns TETHER_OK, also when no key matched (count 0);
+/// TETHER_INVALID_ARGUMENT (NULL `db`, bad UTF-8, `:` in the bucket, no
+/// bucket and no prefix); TETHER_UNKNOWN_BACKEND; TETHER_TOO_LARGE when
+/// the bucket and `prefix` are over the backend's limits;
+/// TETHER_UNAVAILABLE; TETHER_IO; TETHER_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn tether_delete_prefix(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    prefix: *const c_char,
+    out_deleted: *mut u64,
+) -> Status {
+    guard("tether_delete_prefix", || {
         let db = db_ref(db)?;
         let backend = optional_str(backend, "backend")?;
         let bucket = optional_str(bucket, "bucket")?;
         let prefix = optional_str(prefix, "prefix")?;
-        let start_after = optional_str(start_after, "start_after")?;
-        let out_page = write_out(out_page, "out_page")?;
-        let page = db.list(backend, bucket, prefix, start_after, page_size)?;
-        *out_page = Box::into_raw(Box::new(TetherPage::from(page)));
+        let deleted = db.delete_prefix(backend, bucket, prefix)?;
+        if let Some(out) = out_deleted.as_mut() {
+            *out = deleted;
+        }
         Ok(())
     })
 }
@@ -658,8 +771,9 @@ pub unsafe extern "C" fn tether_page_key(page: *const TetherPage, i: usize) -> *
 
 /// The value of entry `i`, `*out_len` bytes (not NUL-terminated); NULL when
 /// `page` is NULL or `i` is out of range, and then `*out_len` is not
-/// written. `out_len` may be NULL. Owned by the page: valid until
-/// `tether_page_free`. Thread-safe.
+/// written; NULL and `*out_len` 0 for an entry of a page of keys alone
+/// (TETHER_KEYS_ONLY). `out_len` may be NULL. Owned by the page: valid
+/// until `tether_page_free`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn tether_page_value(
     page: *const TetherPage,
@@ -667,7 +781,13 @@ pub unsafe extern "C" fn tether_page_value(
     out_len: *mut usize,
 ) -> *const u8 {
     guard_value("tether_page_value", ptr::null(), || {
-        let Some(value) = page.as_ref().and_then(|p| p.values.get(i)) else {
+        let Some(page) = page.as_ref().filter(|p| i < p.keys.len()) else {
+            return ptr::null();
+        };
+        let Some(value) = page.values.as_ref().map(|values| &values[i]) else {
+            if let Some(out_len) = out_len.as_mut() {
+                *out_len = 0;
+            }
             return ptr::null();
         };
         if let Some(out_len) = out_len.as_mut() {
@@ -776,6 +896,36 @@ pub extern "C" fn tether_status_name(status: Status) -> *const c_char {
 #[no_mangle]
 pub extern "C" fn tether_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// `tether_list` and `tether_list_ex`: the arguments converted, the page
+/// handed out.
+#[allow(clippy::too_many_arguments)]
+unsafe fn list(
+    db: *mut TetherDb,
+    backend: *const c_char,
+    bucket: *const c_char,
+    prefix: *const c_char,
+    start_after: *const c_char,
+    page_size: usize,
+    flags: u32,
+    out_page: *mut *mut TetherPage,
+) -> Result<(), Error> {
+    let db = db_ref(db)?;
+    let backend = optional_str(backend, "backend")?;
+    let bucket = optional_str(bucket, "bucket")?;
+    let prefix = optional_str(prefix, "prefix")?;
+    let start_after = optional_str(start_after, "start_after")?;
+    let out_page = write_out(out_page, "out_page")?;
+    let page = match flags {
+        0 => TetherPage::from(db.list(backend, bucket, prefix, start_after, page_size)?),
+        TETHER_KEYS_ONLY => {
+            TetherPage::from(db.list_keys(backend, bucket, prefix, start_after, page_size)?)
+        }
+        _ => return Err(Error::invalid(format!("unknown flags {flags:#x}"))),
+    };
+    *out_page = Box::into_raw(Box::new(page));
+    Ok(())
 }
 
 /// The handle, backend, bucket and key arguments of a call on one key,

@@ -13,6 +13,7 @@ mod fixtures;
 mod c_abi;
 mod counters;
 mod expiry;
+mod keys;
 mod listing;
 mod queue;
 mod races;
@@ -72,6 +73,7 @@ fn main() {
         single_key::CASES,
         listing::CASES,
         counters::CASES,
+        keys::CASES,
         c_abi::CASES,
     ];
     let conclusion = libtest_mimic::run(&args, engine::trials(ENGINES, &cases));

@@ -44,7 +44,8 @@
     X(suite_stats)         \
     X(suite_versions)      \
     X(suite_expiry)        \
-    X(suite_counters)
+    X(suite_counters)      \
+    X(suite_keys)
 
 #define DECLARE_SUITE(name) extern const struct test_case name[];
 SUITES(DECLARE_SUITE)
@@ -95,9 +96,8 @@ static bool load_api(const char *path)
     return LOAD(open) && LOAD(open_file) && LOAD(start) && LOAD(stop) && LOAD(flush) &&
            LOAD(close) && LOAD(write) && LOAD(update) && LOAD(read) && LOAD(delete) &&
            LOAD(write_ex) && LOAD(read_ex) && LOAD(delete_ex) && LOAD(touch) &&
-           LOAD(write_ex) && LOAD(read_ex) && LOAD(delete_ex) && LOAD(increment) &&
-           LOAD(counter_total) &&
-           LOAD(list) && LOAD(page_len) && LOAD(page_key) && LOAD(page_value) &&
+           LOAD(increment) && LOAD(counter_total) && LOAD(list) && LOAD(list_ex) &&
+           LOAD(delete_prefix) && LOAD(page_len) && LOAD(page_key) && LOAD(page_value) &&
            LOAD(page_next) && LOAD(page_free) && LOAD(free) && LOAD(stats) &&
            LOAD(free_string) && LOAD(last_error) && LOAD(status_name) && LOAD(version);
 #undef LOAD
@@ -126,6 +126,8 @@ static bool load_api(const char *unused)
         .increment = tether_increment,
         .counter_total = tether_counter_total,
         .list = tether_list,
+        .list_ex = tether_list_ex,
+        .delete_prefix = tether_delete_prefix,
         .page_len = tether_page_len,
         .page_key = tether_page_key,
         .page_value = tether_page_value,

@@ -59,6 +59,11 @@ struct api {
     tether_status (*list)(tether_db *db, const char *backend, const char *bucket,
                           const char *prefix, const char *start_after, size_t page_size,
                           tether_page **out_page);
+    tether_status (*list_ex)(tether_db *db, const char *backend, const char *bucket,
+                             const char *prefix, const char *start_after, size_t page_size,
+                             uint32_t flags, tether_page **out_page);
+    tether_status (*delete_prefix)(tether_db *db, const char *backend, const char *bucket,
+                                   const char *prefix, uint64_t *out_deleted);
     size_t (*page_len)(const tether_page *page);
     const char *(*page_key)(const tether_page *page, size_t i);
     const uint8_t *(*page_value)(const tether_page *page, size_t i, size_t *out_len);

@@ -419,6 +419,9 @@ pub struct ProxyState {
     /// How many times a write of each key was forwarded to moto: the key
     /// of a PutItem, and of each put request of a BatchWriteItem.
     pub written: HashMap<String, usize>,
+    /// The bytes of the bodies of moto's answers, by operation: what the
+    /// requests made DynamoDB send.
+    pub answered_bytes: HashMap<String, usize>,
     /// Answer the next this-many BatchWriteItem requests with a
     /// ProvisionedThroughputExceededException, without forwarding them.
     pub throttle: usize,
@@ -649,7 +652,7 @@ fn answer(
     }
     let empty = unprocessed
         .as_ref()
-        .is_some_and(|_| batch_keys(&request.body).is_empty());
+        .is_some_and(|_| batch_requests(&request.body) == 0);
     let mut response = match empty {
         // Nothing left to forward: moto would refuse an empty batch.
         true => Message {
@@ -666,6 +669,8 @@ fn answer(
             .headers
             .retain(|(n, _)| !n.eq_ignore_ascii_case("x-amz-crc32"));
     }
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    *state.answered_bytes.entry(operation).or_default() += response.body.len();
     Some(response)
 }
 
@@ -705,6 +710,18 @@ fn split_batch(body: &[u8]) -> (Vec<u8>, Vec<u8>) {
         serde_json::to_vec(&request).unwrap(),
         serde_json::to_vec(&answer).unwrap(),
     )
+}
+
+/// How many write requests (puts and deletes) a BatchWriteItem body holds.
+fn batch_requests(body: &[u8]) -> usize {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    request["RequestItems"].as_object().map_or(0, |tables| {
+        tables
+            .values()
+            .filter_map(|writes| writes.as_array())
+            .map(Vec::len)
+            .sum()
+    })
 }
 
 /// The keys of the put requests of a BatchWriteItem body.

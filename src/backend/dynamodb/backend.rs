@@ -1,8 +1,9 @@
 //! The `dynamodb` backend on aws-sdk-dynamodb: PutItem, GetItem, a
 //! conditional UpdateItem, DeleteItem returning the old item, a filtered
-//! Scan for listing, BatchWriteItem for queued writes. The item layout is
-//! in `items.rs`, the table's checks in `table.rs`, the mapping of
-//! failures in `errors.rs`.
+//! Scan for listing (of the key attribute alone for keys only),
+//! BatchWriteItem for queued writes and for deleting by prefix. The item
+//! layout is in `items.rs`, the table's checks in `table.rs`, the mapping
+//! of failures in `errors.rs`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,7 +15,10 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, PutRequest, ReturnValue, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
@@ -295,6 +299,61 @@ impl DynamoDb {
         }))
     }
 
+    /// A Scan of the items whose key starts with `prefix` and that have
+    /// not expired, from `start` on; of their keys alone with `keys_only`.
+    fn prefix_scan(&self, prefix: &str, start: Option<Item>, keys_only: bool) -> ScanFluentBuilder {
+        // Expired items that DynamoDB has not deleted yet are left out.
+        let filter = match prefix {
+            "" => ALIVE.to_owned(),
+            _ => format!("begins_with(#k, :prefix) AND {ALIVE}"),
+        };
+        // DynamoDB reads whole items either way (and bills them so), but
+        // sends only the key.
+        let projection = if keys_only { "#k" } else { "" };
+        let given = [
+            (":prefix", AttributeValue::S(prefix.to_owned())),
+            (":now", number(now_ms())),
+        ];
+        let mut scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(self.consistent_read)
+            .set_exclusive_start_key(start)
+            .set_expression_attribute_names(names(&[&filter, projection]))
+            .set_expression_attribute_values(values(&[&filter], &given))
+            .filter_expression(filter);
+        if keys_only {
+            scan = scan.projection_expression(projection);
+        }
+        scan
+    }
+
+    /// Deletes `keys` (at most 25) in one BatchWriteItem, resending what
+    /// DynamoDB leaves unprocessed, as queued writes do.
+    fn delete_batch(&self, prefix: &str, keys: &[String]) -> Result<()> {
+        let requests = keys
+            .iter()
+            .map(|key| {
+                let delete = DeleteRequest::builder()
+                    .key(KEY, AttributeValue::S(key.clone()))
+                    .build()
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let deadline = Instant::now() + self.timeout;
+        self.runtime
+            .run(self.timeout, self.write_all(requests, deadline))
+            .unwrap_or_else(|| {
+                Err(Error::unavailable(
+                    NAME,
+                    prefix,
+                    format!("a batch of deletes got no answer within {:?}", self.timeout),
+                ))
+            })
+    }
+
     /// Sends one BatchWriteItem, then resends its unprocessed items with
     /// capped exponential backoff until none is left or `deadline` passes.
     ///
@@ -506,7 +565,13 @@ impl Backend for DynamoDb {
         }
     }
 
-    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {
+    fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        keys_only: bool,
+    ) -> Result<Listing> {
         // A scan resumes after the position of its exclusive start key,
         // whether or not that item still exists: the next page goes on
         // after the last key of this one, even when it was deleted since.
@@ -514,25 +579,7 @@ impl Backend for DynamoDb {
             .map(|after| HashMap::from([(KEY.to_owned(), AttributeValue::S(after.to_owned()))]));
         let mut entries = Vec::with_capacity(limit.min(1024));
         loop {
-            let mut scan = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(self.consistent_read)
-                .set_exclusive_start_key(start.take());
-            // Expired items that DynamoDB has not deleted yet are left out.
-            let filter = match prefix {
-                "" => ALIVE.to_owned(),
-                _ => format!("begins_with(#k, :prefix) AND {ALIVE}"),
-            };
-            let given = [
-                (":prefix", AttributeValue::S(prefix.to_owned())),
-                (":now", number(now_ms())),
-            ];
-            scan = scan
-                .set_expression_attribute_names(names(&[&filter]))
-                .set_expression_attribute_values(values(&[&filter], &given))
-                .filter_expression(filter);
+            let scan = self.prefix_scan(prefix, start.take(), keys_only);
             let answer = self.call(prefix, scan.send())?;
             for item in answer.items.unwrap_or_default() {
                 let Some(AttributeValue::S(key)) = item.get(KEY) else {
@@ -552,7 +599,10 @@ impl Backend for DynamoDb {
                         more: true,
                     });
                 }
-                let value = value_of(&key, item)?;
+                let value = match keys_only {
+                    true => Vec::new(),
+                    false => value_of(&key, item)?,
+                };
                 entries.push((key, value));
             }
             match answer.last_evaluated_key {
@@ -563,6 +613,34 @@ impl Backend for DynamoDb {
                         more: false,
                     })
                 }
+            }
+        }
+    }
+
+    fn delete_prefix(&self, prefix: &str, keep_prefix_key: bool) -> Result<u64> {
+        let mut start: Option<Item> = None;
+        let mut deleted = 0;
+        loop {
+            let answer = self.call(prefix, self.prefix_scan(prefix, start, true).send())?;
+            let listed: Vec<String> = answer
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|mut item| match item.remove(KEY) {
+                    Some(AttributeValue::S(key)) => Some(key),
+                    _ => None,
+                })
+                // Keys listings leave out stay.
+                .filter(|key| keys::listable(key.as_bytes()).is_some())
+                .filter(|key| !(keep_prefix_key && key == prefix))
+                .collect();
+            for keys in listed.chunks(MAX_BATCH_WRITES) {
+                self.delete_batch(prefix, keys)?;
+                deleted += keys.len() as u64;
+            }
+            match answer.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => return Ok(deleted),
             }
         }
     }

@@ -136,9 +136,21 @@ impl Backend for Local {
         self.with(key, "", |store| store.delete_if(key, condition, now_ms()))
     }
 
-    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Listing> {
+    fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        keys_only: bool,
+    ) -> Result<Listing> {
         self.with(prefix, "", |store| {
-            store.list(prefix, start_after, limit, now_ms())
+            store.list(prefix, start_after, limit, keys_only, now_ms())
+        })
+    }
+
+    fn delete_prefix(&self, prefix: &str, keep_prefix_key: bool) -> Result<u64> {
+        self.with(prefix, "", |store| {
+            store.delete_prefix(prefix, keep_prefix_key, now_ms())
         })
     }
 

@@ -31,6 +31,10 @@ const OLD_VERSIONS: &str = "tetherdb.versions";
 /// The version of a key written before versions existed.
 const UNVERSIONED: u64 = 1;
 
+/// How many keys `delete_prefix` reads at a time: a bound on what it holds
+/// in memory.
+const DELETE_BATCH: usize = 256;
+
 pub(super) struct Store {
     db: sled::Db,
     entries: sled::Tree,
@@ -253,12 +257,14 @@ impl Store {
         }
     }
 
-    /// Up to `limit` live entries whose keys start with `prefix`.
+    /// Up to `limit` live entries whose keys start with `prefix`; with
+    /// `keys_only`, their values are not copied out of sled.
     pub(super) fn list(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
+        keys_only: bool,
         now_ms: u64,
     ) -> sled::Result<Listing> {
         let start = match start_after {
@@ -282,9 +288,62 @@ impl Store {
                 listing.more = true;
                 break;
             }
-            listing.entries.push((key.to_owned(), value.to_vec()));
+            let value = match keys_only {
+                true => Vec::new(),
+                false => value.to_vec(),
+            };
+            listing.entries.push((key.to_owned(), value));
         }
         Ok(listing)
+    }
+
+    /// Removes the listable entries whose keys start with `prefix` (but the
+    /// key `prefix` itself where `keep_prefix_key`), [`DELETE_BATCH`] keys
+    /// at a time; counts the live ones (expired ones go uncounted: they
+    /// were absent already). A key changed between its read and its
+    /// removal stays: the call acts on the store as it finds it.
+    pub(super) fn delete_prefix(
+        &self,
+        prefix: &str,
+        keep_prefix_key: bool,
+        now_ms: u64,
+    ) -> sled::Result<u64> {
+        let mut from = match keep_prefix_key {
+            true => Bound::Excluded(prefix.as_bytes().to_vec()),
+            false => Bound::Included(prefix.as_bytes().to_vec()),
+        };
+        let mut deleted = 0;
+        loop {
+            let mut batch = Vec::with_capacity(DELETE_BATCH);
+            for item in self.entries.range((from.clone(), Bound::Unbounded)) {
+                let (key, stored) = item?;
+                if !key.starts_with(prefix.as_bytes()) || batch.len() == DELETE_BATCH {
+                    break;
+                }
+                batch.push((key, stored));
+            }
+            let Some((last, _)) = batch.last() else {
+                return Ok(deleted);
+            };
+            from = Bound::Excluded(last.to_vec());
+            let full = batch.len() == DELETE_BATCH;
+            let _change = self.one_key_change();
+            for (key, stored) in batch {
+                let Some(name) = keys::listable(&key) else {
+                    continue;
+                };
+                let alive = !decoded(name, &stored)?.0.has_expired(now_ms);
+                let removed = self
+                    .entries
+                    .compare_and_swap(&key, Some(stored), None::<IVec>)?;
+                if removed.is_ok() && alive {
+                    deleted += 1;
+                }
+            }
+            if !full {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Applies queued writes in one sled batch, each with a new version.

@@ -26,7 +26,10 @@ impl Backend for Sink {
     fn delete_if(&self, _: &str, _: Condition) -> Result<Outcome> {
         unreachable!()
     }
-    fn list(&self, _: &str, _: Option<&str>, _: usize) -> Result<Listing> {
+    fn list(&self, _: &str, _: Option<&str>, _: usize, _: bool) -> Result<Listing> {
+        unreachable!()
+    }
+    fn delete_prefix(&self, _: &str, _: bool) -> Result<u64> {
         unreachable!()
     }
     fn write_batch(&self, _: &[Write]) -> Result<()> {
