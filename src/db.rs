@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::backend::{self, now_ms, Backend, Condition, Deadline, Outcome, Ttl, Write};
+use crate::backend::{self, Backend, Condition, Deadline, Outcome, Ttl, Write};
 use crate::config::Config;
 use crate::counter;
 use crate::error::{Error, Quoted, Result};
@@ -747,7 +747,12 @@ impl fmt::Display for Listing<'_> {
 /// ids are signed 64-bit): a year 292 million AD is no deadline.
 fn deadline(ttl_ms: u64, sliding: bool) -> Result<Deadline> {
     const LATEST: u64 = i64::MAX as u64;
-    match now_ms().checked_add(ttl_ms) {
+    // Now rounded up: a key is absent once the time in whole ms reaches
+    // its deadline, which must not come before `ttl_ms` has passed.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros().div_ceil(1000) as u64);
+    match now_ms.checked_add(ttl_ms) {
         Some(at_ms) if at_ms <= LATEST => Ok(Deadline {
             at_ms,
             sliding_ms: if sliding { ttl_ms } else { 0 },

@@ -571,7 +571,7 @@ mod tests {
         store
             .write_if("b:rewritten", b"w", Condition::Any, Ttl::Clear, then - 1)
             .unwrap();
-        // Read at `then - 1`: its deadline slides to `now + 500`.
+        // Read at `then - 1`: its deadline slides to `then + 1_501`.
         store
             .write_if(
                 "b:sliding",
@@ -595,7 +595,7 @@ mod tests {
             indexed,
             [
                 index_key(now + 1, b"b:live"),
-                index_key(then + 1_500, b"b:sliding")
+                index_key(then + 1_501, b"b:sliding")
             ]
             .map(IVec::from)
         );
