@@ -23,8 +23,10 @@ import "C"
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"iter"
 	"runtime"
+	"time"
 	"unsafe"
 )
 
@@ -138,22 +140,49 @@ func cbytes(value []byte) (*C.uint8_t, C.size_t) {
 
 // Write stores value under key, replacing any value. With Queued() it
 // returns once the write is queued (ErrNotRunning while the worker is
-// stopped).
+// stopped). IfAbsent() and IfVersion(v) make it conditional (an error
+// matching ErrConflict when the condition fails, and nothing changes),
+// TTL(d) and Sliding() give the key an expiry.
 func (db *DB) Write(key string, value []byte, opts ...Option) error {
-	o, err := collect("Write", opts, true, false)
+	_, err := db.write("Write", key, value, opts)
+	return err
+}
+
+// WriteVersioned is Write, returning the key's new version: a non-zero
+// number that grows at every change of the key's value, for IfVersion. A
+// queued write returns 0: it has no version before the worker applies it.
+func (db *DB) WriteVersioned(key string, value []byte, opts ...Option) (uint64, error) {
+	return db.write("WriteVersioned", key, value, opts)
+}
+
+// write is one tether_write_ex.
+func (db *DB) write(op, key string, value []byte, opts []Option) (uint64, error) {
+	o, err := collect(op, opts, writeOptions)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	t := newTarget(o, key)
 	defer t.free()
 	var flags C.uint32_t
 	if o.queue {
-		flags = C.TETHER_QUEUE
+		flags |= C.TETHER_QUEUE
+	}
+	if o.ifAbsent {
+		flags |= C.TETHER_IF_ABSENT
+	}
+	if o.given&optIfVersion != 0 {
+		flags |= C.TETHER_IF_VERSION
+	}
+	if o.sliding {
+		flags |= C.TETHER_SLIDING
 	}
 	ptr, n := cbytes(value)
-	return call(func() C.enum_tether_status {
-		return C.tether_write(db.handle, t.backend, t.bucket, t.key, ptr, n, flags)
+	var version C.uint64_t
+	err = call(func() C.enum_tether_status {
+		return C.tether_write_ex(db.handle, t.backend, t.bucket, t.key, ptr, n, flags,
+			C.uint64_t(ttlMs(o.ttl)), C.uint64_t(o.ifVersion), &version)
 	})
+	return uint64(version), err
 }
 
 // WriteJSON stores v encoded as JSON.
@@ -168,7 +197,7 @@ func (db *DB) WriteJSON(key string, v any, opts ...Option) error {
 // Read returns the value under key, or an error matching ErrNotFound when
 // the key is absent.
 func (db *DB) Read(key string, opts ...Option) ([]byte, error) {
-	o, err := collect("Read", opts, false, false)
+	o, err := collect("Read", opts, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -187,6 +216,57 @@ func (db *DB) Read(key string, opts ...Option) ([]byte, error) {
 	return bytes.Clone(unsafe.Slice((*byte)(unsafe.Pointer(value)), n)), nil
 }
 
+// ReadVersioned returns the value under key and its version, or an error
+// matching ErrNotFound when the key is absent.
+func (db *DB) ReadVersioned(key string, opts ...Option) ([]byte, uint64, error) {
+	return db.readEx("ReadVersioned", key, true, opts)
+}
+
+// KeyVersion returns the version of key without copying its value, or an
+// error matching ErrNotFound when the key is absent.
+func (db *DB) KeyVersion(key string, opts ...Option) (uint64, error) {
+	_, version, err := db.readEx("KeyVersion", key, false, opts)
+	return version, err
+}
+
+// Exists tells whether key is present (and not expired), without copying
+// its value.
+func (db *DB) Exists(key string, opts ...Option) (bool, error) {
+	_, _, err := db.readEx("Exists", key, false, opts)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// readEx is one tether_read_ex: with the value, or an existence check.
+func (db *DB) readEx(op, key string, withValue bool, opts []Option) ([]byte, uint64, error) {
+	o, err := collect(op, opts, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	t := newTarget(o, key)
+	defer t.free()
+	var value *C.uint8_t
+	var n C.size_t
+	valuePtr, lenPtr := &value, &n
+	if !withValue {
+		valuePtr, lenPtr = nil, nil
+	}
+	var version C.uint64_t
+	err = call(func() C.enum_tether_status {
+		return C.tether_read_ex(db.handle, t.backend, t.bucket, t.key, valuePtr, lenPtr, &version)
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if !withValue {
+		return nil, uint64(version), nil
+	}
+	defer C.tether_free(value, n)
+	return bytes.Clone(unsafe.Slice((*byte)(unsafe.Pointer(value)), n)), uint64(version), nil
+}
+
 // ReadJSON decodes the JSON value under key into v.
 func (db *DB) ReadJSON(key string, v any, opts ...Option) error {
 	value, err := db.Read(key, opts...)
@@ -199,7 +279,7 @@ func (db *DB) ReadJSON(key string, v any, opts ...Option) error {
 // Update replaces the value under key only where the key exists, atomically;
 // an error matching ErrNotFound when it is absent.
 func (db *DB) Update(key string, value []byte, opts ...Option) error {
-	o, err := collect("Update", opts, false, false)
+	o, err := collect("Update", opts, 0)
 	if err != nil {
 		return err
 	}
@@ -212,20 +292,119 @@ func (db *DB) Update(key string, value []byte, opts ...Option) error {
 }
 
 // Delete removes key; an error matching ErrNotFound when there was nothing
-// to remove.
+// to remove. With IfVersion(v), only where the key's version is v: an error
+// matching ErrConflict when it is another, and the key stays.
 func (db *DB) Delete(key string, opts ...Option) error {
-	o, err := collect("Delete", opts, false, false)
+	o, err := collect("Delete", opts, deleteOptions)
+	if err != nil {
+		return err
+	}
+	t := newTarget(o, key)
+	defer t.free()
+	var flags C.uint32_t
+	if o.given&optIfVersion != 0 {
+		flags |= C.TETHER_IF_VERSION
+	}
+	return call(func() C.enum_tether_status {
+		return C.tether_delete_ex(db.handle, t.backend, t.bucket, t.key, flags, C.uint64_t(o.ifVersion))
+	})
+}
+
+// Touch sets when a present key expires: ttl from now, rounded up to whole
+// milliseconds (0: never), keeping its value; a sliding key stops sliding.
+// An error matching ErrNotFound when the key is absent, ErrUnsupported on a
+// backend without expiry.
+func (db *DB) Touch(key string, ttl time.Duration, opts ...Option) error {
+	o, err := collect("Touch", opts, 0)
+	if err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return &Error{StatusInvalidArgument, "Touch: a negative ttl (" + ttl.String() + ")"}
+	}
+	t := newTarget(o, key)
+	defer t.free()
+	return call(func() C.enum_tether_status {
+		return C.tether_touch(db.handle, t.backend, t.bucket, t.key, C.uint64_t(ttlMs(ttl)))
+	})
+}
+
+// MaxShards is the most keys a counter may be split over.
+const MaxShards = C.TETHER_MAX_SHARDS
+
+// Increment adds delta to the counter under key, atomically, and returns
+// its new value. The counter is stored as decimal text ("42"); an absent
+// key counts from 0. A stored value that is not a decimal 64-bit integer,
+// or a sum beyond one, is an error matching ErrConflict, and nothing
+// changes. shards 0 or 1: the counter is key itself; from 2 to MaxShards,
+// it is split over the keys KEY#shard0 … KEY#shard<shards-1>, one of which,
+// at random, gets delta, and the value returned is their total, read after
+// it (one read per shard: Add skips it).
+func (db *DB) Increment(key string, delta int64, shards uint32, opts ...Option) (int64, error) {
+	var value C.int64_t
+	err := db.increment("Increment", key, delta, shards, &value, opts)
+	return int64(value), err
+}
+
+// Add is Increment without reading the counter's new value: for a sharded
+// counter, no read of every shard.
+func (db *DB) Add(key string, delta int64, shards uint32, opts ...Option) error {
+	return db.increment("Add", key, delta, shards, nil, opts)
+}
+
+// increment is one tether_increment.
+func (db *DB) increment(op, key string, delta int64, shards uint32, value *C.int64_t, opts []Option) error {
+	o, err := collect(op, opts, 0)
 	if err != nil {
 		return err
 	}
 	t := newTarget(o, key)
 	defer t.free()
 	return call(func() C.enum_tether_status {
-		return C.tether_delete(db.handle, t.backend, t.bucket, t.key)
+		return C.tether_increment(db.handle, t.backend, t.bucket, t.key, C.int64_t(delta), C.uint32_t(shards), value)
 	})
 }
 
-// Entry is one key (without the bucket part) and its value.
+// CounterTotal returns the value of the counter under key (shards 0 or 1),
+// or the sum of its shards; an absent key or shard counts 0.
+func (db *DB) CounterTotal(key string, shards uint32, opts ...Option) (int64, error) {
+	o, err := collect("CounterTotal", opts, 0)
+	if err != nil {
+		return 0, err
+	}
+	t := newTarget(o, key)
+	defer t.free()
+	var value C.int64_t
+	err = call(func() C.enum_tether_status {
+		return C.tether_counter_total(db.handle, t.backend, t.bucket, t.key, C.uint32_t(shards), &value)
+	})
+	return int64(value), err
+}
+
+// DeletePrefix deletes every key of the bucket (Bucket) that starts with
+// prefix, and returns how many. Without a bucket, prefix "" is an error
+// matching ErrInvalidArgument: no call deletes a whole store. Not atomic,
+// except on etcd: see the C API's tether_delete_prefix.
+func (db *DB) DeletePrefix(prefix string, opts ...Option) (uint64, error) {
+	o, err := collect("DeletePrefix", opts, 0)
+	if err != nil {
+		return 0, err
+	}
+	backend, bucket, cprefix := cstring(o.backend), cstring(o.bucket), cstring(prefix)
+	defer func() {
+		for _, s := range []*C.char{backend, bucket, cprefix} {
+			C.free(unsafe.Pointer(s))
+		}
+	}()
+	var deleted C.uint64_t
+	err = call(func() C.enum_tether_status {
+		return C.tether_delete_prefix(db.handle, backend, bucket, cprefix, &deleted)
+	})
+	return uint64(deleted), err
+}
+
+// Entry is one key (without the bucket part) and its value (nil in a
+// listing with KeysOnly).
 type Entry struct {
 	Key   string
 	Value []byte
@@ -240,9 +419,9 @@ type Page struct {
 
 // List returns one page of at most pageSize entries, in ascending key order
 // on local, starting after startAfter ("" for the first page). Options:
-// Backend, Bucket, Prefix.
+// Backend, Bucket, Prefix, KeysOnly.
 func (db *DB) List(startAfter string, pageSize int, opts ...Option) (Page, error) {
-	o, err := collect("List", opts, false, true)
+	o, err := collect("List", opts, listOptions)
 	if err != nil {
 		return Page{}, err
 	}
@@ -254,9 +433,13 @@ func (db *DB) List(startAfter string, pageSize int, opts ...Option) (Page, error
 	}()
 	// A negative size becomes 0, which the library rejects with its message.
 	size := C.size_t(max(pageSize, 0))
+	var flags C.uint32_t
+	if o.keysOnly {
+		flags |= C.TETHER_KEYS_ONLY
+	}
 	var cpage *C.tether_page
 	err = call(func() C.enum_tether_status {
-		return C.tether_list(db.handle, backend, bucket, prefix, after, size, &cpage)
+		return C.tether_list_ex(db.handle, backend, bucket, prefix, after, size, flags, &cpage)
 	})
 	if err != nil {
 		return Page{}, err
@@ -266,11 +449,11 @@ func (db *DB) List(startAfter string, pageSize int, opts ...Option) (Page, error
 	n := C.tether_page_len(cpage)
 	page := Page{Entries: make([]Entry, n)}
 	for i := range page.Entries {
-		var vlen C.size_t
-		value := C.tether_page_value(cpage, C.size_t(i), &vlen)
-		page.Entries[i] = Entry{
-			Key:   C.GoString(C.tether_page_key(cpage, C.size_t(i))),
-			Value: bytes.Clone(unsafe.Slice((*byte)(unsafe.Pointer(value)), vlen)),
+		page.Entries[i].Key = C.GoString(C.tether_page_key(cpage, C.size_t(i)))
+		if !o.keysOnly {
+			var vlen C.size_t
+			value := C.tether_page_value(cpage, C.size_t(i), &vlen)
+			page.Entries[i].Value = bytes.Clone(unsafe.Slice((*byte)(unsafe.Pointer(value)), vlen))
 		}
 	}
 	if next := C.tether_page_next(cpage); next != nil {

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -150,9 +152,25 @@ func TestErrorsCarryStatusAndMessage(t *testing.T) {
 		{"missing config file", firstErr(tetherdb.OpenFile(filepath.Join(t.TempDir(), "absent.json"))), tetherdb.ErrConfig, tetherdb.StatusConfig, ""},
 		{"Queued on a read", firstErr(db.Read("k", tetherdb.Queued())), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "Queued"},
 		{"Prefix on a write", db.Write("k", nil, tetherdb.Prefix("p")), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "Prefix"},
+		{"TTL on a read", firstErr(db.Read("k", tetherdb.TTL(time.Second))), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "TTL"},
+		{"IfVersion on an update", db.Update("k", nil, tetherdb.IfVersion(1)), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "IfVersion"},
+		{"IfAbsent on a delete", db.Delete("k", tetherdb.IfAbsent()), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "IfAbsent"},
+		{"KeysOnly on an increment", firstErr(db.Increment("k", 1, 0, tetherdb.KeysOnly())), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "KeysOnly"},
+		{"Sliding on a list", firstErr(db.List("", 1, tetherdb.Sliding())), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "Sliding"},
+		{"Prefix on DeletePrefix", firstErr(db.DeletePrefix("p", tetherdb.Prefix("p"))), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "Prefix"},
+		{"negative TTL", db.Write("k", nil, tetherdb.TTL(-time.Second)), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "negative"},
+		{"negative Touch", db.Touch("k", -time.Second), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, "negative"},
+		{"Sliding without TTL", db.Write("k", nil, tetherdb.Sliding()), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, ""},
+		{"IfAbsent and IfVersion", db.Write("k", nil, tetherdb.IfAbsent(), tetherdb.IfVersion(1)), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, ""},
+		{"too many shards", firstErr(db.Increment("k", 1, tetherdb.MaxShards+1)), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, ""},
+		{"delete everything", firstErr(db.DeletePrefix("")), tetherdb.ErrInvalidArgument, tetherdb.StatusInvalidArgument, ""},
+		{"a counter that is not a number", conflictingIncrement(db), tetherdb.ErrConflict, tetherdb.StatusConflict, "text"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if c.err == nil {
+				t.Fatal("no error")
+			}
 			if !errors.Is(c.err, c.sentinel) {
 				t.Fatalf("%v is not %v", c.err, c.sentinel)
 			}
@@ -162,7 +180,7 @@ func TestErrorsCarryStatusAndMessage(t *testing.T) {
 			if !strings.Contains(c.err.Error(), c.mention) || !strings.HasPrefix(c.err.Error(), c.status.String()+": ") {
 				t.Errorf("message %q should start with %v and mention %q", c.err, c.status, c.mention)
 			}
-			for _, other := range []error{tetherdb.ErrNotFound, tetherdb.ErrUnavailable, tetherdb.ErrNotRunning} {
+			for _, other := range []error{tetherdb.ErrNotFound, tetherdb.ErrUnavailable, tetherdb.ErrNotRunning, tetherdb.ErrConflict} {
 				if other != c.sentinel && errors.Is(c.err, other) {
 					t.Errorf("%v also matches %v", c.err, other)
 				}
@@ -172,6 +190,15 @@ func TestErrorsCarryStatusAndMessage(t *testing.T) {
 	if s := tetherdb.Status(42).String(); s != "Status(42)" {
 		t.Errorf("unknown status named %q", s)
 	}
+}
+
+// conflictingIncrement increments a key that holds text: a conflict.
+func conflictingIncrement(db *tetherdb.DB) error {
+	if err := db.Write("text", []byte("hello")); err != nil {
+		return err
+	}
+	_, err := db.Increment("text", 1, 0)
+	return err
 }
 
 func TestWriteReadUpdateDelete(t *testing.T) {
@@ -345,6 +372,335 @@ func TestListAndPages(t *testing.T) {
 		}
 		if failures != 1 {
 			t.Errorf("a failure is yielded once, not %d times", failures)
+		}
+	})
+}
+
+func TestVersionsAndConditionalWrites(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		v1, err := db.WriteVersioned("k", []byte("v1"), o.in())
+		must(t, err)
+		if v1 == 0 {
+			t.Fatal("version 0")
+		}
+		value, version, err := db.ReadVersioned("k", o.in())
+		if err != nil || string(value) != "v1" || version != v1 {
+			t.Errorf("ReadVersioned: %q, %d, %v; want v1, %d", value, version, err, v1)
+		}
+		if version, err := db.KeyVersion("k", o.in()); err != nil || version != v1 {
+			t.Errorf("KeyVersion: %d, %v", version, err)
+		}
+		if ok, err := db.Exists("k", o.in()); !ok || err != nil {
+			t.Errorf("Exists: %v, %v", ok, err)
+		}
+		if ok, err := db.Exists("absent", o.in()); ok || err != nil {
+			t.Errorf("Exists of an absent key: %v, %v", ok, err)
+		}
+		if _, _, err := db.ReadVersioned("absent", o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("ReadVersioned of an absent key: %v", err)
+		}
+		if _, err := db.KeyVersion("absent", o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("KeyVersion of an absent key: %v", err)
+		}
+
+		// IfVersion: written at that version only.
+		v2, err := db.WriteVersioned("k", []byte("v2"), o.in(), tetherdb.IfVersion(v1))
+		must(t, err)
+		if v2 <= v1 {
+			t.Errorf("version %d after %d", v2, v1)
+		}
+		err = db.Write("k", []byte("v3"), o.in(), tetherdb.IfVersion(v1))
+		if !errors.Is(err, tetherdb.ErrConflict) || statusOf(t, err) != tetherdb.StatusConflict {
+			t.Errorf("a write at a stale version: %v", err)
+		}
+		if got := read(t, db, "k", o.in()); got != "v2" {
+			t.Errorf("a failed condition changed the value to %q", got)
+		}
+		if err := db.Write("never", []byte("v"), o.in(), tetherdb.IfVersion(v2)); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("IfVersion on an absent key: %v", err)
+		}
+
+		// IfAbsent: written where the key is absent only.
+		if err := db.Write("k", []byte("v3"), o.in(), tetherdb.IfAbsent()); !errors.Is(err, tetherdb.ErrConflict) {
+			t.Errorf("IfAbsent on a present key: %v", err)
+		}
+		created, err := db.WriteVersioned("new", []byte("n"), o.in(), tetherdb.IfAbsent())
+		must(t, err)
+		if version, err := db.KeyVersion("new", o.in()); err != nil || version != created {
+			t.Errorf("KeyVersion %d, %v; want %d", version, err, created)
+		}
+		// With Queued, a condition is the library's to refuse.
+		if err := db.Write("k", []byte("x"), o.in(), tetherdb.Queued(), tetherdb.IfVersion(v2)); !errors.Is(err, tetherdb.ErrInvalidArgument) {
+			t.Errorf("IfVersion with Queued: %v", err)
+		}
+
+		// A version grows across a delete and a new write of the key.
+		must(t, db.Delete("k", o.in()))
+		v3, err := db.WriteVersioned("k", []byte("again"), o.in())
+		must(t, err)
+		if v3 <= v2 {
+			t.Errorf("version %d after a delete, %d before", v3, v2)
+		}
+
+		// A queued write has no version yet.
+		queued, err := db.WriteVersioned("q", []byte("v"), o.in(), tetherdb.Queued())
+		if err != nil || queued != 0 {
+			t.Errorf("a queued write: version %d, %v", queued, err)
+		}
+		must(t, db.Flush())
+		if got := read(t, db, "q", o.in()); got != "v" {
+			t.Errorf("queued write read %q", got)
+		}
+	})
+}
+
+func TestDeleteIfVersion(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		v1, err := db.WriteVersioned("k", []byte("v1"), o.in())
+		must(t, err)
+		v2, err := db.WriteVersioned("k", []byte("v2"), o.in())
+		must(t, err)
+		if err := db.Delete("k", o.in(), tetherdb.IfVersion(v1)); !errors.Is(err, tetherdb.ErrConflict) {
+			t.Errorf("a delete at a stale version: %v", err)
+		}
+		if got := read(t, db, "k", o.in()); got != "v2" {
+			t.Errorf("a failed condition changed the value to %q", got)
+		}
+		must(t, db.Delete("k", o.in(), tetherdb.IfVersion(v2)))
+		if err := db.Delete("k", o.in(), tetherdb.IfVersion(v2)); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("a conditional delete of an absent key: %v", err)
+		}
+	})
+}
+
+// eventually polls until done holds, for at most 30 s, and says whether it
+// did: a bound for a key's expiry to show, not a time it must show within.
+func eventually(done func() bool) bool {
+	for giveUp := time.Now().Add(30 * time.Second); !done(); {
+		if time.Now().After(giveUp) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+func TestExpiryAndTouch(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		absent := func(key string) func() bool {
+			return func() bool {
+				ok, err := db.Exists(key, o.in())
+				must(t, err)
+				return !ok
+			}
+		}
+
+		must(t, db.Write("short", []byte("v"), o.in(), tetherdb.TTL(50*time.Millisecond)))
+		if !eventually(absent("short")) {
+			t.Fatal("a key with a TTL of 50 ms still there after 30 s")
+		}
+		if _, err := db.Read("short", o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("read of an expired key: %v", err)
+		}
+		if err := db.Touch("short", time.Hour, o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("touch of an expired key: %v", err)
+		}
+		must(t, db.Write("short", []byte("again"), o.in(), tetherdb.IfAbsent())) // absent for conditions too
+
+		// Less than a millisecond is rounded up, not taken for no expiry.
+		must(t, db.Write("tiny", []byte("v"), o.in(), tetherdb.TTL(time.Microsecond)))
+		if !eventually(absent("tiny")) {
+			t.Error("a key with a TTL of 1 µs still there after 30 s")
+		}
+
+		must(t, db.Write("long", []byte("v"), o.in(), tetherdb.TTL(time.Hour)))
+		if got := read(t, db, "long", o.in()); got != "v" {
+			t.Errorf("read %q", got)
+		}
+		must(t, db.Touch("long", 50*time.Millisecond, o.in()))
+		if !eventually(absent("long")) {
+			t.Error("a key touched to 50 ms still there after 30 s")
+		}
+
+		// A queued write carries its TTL; Touch(0) clears it.
+		must(t, db.Write("queued", []byte("v"), o.in(), tetherdb.Queued(), tetherdb.TTL(time.Hour)))
+		must(t, db.Flush())
+		must(t, db.Touch("queued", 0, o.in()))
+		if got := read(t, db, "queued", o.in()); got != "v" {
+			t.Errorf("read %q", got)
+		}
+
+		must(t, db.WriteJSON("sliding", map[string]int{"n": 1}, o.in(), tetherdb.TTL(time.Hour), tetherdb.Sliding()))
+		if got := read(t, db, "sliding", o.in()); got != `{"n":1}` {
+			t.Errorf("read %q", got)
+		}
+		if err := db.Touch("never", time.Hour, o.in()); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Errorf("touch of an absent key: %v", err)
+		}
+	})
+}
+
+func TestCounters(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		for _, step := range []struct{ delta, want int64 }{{1, 1}, {41, 42}, {-50, -8}} {
+			if got, err := db.Increment("c", step.delta, 0, o.in()); err != nil || got != step.want {
+				t.Errorf("Increment(%d): %d, %v; want %d", step.delta, got, err, step.want)
+			}
+		}
+		if got := read(t, db, "c", o.in()); got != "-8" {
+			t.Errorf("stored %q, want the decimal text -8", got)
+		}
+		if total, err := db.CounterTotal("c", 0, o.in()); err != nil || total != -8 {
+			t.Errorf("CounterTotal: %d, %v", total, err)
+		}
+		must(t, db.Add("c", 8, 0, o.in()))
+		if got := read(t, db, "c", o.in()); got != "0" {
+			t.Errorf("after Add: %q", got)
+		}
+		if total, err := db.CounterTotal("absent", 0, o.in()); err != nil || total != 0 {
+			t.Errorf("CounterTotal of an absent key: %d, %v", total, err)
+		}
+
+		// A value that is no counter, or a sum beyond 64 bits: a conflict,
+		// and nothing changes.
+		must(t, db.Write("text", []byte("hello"), o.in()))
+		if _, err := db.Increment("text", 1, 0, o.in()); !errors.Is(err, tetherdb.ErrConflict) {
+			t.Errorf("increment of text: %v", err)
+		}
+		if _, err := db.CounterTotal("text", 0, o.in()); !errors.Is(err, tetherdb.ErrConflict) {
+			t.Errorf("total of text: %v", err)
+		}
+		if got := read(t, db, "text", o.in()); got != "hello" {
+			t.Errorf("a failed increment changed the value to %q", got)
+		}
+		max := strconv.FormatInt(math.MaxInt64, 10)
+		must(t, db.Write("max", []byte(max), o.in()))
+		if err := db.Add("max", 1, 0, o.in()); !errors.Is(err, tetherdb.ErrConflict) {
+			t.Errorf("an overflow: %v", err)
+		}
+		if got := read(t, db, "max", o.in()); got != max {
+			t.Errorf("an overflow changed the value to %q", got)
+		}
+	})
+}
+
+func TestShardedCounters(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		for range 20 {
+			must(t, db.Add("hits", 1, 4, o.in()))
+		}
+		if total, err := db.CounterTotal("hits", 4, o.in()); err != nil || total != 20 {
+			t.Errorf("CounterTotal: %d, %v", total, err)
+		}
+		if total, err := db.Increment("hits", 5, 4, o.in()); err != nil || total != 25 {
+			t.Errorf("Increment: %d, %v; want the total after it, 25", total, err)
+		}
+		if ok, err := db.Exists("hits", o.in()); ok || err != nil {
+			t.Errorf("a sharded counter wrote its key: %v, %v", ok, err)
+		}
+		// The shards are ordinary keys of the bucket, hits#shard0 to hits#shard3.
+		var sum int64
+		for page, err := range db.Pages(10, o.in(), tetherdb.Prefix("hits")) {
+			must(t, err)
+			for _, e := range page.Entries {
+				if !regexp.MustCompile(`^hits#shard[0-3]$`).MatchString(e.Key) {
+					t.Errorf("key %q", e.Key)
+				}
+				n, err := strconv.ParseInt(string(e.Value), 10, 64)
+				must(t, err)
+				sum += n
+			}
+		}
+		if sum != 25 {
+			t.Errorf("the shards sum to %d", sum)
+		}
+	})
+}
+
+// Goroutines incrementing one counter through one handle (run it with
+// -race): each increment counts once.
+func TestConcurrentIncrements(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		const goroutines, increments = 8, 25
+		var wg sync.WaitGroup
+		for range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range increments {
+					if err := db.Add("hot", 1, 0, o.in()); err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := db.Increment("sharded", 1, 8, o.in()); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for _, c := range []struct {
+			key    string
+			shards uint32
+		}{{"hot", 0}, {"sharded", 8}} {
+			if total, err := db.CounterTotal(c.key, c.shards, o.in()); err != nil || total != goroutines*increments {
+				t.Errorf("%s: %d, %v; want %d", c.key, total, err, goroutines*increments)
+			}
+		}
+	})
+}
+
+func TestKeysOnlyAndDeletePrefix(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		db := o.open(t, "")
+		other := tetherdb.Bucket(o.bucket + "X") // a bucket whose name this one prefixes
+		for _, key := range []string{"a1", "a2", "a3", "b1"} {
+			must(t, db.Write(key, []byte("value of "+key), o.in()))
+		}
+		must(t, db.Write("a9", []byte("v"), other))
+
+		first, err := db.List("", 2, o.in(), tetherdb.KeysOnly())
+		must(t, err)
+		if len(first.Entries) != 2 || first.Entries[0].Key != "a1" || first.Entries[1].Key != "a2" || first.Next != "a2" {
+			t.Errorf("first page %+v", first)
+		}
+		for _, e := range first.Entries {
+			if e.Value != nil {
+				t.Errorf("%s: value %q in a keys-only page", e.Key, e.Value)
+			}
+		}
+		sizes, keys := pages(t, db, 3, o.in(), tetherdb.KeysOnly())
+		if fmt.Sprint(sizes) != "[3 1]" || strings.Join(keys, ",") != "a1,a2,a3,b1" {
+			t.Errorf("pages %v, keys %v", sizes, keys)
+		}
+		if _, keys := pages(t, db, 10, o.in(), tetherdb.KeysOnly(), tetherdb.Prefix("a")); len(keys) != 3 {
+			t.Errorf("keys with prefix a: %v", keys)
+		}
+
+		if n, err := db.DeletePrefix("a", o.in()); err != nil || n != 3 {
+			t.Errorf("DeletePrefix(a): %d, %v", n, err)
+		}
+		if _, keys := pages(t, db, 10, o.in(), tetherdb.KeysOnly()); strings.Join(keys, ",") != "b1" {
+			t.Errorf("left %v", keys)
+		}
+		if got := read(t, db, "a9", other); got != "v" {
+			t.Errorf("the other bucket: %q", got)
+		}
+		if n, err := db.DeletePrefix("a", o.in()); err != nil || n != 0 {
+			t.Errorf("DeletePrefix(a) again: %d, %v", n, err)
+		}
+		if n, err := db.DeletePrefix("", o.in()); err != nil || n != 1 {
+			t.Errorf("DeletePrefix of the whole bucket: %d, %v", n, err)
+		}
+		if n, err := db.DeletePrefix("", other); err != nil || n != 1 {
+			t.Errorf("DeletePrefix of the other bucket: %d, %v", n, err)
 		}
 	})
 }

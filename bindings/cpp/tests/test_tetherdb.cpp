@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -22,6 +24,7 @@
 namespace fs = std::filesystem;
 using tetherdb::Db;
 using tetherdb::Error;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -318,6 +321,243 @@ TEST_P(BackendTest, Stats) {
   db.close();
   // A closed (empty) Db fails cleanly.
   EXPECT_EQ(error_of([&] { db.stats(); }).status(), TETHER_INVALID_ARGUMENT);
+}
+
+// Polls until done() holds, for at most 30 s, and says whether it did: a
+// bound for a key's expiry to show, never a time it must show within.
+template <typename F>
+bool eventually(F&& done) {
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+TEST_P(BackendTest, VersionsAndConditionalWrites) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
+  std::optional<std::uint64_t> v1 = db.write("k", "v1", in);
+  ASSERT_TRUE(v1.has_value());
+  EXPECT_NE(*v1, 0u);
+  std::optional<tetherdb::Versioned> read = db.read_versioned("k", in);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->value, "v1");
+  EXPECT_EQ(read->version, *v1);
+  EXPECT_EQ(db.key_version("k", in), v1);
+  EXPECT_TRUE(db.exists("k", in));
+  EXPECT_FALSE(db.read_versioned("absent", in).has_value());
+  EXPECT_EQ(db.key_version("absent", in), std::nullopt);
+  EXPECT_FALSE(db.exists("absent", in));
+
+  // if_version: written at that version only.
+  std::optional<std::uint64_t> v2 = db.write("k", "v2", {.bucket = bucket_, .if_version = *v1});
+  ASSERT_TRUE(v2.has_value());
+  EXPECT_GT(*v2, *v1);
+  Error stale = error_of([&] { db.write("k", "v3", {.bucket = bucket_, .if_version = *v1}); });
+  EXPECT_EQ(stale.status(), TETHER_CONFLICT) << stale.what();
+  EXPECT_EQ(db.read("k", in), "v2") << "a failed condition changes nothing";
+  EXPECT_EQ(db.key_version("k", in), v2);
+  Error absent = error_of([&] { db.write("never", "v", {.bucket = bucket_, .if_version = *v2}); });
+  EXPECT_EQ(absent.status(), TETHER_NOT_FOUND) << absent.what();
+  EXPECT_FALSE(db.exists("never", in));
+
+  // if_absent: written where the key is absent only.
+  Error present = error_of([&] { db.write("k", "v3", {.bucket = bucket_, .if_absent = true}); });
+  EXPECT_EQ(present.status(), TETHER_CONFLICT) << present.what();
+  EXPECT_EQ(db.read("k", in), "v2");
+  std::optional<std::uint64_t> created = db.write("new", "n", {.bucket = bucket_, .if_absent = true});
+  ASSERT_TRUE(created.has_value());
+  EXPECT_EQ(db.key_version("new", in), created);
+
+  // What does not go together is the library's to refuse.
+  for (const tetherdb::WriteOptions& both :
+       {tetherdb::WriteOptions{.bucket = bucket_, .if_absent = true, .if_version = *v2},
+        tetherdb::WriteOptions{.bucket = bucket_, .queue = true, .if_absent = true},
+        tetherdb::WriteOptions{.bucket = bucket_, .queue = true, .if_version = *v2}}) {
+    EXPECT_EQ(error_of([&] { db.write("k", "x", both); }).status(), TETHER_INVALID_ARGUMENT);
+  }
+  EXPECT_EQ(db.read("k", in), "v2");
+
+  // A version grows across a delete and a new write of the key.
+  EXPECT_TRUE(db.remove("k", in));
+  std::optional<std::uint64_t> v3 = db.write("k", "again", in);
+  ASSERT_TRUE(v3.has_value());
+  EXPECT_GT(*v3, *v2);
+
+  // A queued write returns before it has a version.
+  EXPECT_EQ(db.write("q", "v", {.bucket = bucket_, .queue = true}), std::nullopt);
+  db.flush();
+  EXPECT_TRUE(db.exists("q", in));
+}
+
+TEST_P(BackendTest, RemoveIfVersion) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
+  const std::uint64_t v1 = db.write("k", "v1", in).value();
+  const std::uint64_t v2 = db.write("k", "v2", in).value();
+  Error stale = error_of([&] { db.remove_if_version("k", v1, in); });
+  EXPECT_EQ(stale.status(), TETHER_CONFLICT) << stale.what();
+  EXPECT_EQ(db.read("k", in), "v2") << "a failed condition changes nothing";
+  EXPECT_TRUE(db.remove_if_version("k", v2, in));
+  EXPECT_FALSE(db.exists("k", in));
+  EXPECT_FALSE(db.remove_if_version("k", v2, in)) << "the key is absent";
+}
+
+TEST_P(BackendTest, ExpiryAndTouch) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
+
+  db.write("short", "v", {.bucket = bucket_, .ttl = 50ms});
+  EXPECT_TRUE(eventually([&] { return !db.read("short", in).has_value(); }))
+      << "a key with a ttl of 50 ms still there after 30 s";
+  EXPECT_FALSE(db.exists("short", in));
+  EXPECT_FALSE(db.touch("short", 1h, in)) << "an expired key is absent";
+  EXPECT_TRUE(db.write("short", "again", {.bucket = bucket_, .if_absent = true}).has_value())
+      << "an expired key is absent for conditions too";
+
+  db.write("long", "v", {.bucket = bucket_, .ttl = 1h});
+  EXPECT_EQ(db.read("long", in), "v");
+  EXPECT_TRUE(db.touch("long", 50ms, in));
+  EXPECT_TRUE(eventually([&] { return !db.exists("long", in); }))
+      << "a key touched to 50 ms still there after 30 s";
+
+  // A queued write carries its ttl; touch(0) clears a ttl.
+  EXPECT_EQ(db.write("queued", "v", {.bucket = bucket_, .queue = true, .ttl = 1h}), std::nullopt);
+  db.flush();
+  EXPECT_TRUE(db.touch("queued", 0ms, in));
+  EXPECT_EQ(db.read("queued", in), "v");
+
+  // sliding needs a ttl; the library refuses it without one.
+  db.write("sliding", "v", {.bucket = bucket_, .ttl = 1h, .sliding = true});
+  EXPECT_EQ(db.read("sliding", in), "v");
+  EXPECT_EQ(error_of([&] { db.write("k", "v", {.bucket = bucket_, .sliding = true}); }).status(),
+            TETHER_INVALID_ARGUMENT);
+  EXPECT_FALSE(db.exists("k", in));
+
+  EXPECT_FALSE(db.touch("never", 1h, in));
+  Error negative = error_of([&] { db.write("k", "v", {.bucket = bucket_, .ttl = -1ms}); });
+  EXPECT_EQ(negative.status(), TETHER_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(negative.what()).find("negative ttl"), std::string::npos) << negative.what();
+  EXPECT_EQ(error_of([&] { db.touch("sliding", -1ms, in); }).status(), TETHER_INVALID_ARGUMENT);
+}
+
+TEST_P(BackendTest, Counters) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
+  EXPECT_EQ(db.increment("c", 1, 0, in), 1) << "an absent key counts from 0";
+  EXPECT_EQ(db.increment("c", 41, 0, in), 42);
+  EXPECT_EQ(db.read("c", in), "42") << "stored as decimal text";
+  EXPECT_EQ(db.increment("c", -50, 0, in), -8);
+  EXPECT_EQ(db.counter_total("c", 0, in), -8);
+  db.add("c", 8, 0, in);
+  EXPECT_EQ(db.read("c", in), "0");
+  EXPECT_EQ(db.counter_total("absent", 0, in), 0);
+  EXPECT_FALSE(db.exists("absent", in)) << "a total writes nothing";
+  const std::string plain = bucket_ + "-plain";  // no bucket: delta 1 and shards 0 by default
+  EXPECT_EQ(db.increment(plain), 1);
+  EXPECT_EQ(db.increment(plain), 2);
+  EXPECT_TRUE(db.remove(plain));
+
+  // A value that is no counter, or a sum beyond 64 bits: a conflict, and
+  // nothing changes.
+  db.write("text", "hello", in);
+  Error text = error_of([&] { db.increment("text", 1, 0, in); });
+  EXPECT_EQ(text.status(), TETHER_CONFLICT) << text.what();
+  EXPECT_EQ(db.read("text", in), "hello");
+  EXPECT_EQ(error_of([&] { db.counter_total("text", 0, in); }).status(), TETHER_CONFLICT);
+  const std::string max = std::to_string(std::numeric_limits<std::int64_t>::max());
+  db.write("max", max, in);
+  EXPECT_EQ(error_of([&] { db.increment("max", 1, 0, in); }).status(), TETHER_CONFLICT);
+  EXPECT_EQ(db.read("max", in), max);
+}
+
+TEST_P(BackendTest, ShardedCounters) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
+  for (int i = 0; i < 20; ++i) db.add("hits", 1, 4, in);
+  EXPECT_EQ(db.counter_total("hits", 4, in), 20);
+  EXPECT_EQ(db.increment("hits", 5, 4, in), 25) << "the total after the increment";
+  EXPECT_FALSE(db.exists("hits", in)) << "a sharded counter never writes its key";
+  // The shards are ordinary keys of the bucket, hits#shard0 to hits#shard3.
+  const std::set<std::string> names{"hits#shard0", "hits#shard1", "hits#shard2", "hits#shard3"};
+  std::int64_t sum = 0;
+  for (const tetherdb::KeyPage& page : db.key_pages({.bucket = bucket_, .prefix = "hits"})) {
+    for (const std::string& key : page.keys) {
+      EXPECT_EQ(names.count(key), 1u) << key;
+      sum += std::stoll(db.read(key, in).value());
+    }
+  }
+  EXPECT_EQ(sum, 25);
+  Error over = error_of([&] { db.increment("hits", 1, TETHER_MAX_SHARDS + 1, in); });
+  EXPECT_EQ(over.status(), TETHER_INVALID_ARGUMENT) << over.what();
+}
+
+// Threads incrementing one counter through one handle: each increment
+// counts once.
+TEST_P(BackendTest, IncrementsFromThreadsCountOnce) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_};
+  constexpr int kThreads = 4, kIncrements = 25;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kIncrements; ++i) {
+        try {
+          db.add("hot", 1, 0, in);
+          db.add("sharded", 1, 8, in);
+        } catch (const Error& e) {
+          ADD_FAILURE() << e.what();
+          ++failures;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(failures.load(), 0);
+  EXPECT_EQ(db.counter_total("hot", 0, in), kThreads * kIncrements);
+  EXPECT_EQ(db.counter_total("sharded", 8, in), kThreads * kIncrements);
+}
+
+TEST_P(BackendTest, ListKeysAndDeletePrefix) {
+  Db db = Db::open(backend_config());
+  const tetherdb::Options in{.bucket = bucket_}, other{.bucket = bucket_ + "X"};
+  for (const char* key : {"a1", "a2", "a3", "b1"}) db.write(key, std::string("value of ") + key, in);
+  db.write("a9", "v", other);  // another bucket, which its name prefixes
+
+  tetherdb::KeyPage first = db.list_keys({.bucket = bucket_, .page_size = 2});
+  EXPECT_EQ(first.keys, (std::vector<std::string>{"a1", "a2"}));
+  EXPECT_EQ(first.next, "a2");
+  tetherdb::KeyPage second = db.list_keys({.bucket = bucket_, .page_size = 2}, first.next);
+  EXPECT_EQ(second.keys, (std::vector<std::string>{"a3", "b1"}));
+  EXPECT_FALSE(second.next.has_value());
+
+  std::vector<std::string> keys;
+  std::vector<std::size_t> sizes;
+  for (const tetherdb::KeyPage& page : db.key_pages({.bucket = bucket_, .page_size = 3})) {
+    sizes.push_back(page.keys.size());
+    keys.insert(keys.end(), page.keys.begin(), page.keys.end());
+  }
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{3, 1}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"a1", "a2", "a3", "b1"}));
+  EXPECT_EQ(db.list_keys({.bucket = bucket_, .prefix = "a"}).keys.size(), 3u);
+  int pages = 0;
+  for (const auto& page : db.key_pages({.bucket = bucket_ + "-empty"})) pages += 1 + static_cast<int>(page.keys.size());
+  EXPECT_EQ(pages, 0) << "an empty listing has no page";
+
+  EXPECT_EQ(db.delete_prefix("a", in), 3u);
+  EXPECT_EQ(db.list_keys({.bucket = bucket_}).keys, (std::vector<std::string>{"b1"}));
+  EXPECT_EQ(db.read("a9", other), "v") << "another bucket is untouched";
+  EXPECT_EQ(db.delete_prefix("a", in), 0u);
+  EXPECT_EQ(db.delete_prefix("", in), 1u) << "an empty prefix: the whole bucket";
+  EXPECT_TRUE(db.list_keys({.bucket = bucket_}).keys.empty());
+  Error everything = error_of([&] { db.delete_prefix(""); });
+  EXPECT_EQ(everything.status(), TETHER_INVALID_ARGUMENT) << everything.what();
+  EXPECT_EQ(db.read("a9", other), "v");
+  EXPECT_EQ(db.delete_prefix("", other), 1u);
 }
 
 // Nothing listens on port 1: the call fails at once, with TETHER_UNAVAILABLE
