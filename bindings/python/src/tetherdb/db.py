@@ -237,9 +237,10 @@ class DB:
         """What the worker of each backend has done and what waits for it
         (tether_stats), decoded: {"running": bool, "outbox": {"path",
         "bytes", "max_bytes", "sync", "syncs"} or None, "backends": {name: {"queued",
-        "applied", "retried", "failed", "batches", "pending",
+        "applied", "retried", "failed", "expired", "batches", "pending",
         "oldest_pending_ms", "unreachable_ms", "last_error"}}}. Counts are of
-        writes since the DB was opened."""
+        writes since the DB was opened ("expired": queued writes not applied
+        because their ttl ran out first)."""
         text = c_void_p()
         check(lib.tether_stats(self._handle, byref(text)))
         try:
