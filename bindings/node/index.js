@@ -31,7 +31,14 @@ const Status = Object.freeze({
   UNSUPPORTED: 11,
 });
 const STATUS_NAMES = Object.keys(Status);
+// The flags of tetherdb.h.
 const TETHER_QUEUE = 1;
+const TETHER_IF_ABSENT = 2;
+const TETHER_IF_VERSION = 4;
+const TETHER_SLIDING = 8;
+const TETHER_KEYS_ONLY = 1;
+/** The most keys a counter may be split over (TETHER_MAX_SHARDS). */
+const MAX_SHARDS = 1024;
 
 /**
  * A failed call: `status` is the tether_status (a value of Status), `code`
@@ -88,9 +95,6 @@ function load(path = process.env.TETHERDB_LIBRARY || SONAME) {
     stop: lib.func('tether_stop', 'int', [db]),
     flush: lib.func('tether_flush', 'int', [db]),
     close: lib.func('tether_close', 'int', [db]),
-    write: lib.func('tether_write', 'int', [
-      db, 'const char *', 'const char *', 'const char *', 'const uint8_t *', 'size_t', 'uint32_t',
-    ]),
     update: lib.func('tether_update', 'int', [
       db, 'const char *', 'const char *', 'const char *', 'const uint8_t *', 'size_t',
     ]),
@@ -98,9 +102,30 @@ function load(path = process.env.TETHERDB_LIBRARY || SONAME) {
       db, 'const char *', 'const char *', 'const char *', koffi.out('void **'), koffi.out('size_t *'),
     ]),
     free: lib.func('void tether_free(void *value, size_t len)'),
-    delete: lib.func('tether_delete', 'int', [db, 'const char *', 'const char *', 'const char *']),
-    list: lib.func('tether_list', 'int', [
-      db, 'const char *', 'const char *', 'const char *', 'const char *', 'size_t', koffi.out('void **'),
+    writeEx: lib.func('tether_write_ex', 'int', [
+      db, 'const char *', 'const char *', 'const char *', 'const uint8_t *', 'size_t', 'uint32_t',
+      'uint64_t', 'uint64_t', koffi.out('uint64_t *'),
+    ]),
+    readEx: lib.func('tether_read_ex', 'int', [
+      db, 'const char *', 'const char *', 'const char *', koffi.out('void **'), koffi.out('size_t *'),
+      koffi.out('uint64_t *'),
+    ]),
+    deleteEx: lib.func('tether_delete_ex', 'int', [
+      db, 'const char *', 'const char *', 'const char *', 'uint32_t', 'uint64_t',
+    ]),
+    touch: lib.func('tether_touch', 'int', [db, 'const char *', 'const char *', 'const char *', 'uint64_t']),
+    increment: lib.func('tether_increment', 'int', [
+      db, 'const char *', 'const char *', 'const char *', 'int64_t', 'uint32_t', koffi.out('int64_t *'),
+    ]),
+    counterTotal: lib.func('tether_counter_total', 'int', [
+      db, 'const char *', 'const char *', 'const char *', 'uint32_t', koffi.out('int64_t *'),
+    ]),
+    listEx: lib.func('tether_list_ex', 'int', [
+      db, 'const char *', 'const char *', 'const char *', 'const char *', 'size_t', 'uint32_t',
+      koffi.out('void **'),
+    ]),
+    deletePrefix: lib.func('tether_delete_prefix', 'int', [
+      db, 'const char *', 'const char *', 'const char *', koffi.out('uint64_t *'),
     ]),
     pageLen: lib.func('tether_page_len', 'size_t', [page]),
     pageKey: lib.func('tether_page_key', 'const char *', [page, 'size_t']),
@@ -162,6 +187,39 @@ function pageSize(n) {
   return n;
 }
 
+const U32_MAX = 2n ** 32n - 1n;
+const U64_MAX = 2n ** 64n - 1n;
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
+
+/**
+ * An integer for a C integer of the range [min, max]: a Number that is a
+ * safe integer, or a BigInt; koffi would pass one beyond the C type's range
+ * as an undefined value.
+ */
+function integer(value, what, min, max) {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new RangeError(`${what} must be a whole number, got ${value}`);
+  } else if (typeof value !== 'bigint') {
+    throw new TypeError(`${what} must be a number or a BigInt, got ${typeof value}`);
+  }
+  if (BigInt(value) < min || BigInt(value) > max) {
+    throw new RangeError(`${what} must be from ${min} to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** The flags, ttl_ms and version of tether_write_ex; the library refuses combinations it cannot take. */
+function writeFlags({ queue = false, ifAbsent = false, ifVersion, ttlMs = 0, sliding = false }) {
+  const flags =
+    (queue ? TETHER_QUEUE : 0) |
+    (ifAbsent ? TETHER_IF_ABSENT : 0) |
+    (sliding ? TETHER_SLIDING : 0) |
+    (ifVersion === undefined || ifVersion === null ? 0 : TETHER_IF_VERSION);
+  const version = flags & TETHER_IF_VERSION ? integer(ifVersion, 'ifVersion', 0n, U64_MAX) : 0;
+  return { flags, ttlMs: integer(ttlMs, 'ttlMs', 0n, U64_MAX), version };
+}
+
 /** A handle on the configured backends, from open() or openFile(); close() it. */
 class DB {
   #handle;
@@ -199,19 +257,29 @@ class DB {
   }
 
   /**
-   * Stores `value` (a string as UTF-8, or bytes) under `key`. Options:
-   * `backend` (default: the default backend), `bucket`, `queue` (hand the
-   * write to the queue: it returns once queued, and failures are reported by
-   * the next flush(), stop() or close()).
+   * Stores `value` (a string as UTF-8, or bytes) under `key` and returns the
+   * key's new version (undefined for a queued write). Options: `backend`
+   * (default: the default backend), `bucket`, `queue` (hand the write to the
+   * queue: it returns once queued, and failures are reported by the next
+   * flush(), stop() or close()), `ttlMs` (the key is absent from that many
+   * milliseconds on; 0, the default, for no expiry, which also clears an
+   * earlier one), `sliding` (with `ttlMs`: each read restarts it), `ifAbsent`
+   * (only where the key is absent: else TETHER_CONFLICT), `ifVersion` (only
+   * where the key's version is this one: else TETHER_CONFLICT, or
+   * TETHER_NOT_FOUND where the key is absent). A failed condition writes nothing.
    */
-  write(key, value, { backend, bucket, queue = false } = {}) {
+  write(key, value, options = {}) {
+    const { backend, bucket } = options;
+    const { flags, ttlMs, version } = writeFlags(options);
     const data = bytes(value);
+    const out = [0];
     check(
-      lib().write(
+      lib().writeEx(
         this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), required(key, 'key'),
-        data, data.length, queue ? TETHER_QUEUE : 0,
+        data, data.length, flags, ttlMs, version, flags & TETHER_QUEUE ? null : out,
       ),
     );
+    return flags & TETHER_QUEUE ? undefined : out[0];
   }
 
   /** Replaces the value of an existing key; TETHER_NOT_FOUND when it is absent. */
@@ -238,30 +306,143 @@ class DB {
     }
   }
 
-  /** Deletes `key`; TETHER_NOT_FOUND when it is absent. */
-  delete(key, { backend, bucket } = {}) {
-    check(lib().delete(this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), required(key, 'key')));
+  /**
+   * The value under `key` and its version, `{ value, version }` (value a
+   * Buffer, a copy); TETHER_NOT_FOUND when it is absent.
+   */
+  readVersioned(key, { backend, bucket } = {}) {
+    const f = lib();
+    const value = [null];
+    const len = [0];
+    const version = [0];
+    check(
+      f.readEx(
+        this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), required(key, 'key'),
+        value, len, version,
+      ),
+    );
+    try {
+      return { value: copyOut(value[0], len[0]), version: version[0] };
+    } finally {
+      f.free(value[0], len[0]);
+    }
+  }
+
+  /**
+   * The version of `key`, or null when it is absent: an existence check,
+   * which reads no value (a sliding ttl restarts, as on a read).
+   */
+  readVersion(key, { backend, bucket } = {}) {
+    const version = [0];
+    const status = lib().readEx(
+      this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), required(key, 'key'),
+      null, null, version,
+    );
+    if (status === Status.NOT_FOUND) return null;
+    check(status);
+    return version[0];
+  }
+
+  /**
+   * Deletes `key`; TETHER_NOT_FOUND when it is absent. Option `ifVersion`:
+   * only where the key's version is this one, else TETHER_CONFLICT.
+   */
+  delete(key, { backend, bucket, ifVersion } = {}) {
+    const conditional = ifVersion !== undefined && ifVersion !== null;
+    check(
+      lib().deleteEx(
+        this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), required(key, 'key'),
+        conditional ? TETHER_IF_VERSION : 0, conditional ? integer(ifVersion, 'ifVersion', 0n, U64_MAX) : 0,
+      ),
+    );
+  }
+
+  /**
+   * Sets a present key to expire `ttlMs` milliseconds from now, keeping its
+   * value; 0 removes its deadline. A sliding key stops sliding.
+   * TETHER_NOT_FOUND when the key is absent.
+   */
+  touch(key, ttlMs, { backend, bucket } = {}) {
+    check(
+      lib().touch(
+        this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), required(key, 'key'),
+        integer(ttlMs, 'ttlMs', 0n, U64_MAX),
+      ),
+    );
+  }
+
+  /**
+   * Adds `delta` (default 1; negative or 0 too) to the counter under `key`,
+   * atomically, and returns its new value. The counter is stored as decimal
+   * text ("42"); an absent key counts from 0. Option `shards` (2 to
+   * MAX_SHARDS) spreads it over the keys `KEY#shard0`...; the value returned
+   * is then the total. TETHER_CONFLICT when the stored value is not a
+   * decimal 64-bit integer or the sum is beyond one.
+   */
+  increment(key, delta = 1, { backend, bucket, shards = 0 } = {}) {
+    const out = [0];
+    check(
+      lib().increment(
+        this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), required(key, 'key'),
+        integer(delta, 'delta', I64_MIN, I64_MAX), integer(shards, 'shards', 0n, U32_MAX), out,
+      ),
+    );
+    return out[0];
+  }
+
+  /** The counter's value: the key's, or with `shards` the sum of its shards; 0 when absent. */
+  counterTotal(key, { backend, bucket, shards = 0 } = {}) {
+    const out = [0];
+    check(
+      lib().counterTotal(
+        this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), required(key, 'key'),
+        integer(shards, 'shards', 0n, U32_MAX), out,
+      ),
+    );
+    return out[0];
+  }
+
+  /**
+   * Deletes every key of `bucket` that starts with `prefix` ('' for all of
+   * the bucket's keys) and returns how many it deleted: exactly the keys
+   * list() lists with that bucket and prefix. Neither a bucket nor a prefix
+   * is TETHER_INVALID_ARGUMENT: no call empties a whole store. Not atomic,
+   * except on etcd.
+   */
+  deletePrefix(prefix, { backend, bucket } = {}) {
+    const out = [0];
+    check(
+      lib().deletePrefix(
+        this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), cstring(prefix, 'prefix'), out,
+      ),
+    );
+    return out[0];
   }
 
   /**
    * One page of keys and values: `{ entries: [{ key, value }], next }`, where
    * `value` is a Buffer and `next` the `startAfter` of the next page, null on
    * the last. Options: `backend`, `bucket`, `prefix`, `startAfter`,
-   * `pageSize` (default 100).
+   * `pageSize` (default 100), `keysOnly` (entries are `{ key }` alone, and
+   * the backend fetches no values where it can avoid it).
    */
-  list({ backend, bucket, prefix, startAfter, pageSize: size = 100 } = {}) {
+  list({ backend, bucket, prefix, startAfter, pageSize: size = 100, keysOnly = false } = {}) {
     const f = lib();
     const out = [null];
     check(
-      f.list(
+      f.listEx(
         this.#handle, cstring(backend, 'backend'), cstring(bucket, 'bucket'), cstring(prefix, 'prefix'),
-        cstring(startAfter, 'startAfter'), pageSize(size), out,
+        cstring(startAfter, 'startAfter'), pageSize(size), keysOnly ? TETHER_KEYS_ONLY : 0, out,
       ),
     );
     const page = out[0];
     try {
       const entries = [];
       for (let i = 0, n = f.pageLen(page); i < n; i++) {
+        if (keysOnly) {
+          entries.push({ key: f.pageKey(page, i) });
+          continue;
+        }
         const len = [0];
         const value = f.pageValue(page, i, len);
         entries.push({ key: f.pageKey(page, i), value: copyOut(value, len[0]) });
@@ -323,4 +504,4 @@ function version() {
   return lib().version();
 }
 
-module.exports = { open, openFile, load, version, Status, TetherError, DB };
+module.exports = { open, openFile, load, version, Status, TetherError, DB, MAX_SHARDS };

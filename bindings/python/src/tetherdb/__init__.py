@@ -4,16 +4,20 @@ API (`from tetherdb import DB` in place of `from TetherDB import DB`)."""
 from __future__ import annotations
 
 from ._native import (
+    TETHER_MAX_SHARDS as MAX_SHARDS,
     ConfigError,
+    ConflictError,
     InvalidArgumentError,
+    NotFoundError,
     NotRunningError,
     Status,
     TetherError,
     UnknownBackendError,
+    UnsupportedError,
     lib as _lib,
     library_path,
 )
-from .db import DB, BackendStats, OutboxStats, Page, Stats, Value
+from .db import DB, BackendStats, KeyPage, OutboxStats, Page, Stats, Ttl, Value
 
 __version__ = "0.1.0"
 
@@ -28,14 +32,20 @@ __all__ = [
     "DB",
     "BackendStats",
     "ConfigError",
+    "ConflictError",
     "InvalidArgumentError",
+    "KeyPage",
+    "MAX_SHARDS",
+    "NotFoundError",
     "NotRunningError",
     "OutboxStats",
     "Page",
     "Stats",
     "Status",
     "TetherError",
+    "Ttl",
     "UnknownBackendError",
+    "UnsupportedError",
     "Value",
     "library_path",
     "version",

@@ -12,7 +12,7 @@ import ctypes
 import enum
 import os
 import sys
-from ctypes import POINTER, c_char_p, c_int, c_size_t, c_uint32, c_void_p
+from ctypes import POINTER, c_char_p, c_int, c_int64, c_size_t, c_uint32, c_uint64, c_void_p
 from typing import Any, Dict, List, Optional, Tuple, Type
 
 LIBRARY_NAME = {"darwin": "libtetherdb.dylib", "win32": "tetherdb.dll"}.get(
@@ -55,7 +55,13 @@ class Status(enum.IntEnum):
     UNSUPPORTED = 11
 
 
+# The flags of tetherdb.h.
 TETHER_QUEUE = 1
+TETHER_IF_ABSENT = 2
+TETHER_IF_VERSION = 4
+TETHER_SLIDING = 8
+TETHER_KEYS_ONLY = 1
+TETHER_MAX_SHARDS = 1024
 
 # Handles and pages are opaque pointers; values and strings come back as raw
 # pointers so that ctypes does not copy or convert them before
@@ -75,9 +81,41 @@ _signatures: Dict[str, Tuple[Optional[type], List[Any]]] = {
         [_db, c_char_p, c_char_p, c_char_p, POINTER(c_void_p), POINTER(c_size_t)],
     ),
     "tether_delete": (_status, [_db, c_char_p, c_char_p, c_char_p]),
+    "tether_write_ex": (
+        _status,
+        [
+            _db, c_char_p, c_char_p, c_char_p, c_char_p, c_size_t, c_uint32,
+            c_uint64, c_uint64, POINTER(c_uint64),
+        ],
+    ),
+    "tether_read_ex": (
+        _status,
+        [
+            _db, c_char_p, c_char_p, c_char_p, POINTER(c_void_p), POINTER(c_size_t),
+            POINTER(c_uint64),
+        ],
+    ),
+    "tether_delete_ex": (_status, [_db, c_char_p, c_char_p, c_char_p, c_uint32, c_uint64]),
+    "tether_touch": (_status, [_db, c_char_p, c_char_p, c_char_p, c_uint64]),
+    "tether_increment": (
+        _status,
+        [_db, c_char_p, c_char_p, c_char_p, c_int64, c_uint32, POINTER(c_int64)],
+    ),
+    "tether_counter_total": (
+        _status,
+        [_db, c_char_p, c_char_p, c_char_p, c_uint32, POINTER(c_int64)],
+    ),
     "tether_list": (
         _status,
         [_db, c_char_p, c_char_p, c_char_p, c_char_p, c_size_t, POINTER(_page)],
+    ),
+    "tether_list_ex": (
+        _status,
+        [_db, c_char_p, c_char_p, c_char_p, c_char_p, c_size_t, c_uint32, POINTER(_page)],
+    ),
+    "tether_delete_prefix": (
+        _status,
+        [_db, c_char_p, c_char_p, c_char_p, POINTER(c_uint64)],
     ),
     "tether_page_len": (c_size_t, [_page]),
     "tether_page_key": (c_char_p, [_page, c_size_t]),
@@ -132,11 +170,31 @@ class NotRunningError(TetherError, RuntimeError):
     pass
 
 
+# The statuses the calls of versions, conditions, expiry and counters
+# raise: a key absent where a condition needs it (write_versioned with
+# if_version), a failed condition or a stored value that is no counter
+# (TETHER_CONFLICT), and a call the backend cannot do (TETHER_UNSUPPORTED:
+# docs/engines.md's capability table says which).
+class NotFoundError(TetherError, LookupError):
+    pass
+
+
+class ConflictError(TetherError):
+    pass
+
+
+class UnsupportedError(TetherError):
+    pass
+
+
 _ERROR_TYPES: Dict[int, Type[TetherError]] = {
+    Status.NOT_FOUND: NotFoundError,
     Status.INVALID_ARGUMENT: InvalidArgumentError,
     Status.CONFIG: ConfigError,
     Status.UNKNOWN_BACKEND: UnknownBackendError,
     Status.NOT_RUNNING: NotRunningError,
+    Status.CONFLICT: ConflictError,
+    Status.UNSUPPORTED: UnsupportedError,
 }
 
 
