@@ -23,8 +23,8 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use tetherdb::ffi::{
-    tether_close, tether_free, tether_open, tether_read, tether_read_ex, tether_write,
-    tether_write_ex, TetherDb, TETHER_IF_ABSENT, TETHER_IF_VERSION,
+    tether_close, tether_free, tether_last_error, tether_open, tether_read, tether_read_ex,
+    tether_write, tether_write_ex, TetherDb, TETHER_IF_ABSENT, TETHER_IF_VERSION,
 };
 use tetherdb::Status;
 
@@ -103,7 +103,7 @@ impl Bench {
                 &mut out,
             )
         };
-        assert_eq!(status, Status::Ok);
+        assert_eq!(status, Status::Ok, "{}", last_error());
         self.versions[i] = out;
     }
 
@@ -193,6 +193,12 @@ impl Drop for Bench {
     fn drop(&mut self) {
         assert_eq!(unsafe { tether_close(self.db) }, Status::Ok);
     }
+}
+
+fn last_error() -> String {
+    unsafe { std::ffi::CStr::from_ptr(tether_last_error()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Median, lowest and highest.
