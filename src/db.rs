@@ -232,18 +232,10 @@ impl Db {
             (false, None) => Condition::Any,
         };
         let (_, engine, stored) = self.target(backend, bucket, key)?;
-        if condition == Condition::Version(0) {
-            // No key has version 0; etcd would take it for "absent".
-            return match engine.read_versioned(&stored, false)? {
-                Some(_) => Err(conflict(engine, &stored, condition)),
-                None => Err(Error::not_found(engine.name(), &stored)),
-            };
-        }
-        match engine.write_if(&stored, value, condition, ttl)? {
-            Outcome::Done(version) => Ok(Some(version)),
-            Outcome::Absent => Err(Error::not_found(engine.name(), &stored)),
-            Outcome::Conflict => Err(conflict(engine, &stored, condition)),
-        }
+        settle(engine, &stored, condition, || {
+            engine.write_if(&stored, value, condition, ttl)
+        })
+        .map(Some)
     }
 
     /// The stored value (empty unless `with_value`) and its version;
@@ -275,17 +267,10 @@ impl Db {
     ) -> Result<()> {
         let (_, engine, key) = self.target(backend, bucket, key)?;
         let condition = if_version.map_or(Condition::Any, Condition::Version);
-        if condition == Condition::Version(0) {
-            return match engine.read_versioned(&key, false)? {
-                Some(_) => Err(conflict(engine, &key, condition)),
-                None => Err(Error::not_found(engine.name(), &key)),
-            };
-        }
-        match engine.delete_if(&key, condition)? {
-            Outcome::Done(_) => Ok(()),
-            Outcome::Absent => Err(Error::not_found(engine.name(), &key)),
-            Outcome::Conflict => Err(conflict(engine, &key, condition)),
-        }
+        settle(engine, &key, condition, || {
+            engine.delete_if(&key, condition)
+        })
+        .map(drop)
     }
 
     /// Gives a present key a deadline `ttl_ms` from now (0: none), keeping
@@ -687,6 +672,29 @@ fn total(
 }
 
 /// The error of a failed condition.
+/// What a change under `condition` came to: the key's version, or the
+/// error a failed condition is. No key has version 0 (etcd would take it for
+/// "absent"): that condition is settled by a read, not by a change.
+fn settle(
+    engine: &dyn Backend,
+    key: &str,
+    condition: Condition,
+    change: impl FnOnce() -> Result<Outcome>,
+) -> Result<u64> {
+    let outcome = match condition {
+        Condition::Version(0) => match engine.read_versioned(key, false)? {
+            Some(_) => Outcome::Conflict,
+            None => Outcome::Absent,
+        },
+        _ => change()?,
+    };
+    match outcome {
+        Outcome::Done(version) => Ok(version),
+        Outcome::Absent => Err(Error::not_found(engine.name(), key)),
+        Outcome::Conflict => Err(conflict(engine, key, condition)),
+    }
+}
+
 fn conflict(engine: &dyn Backend, key: &str, condition: Condition) -> Error {
     let cause = match condition {
         Condition::Version(version) => format!("the key's version is not {version}"),

@@ -342,14 +342,19 @@ impl DynamoDb {
                 Ok(WriteRequest::builder().delete_request(delete).build())
             })
             .collect::<Result<Vec<_>>>()?;
+        self.send_batch(prefix, "a batch of deletes", requests)
+    }
+
+    /// Sends `requests` with [`DynamoDb::write_all`], within the timeout.
+    fn send_batch(&self, key: &str, what: &str, requests: Vec<WriteRequest>) -> Result<()> {
         let deadline = Instant::now() + self.timeout;
         self.runtime
             .run(self.timeout, self.write_all(requests, deadline))
             .unwrap_or_else(|| {
                 Err(Error::unavailable(
                     NAME,
-                    prefix,
-                    format!("a batch of deletes got no answer within {:?}", self.timeout),
+                    key,
+                    format!("{what} got no answer within {:?}", self.timeout),
                 ))
             })
     }
@@ -661,17 +666,8 @@ impl Backend for DynamoDb {
                 Ok(WriteRequest::builder().put_request(put).build())
             })
             .collect::<Result<Vec<_>>>()?;
-        let deadline = Instant::now() + self.timeout;
         // Errors name no key: the worker reports how many writes failed.
-        self.runtime
-            .run(self.timeout, self.write_all(requests, deadline))
-            .unwrap_or_else(|| {
-                Err(Error::unavailable(
-                    NAME,
-                    "",
-                    format!("a batch got no answer within {:?}", self.timeout),
-                ))
-            })
+        self.send_batch("", "a batch", requests)
     }
 
     fn destination(&self) -> String {
