@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
 use common::{count, wait_until};
@@ -632,4 +632,45 @@ fn leases(etcd: &Etcd) -> Vec<String> {
         .skip(1)
         .map(|l| l.trim().to_owned())
         .collect()
+}
+
+/// A queued write held past its deadline by an outage is never applied,
+/// also when the handle closed meanwhile and the write waited in the
+/// outbox: its deadline is kept there with it. Writes whose deadline is
+/// still ahead land as any other.
+#[test]
+fn queued_writes_an_outage_holds_past_their_deadline_are_never_applied() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let config = etcd.config(r#"{"size": 100, "interval": 0.05}"#, r#""timeout": 1"#);
+    let db = Db::open_json(Some(&config)).unwrap();
+    db.write(None, Some("o"), "k0", b"before").unwrap();
+    etcd.pause();
+    let queued = |ttl_ms| tetherdb::WriteOptions {
+        queue: true,
+        ttl_ms,
+        ..Default::default()
+    };
+    for i in 0..10 {
+        let key = format!("k{i}");
+        db.write_ex(None, Some("o"), &key, b"late", &queued(1_500))
+            .unwrap();
+        let key = format!("long{i}");
+        db.write_ex(None, Some("o"), &key, b"kept", &queued(600_000))
+            .unwrap();
+    }
+    let queued_by = Instant::now();
+    // Closing during the outage keeps them in the outbox.
+    assert_eq!(db.close().unwrap_err().status(), Status::Unavailable);
+    etcd.resume();
+    std::thread::sleep(Duration::from_millis(1_600).saturating_sub(queued_by.elapsed()));
+    let db = Db::open_json(Some(&config)).unwrap();
+    db.flush().unwrap();
+    assert_eq!(db.read(None, Some("o"), "k0").unwrap(), b"before");
+    assert_eq!(count(&db, "o"), 11);
+    let stats = &db.stats()["backends"]["etcd"];
+    assert_eq!(stats["expired"], 10, "{stats}");
+    assert_eq!(stats["applied"], 10, "{stats}");
+    db.close().unwrap();
 }
