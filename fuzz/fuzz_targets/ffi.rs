@@ -191,6 +191,7 @@ enum Shards {
     Raw(u32),
 }
 
+#[derive(Arbitrary, Debug)]
 enum ListFlags {
     Values,
     KeysOnly,
