@@ -1,14 +1,19 @@
 //! The C entry points with arbitrary arguments, on the `local` backend.
 //!
 //! Each input is a sequence of calls (write, queued write, update, read,
-//! delete, list, keys-only list and their page accessors, delete by
-//! prefix, flush, stop, start, calls on a NULL handle) whose strings are
-//! raw NUL-terminated buffers of arbitrary bytes: NULL, not UTF-8, with
-//! embedded NULs, `:` in buckets, empty keys. Values are NULL or buffers
-//! of any size, with any length up to theirs, and flags any `u32`. One
-//! handle serves many inputs (a fresh store every few hundred), emptied
-//! before each, so that an input replayed alone does what it did in the
-//! run; an in-memory model of the store checks every answer:
+//! delete, list, keys-only list and their page accessors, increment,
+//! counter total, delete by prefix, `tether_write_ex`, `tether_read_ex`,
+//! `tether_delete_ex`, `tether_touch`, flush, stop, start, calls on a
+//! NULL handle) whose strings are raw NUL-terminated buffers of arbitrary
+//! bytes: NULL, not UTF-8, with embedded NULs, `:` in buckets, empty keys.
+//! Values are NULL or buffers of any size, with any length up to theirs,
+//! flags any `u32` or any set of the known ones, versions the key's own,
+//! an older one or any `u64`, and ttls 0, long (10 minutes and more: no
+//! key expires while an input runs) or around the latest deadline engines
+//! can hold. One handle serves many inputs (a fresh store every few
+//! hundred), emptied before each, so that an input replayed alone does
+//! what it did in the run; an in-memory model of the store checks every
+//! answer:
 //!
 //! - the status is exactly the one the arguments call for (argument errors
 //!   in the order the entry points check them), never TETHER_INTERNAL;
@@ -26,14 +31,32 @@
 //!   increment leaves the counter's shards unknown, since it picks one at
 //!   random;
 //! - a delete by prefix counts at least the keys known present and at
-//!   most those that may be, and leaves the bucket's own `bucket:` key.
+//!   most those that may be, and leaves the bucket's own `bucket:` key;
+//! - versions: a version given (`out_version`, `tether_read_ex`) is never
+//!   0, is the one last given while the key has not changed (nor been
+//!   touched or read with TETHER_SLIDING, which may move it), and a
+//!   write's is above every version the key had; TETHER_IF_VERSION is OK
+//!   exactly at the key's version where the model knows it, TETHER_CONFLICT
+//!   at another (always below the largest seen, and at 0),
+//!   TETHER_NOT_FOUND where it is absent; TETHER_IF_ABSENT conflicts where
+//!   the key is present; a failed condition changes nothing;
+//!   `out_version` is written only by a direct write that succeeded;
+//! - TETHER_INVALID_ARGUMENT for both conditions, a condition with
+//!   TETHER_QUEUE, TETHER_SLIDING without a ttl, an unknown flag, one of
+//!   `tether_read_ex`'s value outputs NULL without the other, and a ttl
+//!   whose deadline passes i64::MAX ms (from `tether_write_ex` before the
+//!   backend and key are checked, from `tether_touch` after);
+//! - a write with a ttl is a write for every other call, `tether_touch`
+//!   keeps the value (TETHER_NOT_FOUND where the key is absent), and
+//!   `tether_read_ex` with both value outputs NULL says whether the key
+//!   exists.
 #![no_main]
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{c_char, CStr};
 use std::path::PathBuf;
 use std::ptr;
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -198,6 +221,66 @@ enum ListFlags {
     Raw(u32),
 }
 
+/// The flags of `tether_write_ex`: any set of the known ones (valid or
+/// not together), or any `u32`.
+#[derive(Arbitrary, Debug)]
+enum ExFlags {
+    Known {
+        queue: bool,
+        if_absent: bool,
+        if_version: bool,
+        sliding: bool,
+    },
+    Raw(u32),
+}
+
+#[derive(Arbitrary, Debug)]
+enum DeleteFlags {
+    None,
+    IfVersion,
+    Raw(u32),
+}
+
+/// Long enough that no key expires while an input runs: expiry is
+/// time-based, and not modelled.
+const LONG_TTL_MS: u64 = 10 * 60 * 1000;
+
+#[derive(Arbitrary, Debug)]
+enum TtlArg {
+    Zero,
+    /// LONG_TTL_MS and up to a minute more.
+    Long(u16),
+    /// A deadline just before or past the latest one engines can hold,
+    /// i64::MAX ms since the epoch: `i64::MAX - now + n`.
+    Edge(i16),
+    /// Any, but no shorter than LONG_TTL_MS.
+    Raw(u64),
+}
+
+impl TtlArg {
+    fn ms(&self) -> u64 {
+        match self {
+            TtlArg::Zero => 0,
+            TtlArg::Long(n) => LONG_TTL_MS + u64::from(*n),
+            TtlArg::Edge(n) => (i64::MAX as u64)
+                .saturating_sub(now_ms())
+                .saturating_add_signed(i64::from(*n))
+                .max(LONG_TTL_MS),
+            TtlArg::Raw(n) => (*n).max(LONG_TTL_MS),
+        }
+    }
+}
+
+/// The version a conditional write or delete is given.
+#[derive(Arbitrary, Debug)]
+enum VersionArg {
+    /// The key's version where the model knows it, else the largest seen.
+    Known,
+    /// One below the largest seen, which the key can no longer have.
+    Older,
+    Raw(u64),
+}
+
 /// The arguments of `tether_list` and `tether_list_ex`.
 #[derive(Clone, Copy)]
 struct ListArgs<'a> {
@@ -287,6 +370,41 @@ enum Call {
         prefix: Text,
         null_out: bool,
     },
+    WriteEx {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+        value: ValueArg,
+        flags: ExFlags,
+        ttl: TtlArg,
+        version: VersionArg,
+        null_out: bool,
+    },
+    ReadEx {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+        null_value: bool,
+        null_len: bool,
+        null_version: bool,
+    },
+    DeleteEx {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+        flags: DeleteFlags,
+        version: VersionArg,
+    },
+    Touch {
+        null_db: bool,
+        backend: Text,
+        bucket: Text,
+        key: Text,
+        ttl: TtlArg,
+    },
     Flush {
         null_db: bool,
     },
@@ -312,6 +430,21 @@ enum Slot {
     Unknown,
 }
 
+/// What the model knows of a stored key's version.
+#[derive(Clone, Copy, Debug, Default)]
+struct Versions {
+    /// Its version now, where a call gave it and nothing changed it since
+    /// (no queued write in flight).
+    exact: Option<u64>,
+    /// The largest version a call gave of it: it is at least that now,
+    /// and a change gives it a larger one.
+    seen: u64,
+    /// Whether it may have been written with TETHER_SLIDING: each read
+    /// may then move its deadline, and so its version (etcd puts the key
+    /// again; local keeps the version).
+    sliding: bool,
+}
+
 struct Handle(*mut TetherDb);
 // The C ABI promises a handle may be used from any thread.
 unsafe impl Send for Handle {}
@@ -326,9 +459,27 @@ struct State {
     model: BTreeMap<Vec<u8>, Slot>,
     /// Stored keys with a queued write that no flush or stop has applied.
     pending: HashSet<Vec<u8>>,
+    versions: BTreeMap<Vec<u8>, Versions>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Closes the last handle when libFuzzer exits at the end of a run, and
+/// removes its store. LeakSanitizer's check at exit, registered before
+/// this and so run after it, otherwise reports what the handle's threads
+/// (worker, flushers, sweep) hold as leaks, now and then.
+extern "C" fn close_at_exit() {
+    let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(state) = guard.take() {
+        close(state);
+    }
+}
+
+static AT_EXIT: Once = Once::new();
 
 fn last_error() -> String {
     unsafe { CStr::from_ptr(tether_last_error()) }
@@ -358,6 +509,7 @@ fn open() -> State {
         running: true,
         model: BTreeMap::new(),
         pending: HashSet::new(),
+        versions: BTreeMap::new(),
     }
 }
 
@@ -426,6 +578,54 @@ fn shard_keys(stored: &[u8], shards: u32) -> Vec<Vec<u8>> {
     (0..shards)
         .map(|i| [stored, format!("#shard{i}").as_bytes()].concat())
         .collect()
+}
+
+/// The time in ms since the epoch, as the library rounds it (up) for
+/// deadlines.
+fn now_ms() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    now.as_micros().div_ceil(1000) as u64
+}
+
+/// Whether a ttl of `ttl_ms`, from a call made between `before` and
+/// `after` (ms), gives a deadline engines can hold (up to i64::MAX ms);
+/// `None` where that depends on the moment within.
+fn deadline_fits(ttl_ms: u64, before: u64, after: u64) -> Option<bool> {
+    let fits = |now: u64| {
+        now.checked_add(ttl_ms)
+            .is_some_and(|at| at <= i64::MAX as u64)
+    };
+    match (fits(before), fits(after)) {
+        (true, true) => Some(true),
+        (false, false) => Some(false),
+        _ => None,
+    }
+}
+
+/// Checks a ttl: `Err` with TETHER_INVALID_ARGUMENT where the deadline
+/// overflows, or may and the call said so (`got`).
+fn check_ttl(ttl_ms: u64, before: u64, after: u64, got: Status) -> Result<(), Status> {
+    match deadline_fits(ttl_ms, before, after) {
+        _ if ttl_ms == 0 => Ok(()),
+        Some(false) => Err(Status::InvalidArgument),
+        None if got == Status::InvalidArgument => Err(Status::InvalidArgument),
+        _ => Ok(()),
+    }
+}
+
+/// Asserts that a call returned one of `allowed`, and that a failure says
+/// why.
+fn expect_one_of(call: &str, got: Status, allowed: &[Status]) {
+    assert!(
+        allowed.contains(&got),
+        "{call}: {got:?}, expected one of {allowed:?}: {}",
+        last_error()
+    );
+    if got != Status::Ok {
+        assert!(!last_error().is_empty(), "{call} failed without a message");
+    }
 }
 
 fn known_backend(backend: Option<&str>) -> bool {
@@ -507,10 +707,79 @@ impl State {
         self.running = true;
         self.model.clear();
         self.pending.clear();
+        self.versions.clear();
     }
 
     fn applied(&mut self) {
         self.pending.clear();
+    }
+
+    fn versions(&self, key: &[u8]) -> Versions {
+        self.versions.get(key).copied().unwrap_or_default()
+    }
+
+    /// The value of `key` changed, or a queued write to it may land:
+    /// its version is unknown. `sliding`: whether the change wrote it with
+    /// TETHER_SLIDING; `None` for a change that keeps its expiry (update,
+    /// increment). With a queued write in flight either may hold it last.
+    fn changed(&mut self, key: &[u8], sliding: Option<bool>) {
+        let pending = self.pending.contains(key);
+        let versions = self.versions.entry(key.to_vec()).or_default();
+        versions.exact = None;
+        versions.sliding = match sliding {
+            Some(sliding) if !pending => sliding,
+            Some(sliding) => sliding || versions.sliding,
+            None => versions.sliding,
+        };
+    }
+
+    /// A read of `key` (or a call that reads it first: an increment, a
+    /// total, a condition on version 0) may have moved a sliding
+    /// deadline, and with it the version.
+    fn read_key(&mut self, key: &[u8]) {
+        if let Some(versions) = self.versions.get_mut(key) {
+            if versions.sliding {
+                versions.exact = None;
+            }
+        }
+    }
+
+    /// A call gave `version` as the key's version now.
+    fn saw_version(&mut self, key: &[u8], version: u64) {
+        let pending = self.pending.contains(key);
+        let versions = self.versions.entry(key.to_vec()).or_default();
+        versions.seen = versions.seen.max(version);
+        // A queued write may land at any moment and change it.
+        versions.exact = (!pending).then_some(version);
+    }
+
+    /// The version a call is given for `version`, on the stored key
+    /// `stored` where the arguments name one.
+    fn pick_version(&self, version: &VersionArg, stored: Option<&[u8]>) -> u64 {
+        let versions = stored.map(|s| self.versions(s)).unwrap_or_default();
+        match version {
+            VersionArg::Known => versions.exact.unwrap_or(versions.seen),
+            VersionArg::Older => versions.seen.saturating_sub(1),
+            VersionArg::Raw(n) => *n,
+        }
+    }
+
+    /// What TETHER_IF_VERSION `version` may return on `stored`.
+    fn if_version_statuses(&self, stored: &[u8], version: u64) -> Vec<Status> {
+        let versions = self.versions(stored);
+        match self.slot(stored) {
+            Slot::Known(None) => vec![Status::NotFound],
+            Slot::Unknown => vec![Status::Ok, Status::Conflict, Status::NotFound],
+            // No key has version 0, nor one below a version it had.
+            Slot::Known(Some(_)) if version == 0 || version < versions.seen => {
+                vec![Status::Conflict]
+            }
+            Slot::Known(Some(_)) => match versions.exact {
+                Some(exact) if exact == version => vec![Status::Ok],
+                Some(_) => vec![Status::Conflict],
+                None => vec![Status::Ok, Status::Conflict],
+            },
+        }
     }
 
     fn run(&mut self, call: &Call, next: &mut Option<Vec<u8>>) {
@@ -559,9 +828,11 @@ impl State {
                 if flags == 0 {
                     expect("tether_write", got, Status::Ok);
                     self.learn(&stored, Some(bytes));
+                    self.changed(&stored, Some(false));
                 } else if self.running {
                     expect("tether_write(TETHER_QUEUE)", got, Status::Ok);
                     self.pending.insert(stored.clone());
+                    self.changed(&stored, Some(false));
                     self.model.insert(stored, Slot::Unknown);
                 } else {
                     expect("tether_write(TETHER_QUEUE)", got, Status::NotRunning);
@@ -602,7 +873,8 @@ impl State {
                 let bytes = buffer.map(|b| b[..len].to_vec()).unwrap_or_default();
                 match (self.slot(&stored), got) {
                     (Slot::Known(Some(_)) | Slot::Unknown, Status::Ok) => {
-                        self.learn(&stored, Some(bytes))
+                        self.learn(&stored, Some(bytes));
+                        self.changed(&stored, None);
                     }
                     (Slot::Known(None) | Slot::Unknown, Status::NotFound) => {
                         self.learn(&stored, None)
@@ -673,6 +945,7 @@ impl State {
                     Slot::Unknown => self.learn(&stored, value),
                     Slot::Known(want) => assert_eq!(value, want, "tether_read of {stored:?}"),
                 }
+                self.read_key(&stored);
             }
             Call::Delete {
                 null_db,
@@ -692,7 +965,8 @@ impl State {
                 match (self.slot(&stored), got) {
                     (Slot::Known(Some(_)) | Slot::Unknown, Status::Ok)
                     | (Slot::Known(None) | Slot::Unknown, Status::NotFound) => {
-                        self.learn(&stored, None)
+                        self.learn(&stored, None);
+                        self.changed(&stored, Some(false));
                     }
                     (slot, got) => panic!("tether_delete of {slot:?}: {got:?}: {}", last_error()),
                 }
@@ -775,9 +1049,15 @@ impl State {
                         assert_eq!(out, 7, "out_value written");
                     }
                     for shard in shard_keys(&stored, shards) {
+                        self.changed(&shard, None);
                         self.model.insert(shard, Slot::Unknown);
                     }
                     return;
+                }
+                // It reads the key first, then writes it where it can.
+                match got {
+                    Status::Ok => self.changed(&stored, None),
+                    _ => self.read_key(&stored),
                 }
                 let sum = match self.slot(&stored) {
                     Slot::Known(None) => Some(delta),
@@ -856,6 +1136,7 @@ impl State {
                     0 | 1 => vec![stored],
                     _ => shard_keys(&stored, shards),
                 };
+                keys.iter().for_each(|key| self.read_key(key));
                 // The total the model knows, if it knows every key's.
                 let mut total = Some(Some(0i128));
                 for key in &keys {
@@ -917,6 +1198,228 @@ impl State {
                 prefix,
                 null_out,
             } => self.delete_prefix(*null_db, backend, bucket, prefix, *null_out),
+            Call::WriteEx {
+                null_db,
+                backend,
+                bucket,
+                key,
+                value,
+                flags,
+                ttl,
+                version,
+                null_out,
+            } => {
+                let flags = match flags {
+                    ExFlags::Known {
+                        queue,
+                        if_absent,
+                        if_version,
+                        sliding,
+                    } => {
+                        let flag = |on: &bool, flag: u32| if *on { flag } else { 0 };
+                        flag(queue, TETHER_QUEUE)
+                            | flag(if_absent, TETHER_IF_ABSENT)
+                            | flag(if_version, TETHER_IF_VERSION)
+                            | flag(sliding, TETHER_SLIDING)
+                    }
+                    ExFlags::Raw(f) => *f,
+                };
+                self.write_ex(
+                    *null_db, backend, bucket, key, value, flags, ttl, version, *null_out,
+                )
+            }
+            Call::ReadEx {
+                null_db,
+                backend,
+                bucket,
+                key,
+                null_value,
+                null_len,
+                null_version,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                // Not `dangling`: that is what an empty value's pointer is.
+                let sentinel = ptr::without_provenance_mut::<u8>(0xdead0);
+                let (mut out, mut len, mut version) = (sentinel, 7usize, u64::MAX);
+                let out_ptr = if *null_value {
+                    ptr::null_mut()
+                } else {
+                    &mut out as *mut _
+                };
+                let len_ptr = if *null_len {
+                    ptr::null_mut()
+                } else {
+                    &mut len as *mut _
+                };
+                let version_ptr = if *null_version {
+                    ptr::null_mut()
+                } else {
+                    &mut version as *mut _
+                };
+                let got = unsafe {
+                    tether_read_ex(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        out_ptr,
+                        len_ptr,
+                        version_ptr,
+                    )
+                };
+                // Both value outputs or neither (an existence check).
+                let want = keyed(*null_db, &backend, &bucket, &key).and_then(|k| {
+                    match *null_value != *null_len {
+                        true => Err(Status::InvalidArgument),
+                        false => target(&k),
+                    }
+                });
+                let untouched = (sentinel, 7, u64::MAX);
+                let stored = match want {
+                    Err(want) => {
+                        expect("tether_read_ex", got, want);
+                        return assert_eq!((out, len, version), untouched, "outputs written");
+                    }
+                    Ok(stored) => stored,
+                };
+                let with_value = !*null_value;
+                let value = match got {
+                    Status::Ok if with_value => {
+                        assert!(!out.is_null() && out != sentinel);
+                        let value = unsafe { std::slice::from_raw_parts(out, len) }.to_vec();
+                        unsafe { tether_free(out, len) };
+                        Some(value)
+                    }
+                    Status::Ok => {
+                        assert_eq!((out, len), (sentinel, 7), "value outputs written");
+                        Some(Vec::new())
+                    }
+                    Status::NotFound => {
+                        assert_eq!((out, len, version), untouched, "outputs written");
+                        None
+                    }
+                    other => panic!("tether_read_ex: {other:?}: {}", last_error()),
+                };
+                match (self.slot(&stored), with_value) {
+                    (Slot::Unknown, true) => self.learn(&stored, value.clone()),
+                    // Present or absent, but not with which value.
+                    (Slot::Unknown, false) if value.is_none() => self.learn(&stored, None),
+                    (Slot::Unknown, false) => {}
+                    (Slot::Known(want), true) => {
+                        assert_eq!(value, want, "tether_read_ex of {stored:?}")
+                    }
+                    (Slot::Known(want), false) => assert_eq!(
+                        value.is_some(),
+                        want.is_some(),
+                        "tether_read_ex (existence) of {stored:?}"
+                    ),
+                }
+                self.read_key(&stored);
+                if got == Status::Ok && !*null_version {
+                    let known = self.versions(&stored);
+                    assert!(
+                        version != 0 && version != u64::MAX && version >= known.seen,
+                        "tether_read_ex of {stored:?}: version {version}, after {known:?}"
+                    );
+                    // A sliding read gives the version after it moved.
+                    if let Some(exact) = known.exact.filter(|_| !known.sliding) {
+                        assert_eq!(version, exact, "the version of {stored:?}");
+                    }
+                    self.saw_version(&stored, version);
+                }
+            }
+            Call::DeleteEx {
+                null_db,
+                backend,
+                bucket,
+                key,
+                flags,
+                version,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                let flags = match flags {
+                    DeleteFlags::None => 0,
+                    DeleteFlags::IfVersion => TETHER_IF_VERSION,
+                    DeleteFlags::Raw(f) => *f,
+                };
+                let target_key = keyed(*null_db, &backend, &bucket, &key).and_then(|k| target(&k));
+                let version = self.pick_version(version, target_key.as_deref().ok());
+                let got = unsafe {
+                    tether_delete_ex(
+                        db(*null_db),
+                        backend.ptr(),
+                        bucket.ptr(),
+                        key.ptr(),
+                        flags,
+                        version,
+                    )
+                };
+                let want = keyed(*null_db, &backend, &bucket, &key).and_then(|k| match flags {
+                    0 | TETHER_IF_VERSION => target(&k),
+                    _ => Err(Status::InvalidArgument),
+                });
+                let stored = match want {
+                    Err(want) => return expect("tether_delete_ex", got, want),
+                    Ok(stored) => stored,
+                };
+                let allowed = match (flags, self.slot(&stored)) {
+                    (TETHER_IF_VERSION, _) => self.if_version_statuses(&stored, version),
+                    (_, Slot::Known(Some(_))) => vec![Status::Ok],
+                    (_, Slot::Known(None)) => vec![Status::NotFound],
+                    (_, Slot::Unknown) => vec![Status::Ok, Status::NotFound],
+                };
+                expect_one_of("tether_delete_ex", got, &allowed);
+                match got {
+                    Status::Ok => {
+                        self.learn(&stored, None);
+                        self.changed(&stored, Some(false));
+                    }
+                    Status::NotFound => self.learn(&stored, None),
+                    // Version 0 is checked by reading the key.
+                    _ if version == 0 => self.read_key(&stored),
+                    _ => {}
+                }
+            }
+            Call::Touch {
+                null_db,
+                backend,
+                bucket,
+                key,
+                ttl,
+            } => {
+                let (backend, bucket, key) =
+                    (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+                let ttl_ms = ttl.ms();
+                let before = now_ms();
+                let got = unsafe {
+                    tether_touch(db(*null_db), backend.ptr(), bucket.ptr(), key.ptr(), ttl_ms)
+                };
+                let after = now_ms();
+                // The key first, then the deadline.
+                let want = keyed(*null_db, &backend, &bucket, &key)
+                    .and_then(|k| target(&k))
+                    .and_then(|stored| check_ttl(ttl_ms, before, after, got).map(|()| stored));
+                let stored = match want {
+                    Err(want) => return expect("tether_touch", got, want),
+                    Ok(stored) => stored,
+                };
+                match (self.slot(&stored), got) {
+                    // The value stays; on etcd the version changes.
+                    (Slot::Known(Some(_)) | Slot::Unknown, Status::Ok) => {
+                        let versions = self.versions.entry(stored.clone()).or_default();
+                        versions.exact = None;
+                        // A touch sets a fixed deadline; a queued write
+                        // in flight may still bring a sliding one.
+                        versions.sliding &= self.pending.contains(&stored);
+                    }
+                    (Slot::Known(None) | Slot::Unknown, Status::NotFound) => {
+                        self.learn(&stored, None)
+                    }
+                    (slot, got) => panic!("tether_touch of {slot:?}: {got:?}: {}", last_error()),
+                }
+            }
             Call::Flush { null_db } => {
                 let got = unsafe { tether_flush(db(*null_db)) };
                 match null_db {
@@ -959,6 +1462,128 @@ impl State {
                 tether_page_free(ptr::null_mut());
             },
             Call::FreeNull { len } => unsafe { tether_free(ptr::null_mut(), *len) },
+        }
+    }
+
+    /// `tether_write_ex`, checked against the model: the status (argument
+    /// errors, then conditions), the value written, and `out_version`:
+    /// written only for a direct write that succeeded, above every
+    /// version the key had.
+    #[allow(clippy::too_many_arguments)]
+    fn write_ex(
+        &mut self,
+        null_db: bool,
+        backend: &Text,
+        bucket: &Text,
+        key: &Text,
+        value: &ValueArg,
+        flags: u32,
+        ttl: &TtlArg,
+        version: &VersionArg,
+        null_out: bool,
+    ) {
+        let (backend, bucket, key) = (CArg::new(backend), CArg::new(bucket), CArg::new(key));
+        let (buffer, len) = value.make();
+        let value_ptr = buffer.as_ref().map_or(ptr::null(), |b| b.as_ptr());
+        self.written += buffer.as_ref().map_or(0, Vec::len);
+        let ttl_ms = ttl.ms();
+        let target_key = keyed(null_db, &backend, &bucket, &key).and_then(|k| target(&k));
+        let version = self.pick_version(version, target_key.as_deref().ok());
+        let mut out = u64::MAX;
+        let out_ptr = if null_out {
+            ptr::null_mut()
+        } else {
+            &mut out as *mut u64
+        };
+        let db = if null_db { ptr::null_mut() } else { self.db.0 };
+        let before = now_ms();
+        let got = unsafe {
+            tether_write_ex(
+                db,
+                backend.ptr(),
+                bucket.ptr(),
+                key.ptr(),
+                value_ptr,
+                len,
+                flags,
+                ttl_ms,
+                version,
+                out_ptr,
+            )
+        };
+        let after = now_ms();
+        let known = TETHER_QUEUE | TETHER_IF_ABSENT | TETHER_IF_VERSION | TETHER_SLIDING;
+        let conditions = flags & (TETHER_IF_ABSENT | TETHER_IF_VERSION);
+        let queue = flags & TETHER_QUEUE != 0;
+        let sliding = flags & TETHER_SLIDING != 0;
+        // The order of the checks: the strings, the value, the flags and
+        // ttl, then the backend and key.
+        let want = keyed(null_db, &backend, &bucket, &key).and_then(|k| {
+            let invalid = Err(Status::InvalidArgument);
+            if buffer.is_none() && len > 0
+                || flags & !known != 0
+                || conditions == TETHER_IF_ABSENT | TETHER_IF_VERSION
+                || queue && conditions != 0
+                || sliding && ttl_ms == 0
+            {
+                return invalid;
+            }
+            check_ttl(ttl_ms, before, after, got)?;
+            target(&k)
+        });
+        let stored = match want {
+            Err(want) => {
+                expect("tether_write_ex", got, want);
+                return assert_eq!(out, u64::MAX, "out_version written");
+            }
+            Ok(stored) => stored,
+        };
+        let bytes = buffer.map(|b| b[..len].to_vec()).unwrap_or_default();
+        if queue {
+            assert_eq!(out, u64::MAX, "out_version written for a queued write");
+            if self.running {
+                expect("tether_write_ex(TETHER_QUEUE)", got, Status::Ok);
+                self.pending.insert(stored.clone());
+                self.changed(&stored, Some(sliding));
+                self.model.insert(stored, Slot::Unknown);
+            } else {
+                expect("tether_write_ex(TETHER_QUEUE)", got, Status::NotRunning);
+            }
+            return;
+        }
+        let allowed = match (conditions, self.slot(&stored)) {
+            (0, _) | (TETHER_IF_ABSENT, Slot::Known(None)) => vec![Status::Ok],
+            (TETHER_IF_ABSENT, Slot::Known(Some(_))) => vec![Status::Conflict],
+            (TETHER_IF_ABSENT, Slot::Unknown) => vec![Status::Ok, Status::Conflict],
+            _ => self.if_version_statuses(&stored, version),
+        };
+        expect_one_of("tether_write_ex", got, &allowed);
+        if got != Status::Ok {
+            assert_eq!(out, u64::MAX, "out_version written");
+        }
+        match got {
+            Status::Ok => {
+                let had = self.versions(&stored);
+                self.learn(&stored, Some(bytes));
+                self.changed(&stored, Some(sliding));
+                // Above the version it was at, too.
+                let was = match conditions {
+                    TETHER_IF_VERSION => version,
+                    _ => 0,
+                };
+                if !null_out {
+                    assert!(
+                        out != u64::MAX && out > had.seen && out > was,
+                        "tether_write_ex of {stored:?} gave version {out}, after {had:?}"
+                    );
+                    self.saw_version(&stored, out);
+                }
+            }
+            // A failed condition changes nothing, but version 0 is
+            // checked by reading the key.
+            Status::NotFound => self.learn(&stored, None),
+            _ if conditions == TETHER_IF_VERSION && version == 0 => self.read_key(&stored),
+            _ => {}
         }
     }
 
@@ -1132,6 +1757,7 @@ impl State {
         }
         for key in covered {
             self.learn(&key, None);
+            self.changed(&key, Some(false));
         }
     }
 
@@ -1249,6 +1875,7 @@ impl State {
 }
 
 fuzz_target!(|calls: Vec<Call>| {
+    AT_EXIT.call_once(|| assert_eq!(unsafe { atexit(close_at_exit) }, 0));
     let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
     if guard
         .as_ref()
