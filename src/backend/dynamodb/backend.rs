@@ -199,16 +199,7 @@ impl DynamoDb {
         if let Some(old) = old {
             given.push((":old", number(old)));
         }
-        let request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_owned()))
-            .update_expression(&update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(names(&[&update, condition]))
-            .set_expression_attribute_values(values(&[&update, condition], &given));
-        self.conditional(key, request.send())
+        self.update(key, &update, condition, &given)
     }
 
     /// Sets or removes the deadline of an item that is alive, keeping its
@@ -232,15 +223,28 @@ impl DynamoDb {
         if let Some((version, deadline)) = was {
             given.extend([(":old", number(version)), (":was", number(deadline.at_ms))]);
         }
+        self.update(key, &update, condition, &given)
+    }
+
+    /// An UpdateItem of `key` with `update` where `condition` holds, with
+    /// those of the values `given` that the expressions use; `false` when
+    /// the condition failed.
+    fn update(
+        &self,
+        key: &str,
+        update: &str,
+        condition: &str,
+        given: &[(&str, AttributeValue)],
+    ) -> Result<bool> {
         let request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(KEY, AttributeValue::S(key.to_owned()))
-            .update_expression(&update)
+            .update_expression(update)
             .condition_expression(condition)
-            .set_expression_attribute_names(names(&[&update, condition]))
-            .set_expression_attribute_values(values(&[&update, condition], &given));
+            .set_expression_attribute_names(names(&[update, condition]))
+            .set_expression_attribute_values(values(&[update, condition], given));
         self.conditional(key, request.send())
     }
 
