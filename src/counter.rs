@@ -7,7 +7,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, Condition, Outcome, Ttl};
+use crate::backend::{Access, Backend, Condition, Outcome, Ttl, Versioned};
 use crate::error::{Error, Quoted, Result};
 
 /// The most keys a counter may be split over: `tether_counter_total`
@@ -64,9 +64,11 @@ pub(crate) fn random_below(bound: u64) -> u64 {
 /// The counter stored under `key` on `backend`: 0 when the key is absent,
 /// `Conflict` when its value is not a counter.
 pub(crate) fn read(backend: &dyn Backend, key: &str) -> Result<i64> {
-    match backend.read(key)? {
+    match backend.read_versioned(key, true, Access::Peek)? {
         None => Ok(0),
-        Some(value) => parse(&value).ok_or_else(|| not_a_number(backend.name(), key, &value)),
+        Some(Versioned { value, .. }) => {
+            parse(&value).ok_or_else(|| not_a_number(backend.name(), key, &value))
+        }
     }
 }
 
@@ -84,7 +86,7 @@ pub(crate) fn increment<B: Backend + ?Sized>(backend: &B, key: &str, delta: i64)
     let mut lost = 0u32;
     loop {
         let round = Instant::now();
-        let (count, condition) = match backend.read_versioned(key, true)? {
+        let (count, condition) = match backend.read_versioned(key, true, Access::Peek)? {
             None => (0, Condition::Absent),
             Some(read) => {
                 let count = parse(&read.value)

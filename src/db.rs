@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::backend::{self, Backend, Condition, Deadline, Outcome, Ttl, Write};
+use crate::backend::{self, Access, Backend, Condition, Deadline, Outcome, Ttl, Write};
 use crate::config::Config;
 use crate::counter;
 use crate::error::{Error, Quoted, Result};
@@ -250,7 +250,7 @@ impl Db {
     ) -> Result<(Vec<u8>, u64)> {
         let (_, engine, key) = self.target(backend, bucket, key)?;
         let read = engine
-            .read_versioned(&key, with_value)?
+            .read_versioned(&key, with_value, Access::Use)?
             .ok_or_else(|| Error::not_found(engine.name(), &key))?;
         Ok((read.value, read.version))
     }
@@ -682,7 +682,7 @@ fn settle(
     change: impl FnOnce() -> Result<Outcome>,
 ) -> Result<u64> {
     let outcome = match condition {
-        Condition::Version(0) => match engine.read_versioned(key, false)? {
+        Condition::Version(0) => match engine.read_versioned(key, false, Access::Peek)? {
             Some(_) => Outcome::Conflict,
             None => Outcome::Absent,
         },

@@ -493,10 +493,10 @@ struct World {
 }
 
 impl World {
-    /// The world after a read of the key: a sliding key's deadline
-    /// moves, and on etcd its version with it. Increments and conditions
-    /// on version 0 read the key first (src/counter.rs, src/db.rs), and
-    /// so slide it too, even where they then fail.
+    /// The world after the caller's read of the key: a sliding key's
+    /// deadline moves, and on etcd its version with it. The library's own
+    /// reads (an increment's, a condition on version 0's) move nothing:
+    /// such a call that fails leaves the world as it was.
     fn read(self) -> World {
         match self.expiry.slides() {
             true => World {
@@ -1411,7 +1411,7 @@ fn run_op(
             let counted = model.narrow(|w| match status {
                 Status::Ok => (incremented(&w.stored, delta) == Some(got))
                     .then(|| w.changed(Some(text.clone()), w.expiry)),
-                _ => incremented(&w.stored, delta).is_none().then(|| w.read()),
+                _ => incremented(&w.stored, delta).is_none().then_some(w),
             });
             if !counted {
                 return Err(format!(
@@ -1463,7 +1463,6 @@ fn run_op(
                         })
                     }
                     (Status::Ok, None) => Some(w.changed(Some(v.clone()), expiry)),
-                    _ if version == 0 => Some(w.read()),
                     _ => Some(w),
                 }
             });
@@ -1531,7 +1530,6 @@ fn run_op(
                 }
                 match status {
                     Status::Ok => Some(w.changed(None, Expiry::Never)),
-                    _ if version == 0 => Some(w.read()),
                     _ => Some(w),
                 }
             });

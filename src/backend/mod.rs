@@ -115,6 +115,17 @@ pub enum Outcome {
     Conflict,
 }
 
+/// Whether a read is the caller's use of the key, which moves a sliding
+/// deadline, or the library's own look at it (before a conditional change,
+/// a counter's round, a counter's total), which must leave the key as it
+/// is: on etcd moving a deadline rewrites the key and so changes its
+/// version, and a call that changes nothing must not change that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Use,
+    Peek,
+}
+
 /// A value and its version, as [`Backend::read_versioned`] gives them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versioned {
@@ -159,8 +170,14 @@ pub trait Backend: Send + Sync {
 
     /// The value under `key` (only where `with_value`) and its version, or
     /// `None` (also once expired). A value another program wrote has a
-    /// version too. Reading a key with a sliding deadline moves it.
-    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>>;
+    /// version too. An `Access::Use` of a key with a sliding deadline moves
+    /// the deadline; an `Access::Peek` leaves the key untouched.
+    fn read_versioned(
+        &self,
+        key: &str,
+        with_value: bool,
+        access: Access,
+    ) -> Result<Option<Versioned>>;
 
     /// Gives a present key the deadline `deadline` (`None`: no expiry),
     /// keeping its value; `Outcome::Absent` when it is absent.
@@ -181,9 +198,11 @@ pub trait Backend: Send + Sync {
             .map(drop)
     }
 
-    /// The value under `key`, or `None`.
+    /// The value under `key`, or `None`: the caller's use of the key.
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.read_versioned(key, true)?.map(|v| v.value))
+        Ok(self
+            .read_versioned(key, true, Access::Use)?
+            .map(|v| v.value))
     }
 
     /// Replaces the value under `key` only where the key exists, atomically,
@@ -200,7 +219,7 @@ pub trait Backend: Send + Sync {
     /// 64-bit integer or the sum overflows; `Unavailable` when other
     /// writers kept the step from going through within the engine's
     /// `timeout` (nothing written either). By default a loop of
-    /// `read_versioned` and `write_if` at the version read
+    /// `read_versioned` (a peek) and `write_if` at the version read
     /// (`crate::counter::increment`); an engine with an increment of its
     /// own that keeps the value readable as text may override it.
     fn increment(&self, key: &str, delta: i64) -> Result<i64> {

@@ -292,7 +292,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::backend::{BatchLimit, Condition, Listing, Outcome, Versioned};
+    use crate::backend::{Access, BatchLimit, Condition, Listing, Outcome, Versioned};
     use crate::error::Status;
     use crate::log::Level;
 
@@ -322,7 +322,7 @@ mod tests {
         ) -> Result<Outcome> {
             unreachable!()
         }
-        fn read_versioned(&self, _: &str, _: bool) -> Result<Option<Versioned>> {
+        fn read_versioned(&self, _: &str, _: bool, _: Access) -> Result<Option<Versioned>> {
             unreachable!()
         }
         fn delete_if(&self, _: &str, _: Condition) -> Result<Outcome> {

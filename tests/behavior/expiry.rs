@@ -28,6 +28,7 @@ cases![
     touch_sets_and_clears_a_deadline_of_a_present_key,
     a_queued_write_held_past_its_deadline_is_never_applied,
     conditions_on_a_key_with_a_deadline_see_its_version,
+    calls_that_fail_leave_a_sliding_key_as_it_is,
     expired_keys_are_neither_listed_nor_counted_as_deleted,
     ttls_whose_deadline_overflows_are_invalid,
     c_entry_points_write_with_a_ttl_and_touch,
@@ -314,6 +315,43 @@ fn conditions_on_a_key_with_a_deadline_see_its_version(s: &Space) {
     db.write_ex(None, Some("e"), "k", b"again", &long).unwrap();
     db.delete(None, Some("e"), "k").unwrap();
     assert_eq!(status(db.delete(None, Some("e"), "k")), Status::NotFound);
+    db.close().unwrap();
+}
+
+/// The library reads a key before an increment and to settle a condition
+/// on version 0; those reads are its own, not the caller's, so a call that
+/// fails changes nothing: not the deadline of a sliding key, and so (on
+/// etcd, where moving it rewrites the key) not its version either.
+fn calls_that_fail_leave_a_sliding_key_as_it_is(s: &Space) {
+    let db = s.open(QUICK);
+    let sliding = WriteOptions {
+        sliding: true,
+        ..with_ttl(Duration::from_secs(600))
+    };
+    let version = db
+        .write_ex(None, Some("e"), "k", b"not a number", &sliding)
+        .unwrap()
+        .unwrap();
+    let at = |version| WriteOptions {
+        if_version: Some(version),
+        ..WriteOptions::default()
+    };
+    for _ in 0..3 {
+        let increment = db.increment(None, Some("e"), "k", 1, 0, true);
+        assert_eq!(status(increment), Status::Conflict);
+        let total = db.counter_total(None, Some("e"), "k", 0);
+        assert_eq!(status(total), Status::Conflict);
+        let write = db.write_ex(None, Some("e"), "k", b"x", &at(0));
+        assert_eq!(status(write), Status::Conflict);
+        let delete = db.delete_ex(None, Some("e"), "k", Some(0));
+        assert_eq!(status(delete), Status::Conflict);
+    }
+    // Still at the version written: a write at it goes through.
+    let next = db
+        .write_ex(None, Some("e"), "k", b"kept", &at(version))
+        .unwrap()
+        .unwrap();
+    assert!(next > version);
     db.close().unwrap();
 }
 

@@ -31,7 +31,8 @@ use super::table::about_table;
 use super::{DynamoDbConfig, NAME};
 use crate::backend::remote::Runtime;
 use crate::backend::{
-    now_ms, Backend, BatchLimit, Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write,
+    now_ms, Access, Backend, BatchLimit, Condition, Deadline, Listing, Outcome, Ttl, Versioned,
+    Write,
 };
 use crate::error::{Error, Result};
 use crate::keys;
@@ -506,7 +507,12 @@ impl Backend for DynamoDb {
         }
     }
 
-    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
+    fn read_versioned(
+        &self,
+        key: &str,
+        with_value: bool,
+        access: Access,
+    ) -> Result<Option<Versioned>> {
         let Some(Stored {
             version,
             deadline,
@@ -520,7 +526,7 @@ impl Backend for DynamoDb {
             if deadline.has_passed(now) {
                 return Ok(None);
             }
-            if let Some(slid) = deadline.slid(now) {
+            if let Some(slid) = deadline.slid(now).filter(|_| access == Access::Use) {
                 // Where nothing changed since the read; else the change
                 // set the deadline anew.
                 let unchanged = format!("{} AND #dl = :was", was(version));
@@ -565,7 +571,7 @@ impl Backend for DynamoDb {
                 None => Ok(Outcome::Absent),
             },
             Err(error) if error.code() == Some("ConditionalCheckFailedException") => {
-                match self.read_versioned(key, false)? {
+                match self.read_versioned(key, false, Access::Peek)? {
                     Some(_) => Ok(Outcome::Conflict),
                     None => Ok(Outcome::Absent),
                 }

@@ -24,7 +24,8 @@ use super::tls::tls_options;
 use super::{EtcdConfig, NAME};
 use crate::backend::remote::Runtime;
 use crate::backend::{
-    now_ms, Backend, BatchLimit, Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write,
+    now_ms, Access, Backend, BatchLimit, Condition, Deadline, Listing, Outcome, Ttl, Versioned,
+    Write,
 };
 use crate::error::{redacted_url, Error, Result};
 use crate::keys;
@@ -642,7 +643,7 @@ impl Etcd {
         }
     }
 
-    fn read_once(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
+    fn read_once(&self, key: &str, with_value: bool, access: Access) -> Result<Option<Versioned>> {
         let options = (!with_value).then(|| GetOptions::new().with_keys_only());
         let mut answer = self.call(key, |mut kv| {
             let options = options.clone();
@@ -670,7 +671,7 @@ impl Etcd {
                 if deadline.has_passed(now) {
                     return Ok(None);
                 }
-                if let Some(slid) = deadline.slid(now) {
+                if let Some(slid) = deadline.slid(now).filter(|_| access == Access::Use) {
                     version = self.slide(key, &kv, slid, now)?.unwrap_or(version);
                 }
             }
@@ -790,8 +791,13 @@ impl Backend for Etcd {
         self.granting_lost_leases(|| self.write_once(key, value, condition, ttl))
     }
 
-    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
-        self.granting_lost_leases(|| self.read_once(key, with_value))
+    fn read_versioned(
+        &self,
+        key: &str,
+        with_value: bool,
+        access: Access,
+    ) -> Result<Option<Versioned>> {
+        self.granting_lost_leases(|| self.read_once(key, with_value, access))
     }
 
     fn touch(&self, key: &str, deadline: Option<Deadline>) -> Result<Outcome> {

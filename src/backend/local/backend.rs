@@ -9,7 +9,7 @@ use super::store::Store;
 use super::sweep::Sweeper;
 use super::{LocalConfig, NAME};
 use crate::backend::{
-    now_ms, Backend, Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write,
+    now_ms, Access, Backend, Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write,
 };
 use crate::error::{Error, Result};
 use crate::files::create_private_dir;
@@ -124,8 +124,15 @@ impl Backend for Local {
         })
     }
 
-    fn read_versioned(&self, key: &str, with_value: bool) -> Result<Option<Versioned>> {
-        self.with(key, "", |store| store.read(key, with_value, now_ms()))
+    fn read_versioned(
+        &self,
+        key: &str,
+        with_value: bool,
+        access: Access,
+    ) -> Result<Option<Versioned>> {
+        self.with(key, "", |store| {
+            store.read(key, with_value, access, now_ms())
+        })
     }
 
     fn touch(&self, key: &str, deadline: Option<Deadline>) -> Result<Outcome> {

@@ -11,7 +11,7 @@ use sled::IVec;
 
 use super::entry::{self, Meta};
 use super::{LocalConfig, NAME};
-use crate::backend::{Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write};
+use crate::backend::{Access, Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write};
 use crate::error::{Error, Result};
 use crate::keys;
 
@@ -178,6 +178,7 @@ impl Store {
         &self,
         key: &str,
         with_value: bool,
+        access: Access,
         now_ms: u64,
     ) -> sled::Result<Option<Versioned>> {
         loop {
@@ -199,7 +200,7 @@ impl Store {
             if deadline.has_passed(now_ms) {
                 return Ok(None);
             }
-            let Some(slid) = deadline.slid(now_ms) else {
+            let Some(slid) = deadline.slid(now_ms).filter(|_| access == Access::Use) else {
                 return Ok(Some(read));
             };
             let meta = Meta {
@@ -581,7 +582,10 @@ mod tests {
                 then - 1,
             )
             .unwrap();
-        assert!(store.read("b:sliding", true, then - 1).unwrap().is_some());
+        assert!(store
+            .read("b:sliding", true, Access::Use, then - 1)
+            .unwrap()
+            .is_some());
         assert_eq!(store.entries.len(), 2_503);
 
         assert!(store.sweep(now, 1_000).unwrap());

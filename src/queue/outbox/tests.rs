@@ -2,7 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::AtomicBool;
 
 use super::*;
-use crate::backend::{Condition, Listing, Outcome, Versioned};
+use crate::backend::{Access, Condition, Listing, Outcome, Versioned};
 use crate::error::Status;
 use crate::log::Level;
 
@@ -20,7 +20,7 @@ impl Backend for Sink {
     fn write_if(&self, _: &str, _: &[u8], _: Condition, _: crate::backend::Ttl) -> Result<Outcome> {
         unreachable!()
     }
-    fn read_versioned(&self, _: &str, _: bool) -> Result<Option<Versioned>> {
+    fn read_versioned(&self, _: &str, _: bool, _: Access) -> Result<Option<Versioned>> {
         unreachable!()
     }
     fn delete_if(&self, _: &str, _: Condition) -> Result<Outcome> {
