@@ -74,6 +74,10 @@ engines! {
 /// plan, and running out of memory aborts the process.
 const MAX_QUEUE_CAPACITY: usize = 10_000_000;
 
+/// The most `queue_batch.in_flight`: each batch in flight has a thread of
+/// its own while it is applied.
+const MAX_IN_FLIGHT: usize = 64;
+
 /// The `queue_batch` section: how the queue applies queued writes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -84,6 +88,9 @@ pub struct QueueConfig {
     pub interval: f64,
     /// At most this many writes wait in the queue; then writers wait.
     pub capacity: usize,
+    /// Batches a worker keeps outstanding at once on a remote backend
+    /// when the queue holds more than one; `local` applies one at a time.
+    pub in_flight: usize,
     /// Whether opening a handle starts the worker.
     pub autostart: bool,
     /// Whether queued writes go through the on-disk outbox, so that a
@@ -106,6 +113,7 @@ impl Default for QueueConfig {
             size: 10,
             interval: 2.0,
             capacity: 10_000,
+            in_flight: 4,
             autostart: true,
             durable: true,
             outbox_path: None,
@@ -212,6 +220,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "queue_batch.capacity must be between 1 and {MAX_QUEUE_CAPACITY}, not {}",
                 q.capacity
+            )));
+        }
+        if !(1..=MAX_IN_FLIGHT).contains(&q.in_flight) {
+            return Err(Error::Config(format!(
+                "queue_batch.in_flight must be between 1 and {MAX_IN_FLIGHT}, not {}",
+                q.in_flight
             )));
         }
         if !(q.interval.is_finite() && q.interval >= 0.0 && q.interval <= 86_400.0) {
@@ -342,6 +356,8 @@ mod tests {
             r#"{"queue_batch": {"size": 0}}"#,
             r#"{"queue_batch": {"capacity": 0}}"#,
             r#"{"queue_batch": {"capacity": 10000001}}"#,
+            r#"{"queue_batch": {"in_flight": 0}}"#,
+            r#"{"queue_batch": {"in_flight": 65}}"#,
             r#"{"queue_batch": {"interval": -1}}"#,
             r#"{"default_backend": "etcd"}"#,
             r#"{"etcd": {}, "dynamodb": {}}"#,

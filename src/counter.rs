@@ -78,7 +78,7 @@ pub(crate) fn read(backend: &dyn Backend, key: &str) -> Result<i64> {
 /// the default of [`Backend::increment`].
 pub(crate) fn increment<B: Backend + ?Sized>(backend: &B, key: &str, delta: i64) -> Result<i64> {
     let started = Instant::now();
-    let remote = backend.timeout() > Duration::ZERO;
+    let remote = backend.is_remote();
     let bound = match remote {
         true => backend.timeout(),
         false => IN_PROCESS_BOUND,

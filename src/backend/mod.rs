@@ -284,6 +284,14 @@ pub trait Backend: Send + Sync {
     fn timeout(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// Whether the engine is a server the library reaches over the
+    /// network: its calls can time out, and the worker keeps several of its
+    /// batches in flight (`queue_batch.in_flight`), each waiting mostly on
+    /// the network. An embedded engine's batches are applied one at a time.
+    fn is_remote(&self) -> bool {
+        self.timeout() > Duration::ZERO
+    }
 }
 
 /// An engine's configuration section, as the registry in [`crate::config`]

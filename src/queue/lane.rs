@@ -135,7 +135,7 @@ impl Lane {
                 let held = log.held();
                 (state.done, state.taken, state.next) = (held.start, held.start, held.end);
                 if !held.is_empty() {
-                    let first = log.read(held.start..held.start + 1)?;
+                    let first = log.read(held.start..held.start + 1, u64::MAX)?;
                     state.first_waiting_at = first.first().map(|r| instant_of(r.queued_at));
                 }
                 Store::Outbox(log.clone())

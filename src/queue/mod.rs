@@ -115,6 +115,10 @@ impl Queue {
             let worker = Worker {
                 size: self.settings.size,
                 capacity: self.settings.capacity,
+                in_flight: match lane.backend.is_remote() {
+                    true => self.settings.in_flight,
+                    false => 1,
+                },
                 interval: self.settings.interval(),
                 lane: lane.clone(),
                 failures: self.failures.clone(),
@@ -286,8 +290,9 @@ impl Drop for Queue {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::path::Path;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
@@ -299,11 +304,22 @@ mod tests {
     /// A backend that records batches, and fails (or panics on) those
     /// holding a key starting with "fail" (or "panic"): faults sled cannot
     /// be made to produce on demand.
-    /// While `down`, it is unreachable; it takes at most 3 writes a batch.
+    /// While `down`, it is unreachable; while `holding`, so it is to
+    /// batches holding a key starting with "hold". It takes at most 3
+    /// writes a batch, each taking `slow_ms`.
     #[derive(Default)]
     struct Faulty {
         applied: Mutex<Vec<String>>,
         down: AtomicBool,
+        holding: AtomicBool,
+        slow_ms: AtomicU64,
+        /// Batches being written now, and the most there were at once.
+        writing: AtomicUsize,
+        most_writing: AtomicUsize,
+        /// Per key, the largest numeric value applied; and whether a
+        /// smaller one came after it (an order broken).
+        values: Mutex<HashMap<String, u64>>,
+        reordered: AtomicBool,
         tries: AtomicU64,
         /// Panics where the worker has no guard: it dies.
         breaks_worker: AtomicBool,
@@ -337,7 +353,13 @@ mod tests {
         fn write_batch(&self, writes: &[Write]) -> Result<()> {
             self.tries.fetch_add(1, Ordering::SeqCst);
             assert!(writes.len() <= 3, "over the batch limit");
-            if self.down.load(Ordering::SeqCst) {
+            let writing = self.writing.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_writing.fetch_max(writing, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(self.slow_ms.load(Ordering::SeqCst)));
+            self.writing.fetch_sub(1, Ordering::SeqCst);
+            let held = self.holding.load(Ordering::SeqCst)
+                && writes.iter().any(|w| w.key.starts_with("hold"));
+            if self.down.load(Ordering::SeqCst) || held {
                 return Err(Error::unavailable("faulty", "", "injected outage"));
             }
             if writes.iter().any(|w| w.key.starts_with("panic")) {
@@ -345,6 +367,20 @@ mod tests {
             }
             if let Some(bad) = writes.iter().find(|w| w.key.starts_with("fail")) {
                 return Err(Error::io("faulty", &bad.key, "injected failure"));
+            }
+            let mut values = self.values.lock().unwrap();
+            for write in writes {
+                let Some(value) = std::str::from_utf8(&write.value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                else {
+                    continue;
+                };
+                let last = values.entry(write.key.clone()).or_insert(0);
+                if value < *last {
+                    self.reordered.store(true, Ordering::SeqCst);
+                }
+                *last = value;
             }
             let mut applied = self.applied.lock().unwrap();
             applied.extend(writes.iter().map(|w| w.key.clone()));
@@ -376,10 +412,21 @@ mod tests {
     }
 
     fn queue_over(size: usize, faulty: &Arc<Faulty>, outbox: Option<&Path>) -> Queue {
+        queue_in_flight(size, 1, faulty, outbox)
+    }
+
+    /// A queue whose worker keeps up to `in_flight` batches in flight.
+    fn queue_in_flight(
+        size: usize,
+        in_flight: usize,
+        faulty: &Arc<Faulty>,
+        outbox: Option<&Path>,
+    ) -> Queue {
         let backends: Backends = vec![faulty.clone() as Arc<dyn Backend>].into();
         let settings = QueueConfig {
             size,
             interval: 3600.0,
+            in_flight,
             ..QueueConfig::default()
         };
         let log = Logger::new(Level::None);
@@ -390,9 +437,13 @@ mod tests {
     }
 
     fn push(queue: &Queue, key: &str) {
+        push_value(queue, key, "v");
+    }
+
+    fn push_value(queue: &Queue, key: &str, value: &str) {
         let write = Write {
             key: key.into(),
-            value: b"v".to_vec(),
+            value: value.into(),
             deadline: None,
         };
         queue.push(0, write).unwrap();
@@ -400,17 +451,22 @@ mod tests {
 
     #[test]
     fn a_failed_batch_is_reported_once_by_the_next_flush() {
-        let (queue, faulty) = queue(2);
-        for key in ["ok1", "ok2", "fail1", "x", "fail2", "y", "ok3"] {
+        // One batch of all nine writes (its size), in pieces of three.
+        let (queue, faulty) = queue(9);
+        let keys = [
+            "ok1", "ok2", "ok3", "fail1", "x", "fail2", "ok4", "ok5", "ok6",
+        ];
+        for key in keys {
             push(&queue, key);
         }
         let err = queue.flush().unwrap_err();
         assert_eq!(err.status(), Status::Io);
         assert_eq!(
             err.to_string(),
-            "4 queued write(s) failed; the first: faulty: key \"fail1\": storage failed: injected failure"
+            "3 queued write(s) failed; the first: faulty: key \"fail1\": storage failed: injected failure"
         );
-        assert_eq!(*faulty.applied.lock().unwrap(), ["ok1", "ok2", "ok3"]);
+        let applied = ["ok1", "ok2", "ok3", "ok4", "ok5", "ok6"];
+        assert_eq!(*faulty.applied.lock().unwrap(), applied);
         queue.flush().unwrap();
     }
 
@@ -426,9 +482,10 @@ mod tests {
     fn a_panicking_backend_is_reported_and_the_worker_goes_on() {
         let (queue, faulty) = queue(1);
         push(&queue, "panic");
-        push(&queue, "after");
         let err = queue.flush().unwrap_err();
         assert_eq!(err.status(), Status::Internal);
+        push(&queue, "after");
+        queue.flush().unwrap();
         assert_eq!(*faulty.applied.lock().unwrap(), ["after"]);
     }
 
@@ -520,6 +577,66 @@ mod tests {
         push(&queue, "after");
         queue.flush().unwrap();
         assert_eq!(*faulty.applied.lock().unwrap(), ["after"]);
+    }
+
+    #[test]
+    fn batches_in_flight_overlap_and_keep_each_keys_order() {
+        let faulty = Arc::new(Faulty::default());
+        faulty.slow_ms.store(30, Ordering::SeqCst);
+        let queue = queue_in_flight(12, 4, &faulty, None);
+        // 30 keys written 20 times each, values rising: a key's value may
+        // only rise, also across batches in flight.
+        for i in 0..600 {
+            push_value(&queue, &format!("k{}", i % 30), &i.to_string());
+        }
+        queue.flush().unwrap();
+        assert!(
+            !faulty.reordered.load(Ordering::SeqCst),
+            "a key's order broken"
+        );
+        let values = faulty.values.lock().unwrap().clone();
+        let last: HashMap<String, u64> = (570..600).map(|i| (format!("k{}", i % 30), i)).collect();
+        assert_eq!(values, last);
+        let most = faulty.most_writing.load(Ordering::SeqCst);
+        assert!((2..=4).contains(&most), "{most} batches in flight at most");
+    }
+
+    #[test]
+    fn an_outbox_forgets_a_write_only_once_every_earlier_piece_landed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox");
+        let faulty = Arc::new(Faulty::default());
+        faulty.holding.store(true, Ordering::SeqCst);
+        // One batch of twelve, four pieces in flight: the second piece,
+        // holding "hold", meets an outage while the others land.
+        let queue = queue_in_flight(12, 4, &faulty, Some(&path));
+        let keys: Vec<String> = (0..12)
+            .map(|i| match i {
+                3 => "hold".to_string(),
+                i => format!("k{i:02}"),
+            })
+            .collect();
+        for key in &keys {
+            push(&queue, key);
+        }
+        assert_eq!(queue.stop().unwrap_err().status(), Status::Unavailable);
+        drop(queue);
+        let mut landed = std::mem::take(&mut *faulty.applied.lock().unwrap());
+        landed.sort();
+        let mut others: Vec<String> = keys
+            .iter()
+            .filter(|k| !k.starts_with("hold"))
+            .cloned()
+            .collect();
+        others.retain(|k| !["k04", "k05"].contains(&k.as_str()));
+        assert_eq!(landed, others, "every piece but the held one landed");
+
+        // Only the first piece was done: the rest, landed or not, is
+        // applied again, in order.
+        faulty.holding.store(false, Ordering::SeqCst);
+        let queue = queue_over(12, &faulty, Some(&path));
+        queue.flush().unwrap();
+        assert_eq!(*faulty.applied.lock().unwrap(), keys[3..]);
     }
 
     #[test]

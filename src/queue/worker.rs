@@ -21,6 +21,10 @@ const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest pause between two tries, so that writes go out soon after
 /// the backend is back.
 const LAST_RETRY: Duration = Duration::from_secs(2);
+/// The most bytes (as the outbox counts them) one batch takes when more
+/// writes wait: a deep queue goes out in large batches, yet one batch's
+/// memory stays bounded, also when it is read back from the outbox.
+const BATCH_BYTES: u64 = 8 << 20;
 
 /// How applying one piece of a batch ended.
 pub(super) enum Outcome {
@@ -37,6 +41,9 @@ pub(super) enum Outcome {
 pub(super) struct Worker {
     pub(super) size: usize,
     pub(super) capacity: usize,
+    /// Pieces of a batch applied at once: `queue_batch.in_flight` on a
+    /// remote backend, else 1.
+    pub(super) in_flight: usize,
     pub(super) interval: Duration,
     pub(super) lane: Arc<Lane>,
     pub(super) failures: Arc<Mutex<Failures>>,
@@ -95,22 +102,42 @@ impl Worker {
         }
     }
 
-    /// Takes the next batch of the `waiting` writes: `size` of them at most.
-    /// Reads the outbox, when it must, without the lane's lock: writers go
-    /// on meanwhile, and only this thread moves `taken`.
+    /// The most writes one batch takes: what one round of `in_flight`
+    /// engine batches carries, and never fewer than `size`.
+    fn most_writes(&self) -> u64 {
+        let limit = self.lane.backend.batch_limit();
+        let round = limit.writes.saturating_mul(self.in_flight);
+        round.max(self.size) as u64
+    }
+
+    /// Takes the next batch of the `waiting` writes: every one of them, up
+    /// to [`Worker::most_writes`] and [`BATCH_BYTES`] (at least one). Reads
+    /// the outbox, when it must, without the lane's lock: writers go on
+    /// meanwhile, and only this thread moves `taken`.
     pub(super) fn take<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
         waiting: u64,
     ) -> (MutexGuard<'a, State>, Result<Vec<Queued>>) {
-        let count = waiting.min(self.size as u64);
-        let seqs = state.taken..state.taken + count;
-        let batch: Vec<Queued> = if state.waiting.len() as u64 >= count {
-            state.waiting.drain(..count as usize).collect()
+        let most = waiting.min(self.most_writes());
+        let batch: Vec<Queued> = if !state.waiting.is_empty() {
+            // Memory holds the first waiting writes: as many as fit.
+            let mut bytes = 0;
+            let count = state
+                .waiting
+                .iter()
+                .take(most as usize)
+                .take_while(|queued| {
+                    let before = bytes;
+                    bytes += outbox::write_size(&queued.write);
+                    before < BATCH_BYTES
+                })
+                .count();
+            state.waiting.drain(..count).collect()
         } else {
-            // Memory is short only of writes the outbox holds: after an
-            // outage, or from an earlier run. What it holds starts at
-            // `taken`: it goes, and the batch is read back.
+            // Memory holds none of the waiting writes only where the outbox
+            // holds them (after an outage, or from an earlier run): the
+            // batch is read back.
             let Store::Outbox(log) = &self.lane.store else {
                 let error = Error::Internal(format!(
                     "{}: {waiting} writes wait, {} in memory",
@@ -119,9 +146,9 @@ impl Worker {
                 ));
                 return (state, Err(error));
             };
-            state.waiting.clear();
+            let seqs = state.taken..state.taken + most;
             drop(state);
-            let read = self.read_back(log, seqs.clone());
+            let read = self.read_back(log, seqs);
             state = self.lane.lock();
             match read {
                 Ok(batch) => batch,
@@ -129,7 +156,7 @@ impl Worker {
             }
         };
         state.first_taken_at = state.first_waiting_at;
-        state.taken = seqs.end;
+        state.taken += batch.len() as u64;
         // The next write's time: in memory, or, when only the outbox holds
         // it, no later than this batch's last, which was queued before it.
         state.first_waiting_at = match state.waiting.front() {
@@ -140,14 +167,15 @@ impl Worker {
         (state, Ok(batch))
     }
 
-    /// The writes numbered `seqs`, read back from the outbox.
+    /// The first writes numbered `seqs` that fit in [`BATCH_BYTES`], read
+    /// back from the outbox.
     pub(super) fn read_back(
         &self,
         log: &LaneLog,
         seqs: std::ops::Range<u64>,
     ) -> Result<Vec<Queued>> {
         let batch: Vec<Queued> = log
-            .read(seqs.clone())?
+            .read(seqs.clone(), BATCH_BYTES)?
             .into_iter()
             .map(|record| Queued {
                 seq: record.seq,
@@ -155,9 +183,10 @@ impl Worker {
                 write: record.write,
             })
             .collect();
-        if batch.len() as u64 != seqs.end - seqs.start {
+        let from_start = batch.iter().zip(seqs.start..).all(|(q, seq)| q.seq == seq);
+        if batch.is_empty() || !from_start {
             return Err(Error::Internal(format!(
-                "{}: the outbox holds {} of the writes {seqs:?}",
+                "{}: the outbox holds {} of the writes {seqs:?}, not from the first on",
                 self.lane.name(),
                 batch.len()
             )));
@@ -165,8 +194,11 @@ impl Worker {
         Ok(batch)
     }
 
-    /// Applies a batch, in pieces the backend accepts. Returns false when
-    /// a stop gave up on the backend.
+    /// Applies a batch, in pieces the backend accepts, up to `in_flight`
+    /// of them at once. Pieces of one batch touch different keys (the last
+    /// write to each key is kept), so they may land in any order; each is
+    /// marked done in order, once it and every piece before it landed.
+    /// Returns false when a stop gave up on the backend.
     pub(super) fn send(&self, batch: Vec<Queued>) -> bool {
         let first = batch.first().map_or(0, |q| q.seq);
         let end_of_batch = batch.last().map_or(0, |q| q.seq + 1);
@@ -178,33 +210,77 @@ impl Worker {
         let bytes_before = |seq: u64| bytes[(seq - first) as usize];
         let (seqs, writes) = last_write_per_key(batch);
         let limit = self.lane.backend.batch_limit();
+        let mut pieces = Vec::new();
         let mut start = 0;
         while start < writes.len() {
             let end = start + piece_len(&writes[start..], limit);
-            // A piece takes with it the writes its own overtook; the last
-            // one ends the batch, since it holds the batch's last write.
-            let done = seqs.get(end).copied().unwrap_or(end_of_batch);
-            let mut expired = 0;
-            let error = match self.apply(&writes[start..end]) {
-                Outcome::Applied { expired: gone } => {
-                    expired = gone;
-                    None
-                }
-                Outcome::Failed(error) => Some(error),
-                Outcome::GaveUp(error) => {
-                    self.give_up(error);
-                    return false;
-                }
-            };
-            if let Store::Outbox(log) = &self.lane.store {
-                log.applied(
-                    done,
-                    bytes_before(done) - bytes_before(self.lane.lock().done),
-                );
-            }
-            self.finish(done, error, expired);
+            pieces.push(&writes[start..end]);
             start = end;
         }
+        let mut end = 0;
+        for window in pieces.chunks(self.in_flight) {
+            for (piece, outcome) in window.iter().zip(self.apply_all(window)) {
+                end += piece.len();
+                // A piece takes with it the writes its own overtook; the
+                // last one ends the batch, since it holds its last write.
+                let done = seqs.get(end).copied().unwrap_or(end_of_batch);
+                if !self.settle(outcome, done, &bytes_before) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Applies `pieces` side by side, each on a thread of its own but the
+    /// first, which this thread applies; gives their outcomes in order.
+    fn apply_all(&self, pieces: &[&[Write]]) -> Vec<Outcome> {
+        let [first, rest @ ..] = pieces else {
+            return Vec::new();
+        };
+        std::thread::scope(|scope| {
+            let others: Vec<_> = rest
+                .iter()
+                .map(|piece| {
+                    std::thread::Builder::new()
+                        .name(format!("tetherdb-{}", self.lane.name()))
+                        .spawn_scoped(scope, || self.apply(piece))
+                        // No thread to be had: this one applies it, after.
+                        .map_err(|_| *piece)
+                })
+                .collect();
+            let mut outcomes = vec![self.apply(first)];
+            for other in others {
+                outcomes.push(match other {
+                    Ok(thread) => thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    Err(piece) => self.apply(piece),
+                });
+            }
+            outcomes
+        })
+    }
+
+    /// Records how applying the piece that ends before `done` went: marks
+    /// it done in the outbox and the lane. Returns false when a stop gave
+    /// up on the backend.
+    fn settle(&self, outcome: Outcome, done: u64, bytes_before: &impl Fn(u64) -> u64) -> bool {
+        let (error, expired) = match outcome {
+            Outcome::Applied { expired } => (None, expired),
+            Outcome::Failed(error) => (Some(error), 0),
+            Outcome::GaveUp(error) => {
+                self.give_up(error);
+                return false;
+            }
+        };
+        if let Store::Outbox(log) = &self.lane.store {
+            log.applied(
+                done,
+                bytes_before(done) - bytes_before(self.lane.lock().done),
+            );
+        }
+        self.finish(done, error, expired);
         true
     }
 

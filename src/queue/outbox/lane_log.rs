@@ -398,8 +398,10 @@ impl LaneLog {
         marked.and(persisted.map(drop))
     }
 
-    /// The writes numbered `seqs`, in order, read back from the files.
-    pub fn read(&self, seqs: std::ops::Range<u64>) -> Result<Vec<Record>> {
+    /// The writes numbered `seqs`, in order, read back from the files; only
+    /// the first of them that reach `max_bytes` (by `write_size`), and at
+    /// least one.
+    pub fn read(&self, seqs: std::ops::Range<u64>, max_bytes: u64) -> Result<Vec<Record>> {
         self.persist(false)?;
         let mut files = locked(&self.files);
         let segment_of =
@@ -426,6 +428,7 @@ impl LaneLog {
             }
         };
         let mut records = Vec::new();
+        let mut bytes = 0;
         let mut last = None;
         'segments: while let Some(index) = segment_of(&files, at.segment_first) {
             let segment = &files.segments[index];
@@ -444,8 +447,9 @@ impl LaneLog {
                 };
                 last = Some((record.seq, position));
                 let seq = record.seq;
+                bytes += write_size(&record.write);
                 records.push(record);
-                if seq + 1 >= seqs.end {
+                if seq + 1 >= seqs.end || bytes >= max_bytes {
                     break 'segments;
                 }
             }

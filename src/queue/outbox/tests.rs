@@ -84,9 +84,9 @@ fn writes_come_back_in_order_and_only_done_ones_are_forgotten() {
         for seq in 0..5 {
             log.stage(seq, &write(&format!("k{seq}"), 10)).unwrap();
         }
-        assert_eq!(keys(&log.read(1..3).unwrap()), ["k1", "k2"]);
-        assert_eq!(keys(&log.read(3..5).unwrap()), ["k3", "k4"]);
-        assert_eq!(keys(&log.read(0..2).unwrap()), ["k0", "k1"]);
+        assert_eq!(keys(&log.read(1..3, u64::MAX).unwrap()), ["k1", "k2"]);
+        assert_eq!(keys(&log.read(3..5, u64::MAX).unwrap()), ["k3", "k4"]);
+        assert_eq!(keys(&log.read(0..2, u64::MAX).unwrap()), ["k0", "k1"]);
         let size = write_size(&write("k0", 10));
         log.applied(2, 2 * size);
         let flushes = backend.flushes.load(Ordering::SeqCst);
@@ -101,13 +101,13 @@ fn writes_come_back_in_order_and_only_done_ones_are_forgotten() {
     let log = outbox.lane(0);
     assert_eq!(log.held(), 2..5);
     assert_eq!(outbox.bytes(), 3 * write_size(&write("k0", 10)));
-    let records = log.read(2..5).unwrap();
+    let records = log.read(2..5, u64::MAX).unwrap();
     assert_eq!(keys(&records), ["k2", "k3", "k4"]);
     assert_eq!(records[0].seq, 2);
     assert!(records[0].queued_at.elapsed().unwrap() < Duration::from_secs(3600));
     // Numbering goes on after the writes left.
     log.stage(5, &write("k5", 1)).unwrap();
-    assert_eq!(keys(&log.read(5..6).unwrap()), ["k5"]);
+    assert_eq!(keys(&log.read(5..6, u64::MAX).unwrap()), ["k5"]);
 }
 
 /// Polls `done` for at most a minute: a hang check, not a timing one.
@@ -188,7 +188,10 @@ fn a_frame_cut_short_by_a_crash_ends_the_log_and_the_log_goes_on() {
     let outbox = open(&path, &backend, 1 << 20).unwrap();
     let log = outbox.lane(0);
     assert_eq!(log.held(), 0..3);
-    assert_eq!(keys(&log.read(0..3).unwrap()), ["k0", "k1", "k2-again"]);
+    assert_eq!(
+        keys(&log.read(0..3, u64::MAX).unwrap()),
+        ["k0", "k1", "k2-again"]
+    );
 }
 
 #[test]
@@ -245,7 +248,7 @@ fn segments_whose_writes_are_done_are_deleted() {
     }
     let segments = || segment_seqs(&path, "sink").unwrap().len();
     assert!(segments() >= 2, "no new segment after 20 MiB");
-    assert_eq!(log.read(15..16).unwrap()[0].seq, 15);
+    assert_eq!(log.read(15..16, u64::MAX).unwrap()[0].seq, 15);
     log.applied(20, 20 * write_size(&big));
     outbox.checkpoint().unwrap();
     assert_eq!(segments(), 1);
@@ -278,7 +281,7 @@ fn writes_an_earlier_sled_outbox_held_move_into_the_log() {
     let outbox = open(&path, &sink("here"), 1 << 20).unwrap();
     let log = outbox.lane(0);
     assert_eq!(log.held(), 7..10);
-    let records = log.read(7..10).unwrap();
+    let records = log.read(7..10, u64::MAX).unwrap();
     assert_eq!(keys(&records), ["b:one", "b:two", "b:three"]);
     assert_eq!(records[2].write.value, b"value");
     assert!(!path.join("db").exists() && !path.join("conf").exists());
