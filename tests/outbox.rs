@@ -123,7 +123,8 @@ fn a_dynamodb_outage_across_a_close_loses_no_queued_write_and_repeats_none() {
         .flat_map(|_| (0..KEYS).map(|i| format!("o:{}", key(i))))
         .collect();
     let mut written = proxy.state().batch_written.clone();
-    (expected.sort(), written.sort());
+    expected.sort();
+    written.sort();
     assert!(
         written == expected,
         "not every queued write reached DynamoDB once"
