@@ -113,7 +113,7 @@ impl Default for QueueConfig {
             size: 10,
             interval: 2.0,
             capacity: 10_000,
-            in_flight: 4,
+            in_flight: 8,
             autostart: true,
             durable: true,
             outbox_path: None,
