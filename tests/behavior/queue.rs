@@ -39,9 +39,9 @@ fn a_full_batch_goes_out_without_waiting_for_the_interval(s: &Space) {
         db.write_queued(None, Some("q"), &format!("k{i}"), b"v")
             .unwrap();
     }
-    wait_until(|| count(&db, "q") == 5);
-    // The other four wait for a fifth write, the interval or a flush.
-    assert_eq!(count(&db, "q"), 5);
+    // Sent once five wait, with whatever else waits by then; fewer than
+    // five left wait for more writes, the interval or a flush.
+    wait_until(|| count(&db, "q") >= 5);
     db.flush().unwrap();
     assert_eq!(count(&db, "q"), 9);
 }
