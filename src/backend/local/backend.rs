@@ -9,7 +9,8 @@ use super::store::Store;
 use super::sweep::Sweeper;
 use super::{LocalConfig, NAME};
 use crate::backend::{
-    now_ms, Access, Backend, BatchLimit, Condition, Deadline, Listing, Outcome, Ttl, Versioned, Write,
+    now_ms, Access, Backend, BatchLimit, Condition, Deadline, Listing, Outcome, Ttl, Versioned,
+    Write,
 };
 use crate::error::{Error, Result};
 use crate::files::create_private_dir;
