@@ -9,11 +9,16 @@
 //! `local.cache_capacity`) with the same stored keys
 //! (`bench:key-%08d`) and the same 100-byte values.
 //!
-//! Each figure is the median of three runs, each in fresh temporary
-//! directories. Within a run, the library's and sled's side of each
-//! measurement run back to back, and which goes first alternates from run to
-//! run, so that drift in the machine's load (page cache, sled's I/O threads,
-//! other processes) does not favour one side.
+//! Each figure is the median of five runs or more (tetherdb_bench::repeats),
+//! each in fresh temporary directories, printed with its spread. Within a
+//! run, the library's and sled's side of each measurement run back to back,
+//! and which goes first alternates from run to run, so that drift in the
+//! machine's load (page cache, sled's I/O threads, other processes) does not
+//! favour one side.
+//!
+//! Queued writes use the library's default configuration (only
+//! `local.filepath` set: the durable outbox on, the default batch size),
+//! beside sled applying its own `sled::Batch`es of 50.
 
 use std::ffi::{c_char, CString};
 use std::hint::black_box;
@@ -27,6 +32,7 @@ use tetherdb::ffi::{
     TETHER_QUEUE,
 };
 use tetherdb::Status;
+use tetherdb_bench::{alternate, preamble, repeats, Pair, Table};
 
 /// Operations per measurement, whatever the number of threads; the
 /// environment variable `TETHERDB_BENCH_OPS` overrides it (for a short run
@@ -34,10 +40,8 @@ use tetherdb::Status;
 const DEFAULT_OPS: usize = 200_000;
 const VALUE_LEN: usize = 100;
 const BUCKET: &str = "bench";
-/// `queue_batch.size` for the library, and the sled `Batch` size beside it.
-const BATCH_SIZE: usize = 100;
-const BATCH_INTERVAL: f64 = 1.0;
-const REPEATS: usize = 3;
+/// The size of sled's own `Batch`es, beside the library's queued writes.
+const BATCH_SIZE: usize = 50;
 const WARMUP_OPS: usize = 20_000;
 const THREADS: [usize; 2] = [1, 4];
 
@@ -85,11 +89,9 @@ struct Handle(*mut TetherDb);
 unsafe impl Send for Handle {}
 unsafe impl Sync for Handle {}
 
+/// The default configuration: only where the store lives.
 fn config_json(dir: &Path) -> String {
-    format!(
-        r#"{{"logging": "warn", "queue_batch": {{"size": {BATCH_SIZE}, "interval": {BATCH_INTERVAL:.1}}}, "local": {{"filepath": {:?}}}}}"#,
-        dir.join("db")
-    )
+    format!(r#"{{"local": {{"filepath": {:?}}}}}"#, dir.join("db"))
 }
 
 fn open_library(dir: &Path) -> Handle {
@@ -251,40 +253,19 @@ fn sled_batches(db: &sled::Tree, w: &Workload, range: std::ops::Range<usize>) {
 
 // --- one repetition: both sides, each measurement back to back ----------
 
-/// Times `f` on the library side and `g` on the sled side, one right after
-/// the other, in the order `library_first` says.
-fn pair(
-    library_first: bool,
-    f: impl FnOnce() -> Timing,
-    g: impl FnOnce() -> Timing,
-) -> (Timing, Timing) {
-    if library_first {
-        let l = f();
-        (l, g())
-    } else {
-        let s = g();
-        (f(), s)
-    }
-}
-
 /// One repetition of every measurement at `threads` threads: (direct write,
 /// read, queued write + flush), for the library and for sled. Each side works
 /// in fresh directories; both sides of one measurement run back to back, so
 /// that a change in the machine's load hits both alike.
-fn repetition(
-    w: &Workload,
-    n: usize,
-    threads: usize,
-    library_first: bool,
-) -> ([Timing; 3], [Timing; 3]) {
+fn repetition(w: &Workload, n: usize, threads: usize, run: usize) -> ([Timing; 3], [Timing; 3]) {
     let (lib_dir, sled_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let lib = open_library(lib_dir.path());
     let db = open_sled(sled_dir.path());
     // Each side flushes its writes after its timed loop (untimed), so that
     // its background flush does not run into the other side's measurement
     // or into the reads.
-    let write = pair(
-        library_first,
+    let write = alternate(
+        run,
         || {
             let time = timed_threads(threads, |t| {
                 lib_write(lib, w, Workload::range(n, threads, t), 0)
@@ -300,8 +281,8 @@ fn repetition(
             time
         },
     );
-    let read = pair(
-        library_first,
+    let read = alternate(
+        run,
         || {
             timed_threads(threads, |t| {
                 lib_read(lib, w, Workload::range(n, threads, t))
@@ -320,8 +301,8 @@ fn repetition(
     let (lib_dir, sled_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let lib = open_library(lib_dir.path());
     let db = open_sled(sled_dir.path());
-    let queued = pair(
-        library_first,
+    let queued = alternate(
+        run,
         || {
             let start = Instant::now();
             timed_threads(threads, |t| {
@@ -354,25 +335,8 @@ fn repetition(
 
 // --- report ----------------------------------------------------------------
 
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
 fn ops_per_sec(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn main() {
@@ -382,25 +346,16 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .filter(|&n: &usize| n >= BATCH_SIZE * THREADS[1])
         .unwrap_or(DEFAULT_OPS);
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("TetherDB local backend: C ABI vs sled used directly");
-    println!("machine: nproc {nproc}, CPU {}", cpu_model());
-    println!(
-        "build:   {}",
-        if cfg!(debug_assertions) {
-            "debug (figures are meaningless)"
-        } else {
-            "release"
-        }
-    );
+    let runs = repeats();
+    preamble("TetherDB local backend: C ABI vs sled used directly");
     println!(
         "workload: {ops} ops per measurement, keys \"key-%08d\" in bucket {BUCKET:?} \
-         (stored \"{BUCKET}:key-%08d\"), {VALUE_LEN}-byte values, median of {REPEATS} runs, \
+         (stored \"{BUCKET}:key-%08d\"), {VALUE_LEN}-byte values, {runs} runs, \
          fresh temporary directories per run"
     );
     println!("library config: {}", config_json(Path::new("<tmpdir>")));
     println!(
-        "sled:    sled's defaults with a {} MiB cache, as the library opens it; Batch of {BATCH_SIZE}",
+        "sled:    sled's defaults with a {} MiB cache, as the library opens it",
         tetherdb::LocalConfig::default().cache_capacity >> 20
     );
     println!(
@@ -414,31 +369,39 @@ fn main() {
         "         sled    = apply_batch of {BATCH_SIZE} x {} + one Db::flush",
         ops / BATCH_SIZE
     );
-    println!();
 
     let w = Workload::new(ops);
 
     // Warm-up: code paths, allocator, sled's process-wide I/O pool.
-    repetition(&w, WARMUP_OPS.min(ops), 1, true);
+    repetition(&w, WARMUP_OPS.min(ops), 1, 0);
 
-    let names = ["write (direct)", "read", "write (queued+flush)"];
+    let names = [
+        "write (direct)",
+        "read",
+        "write (queued, default config, + flush) / sled Batch of 50 + flush",
+    ];
     let mut rows = Vec::new();
     let mut cpu_rows = Vec::new();
     for &threads in &THREADS {
-        let mut lib: [Vec<Timing>; 3] = Default::default();
-        let mut sled: [Vec<Timing>; 3] = Default::default();
-        for rep in 0..REPEATS {
-            // Alternate which side runs first.
-            let (l, s) = repetition(&w, ops, threads, rep % 2 == 0);
+        let mut wall: [Pair; 3] = Default::default();
+        let mut cpu: [Pair; 2] = Default::default();
+        for run in 0..runs {
+            let (l, s) = repetition(&w, ops, threads, run);
             for k in 0..3 {
-                lib[k].push(l[k]);
-                sled[k].push(s[k]);
+                wall[k].push(ops_per_sec(ops, l[k].wall), ops_per_sec(ops, s[k].wall));
+            }
+            // The calling thread's CPU time says something only when that
+            // thread does all the work: single-threaded direct calls.
+            if threads == 1 {
+                for k in 0..2 {
+                    cpu[k].push(ops_per_sec(ops, l[k].cpu), ops_per_sec(ops, s[k].cpu));
+                }
             }
             let rate = |t: Timing| ops_per_sec(ops, t.wall);
             eprintln!(
-                "  run {}/{REPEATS}, {threads} thread(s), ops/s (write, read, queued): \
+                "  run {}/{runs}, {threads} thread(s), ops/s (write, read, queued): \
                  library {:>8.0} {:>8.0} {:>8.0} | sled {:>8.0} {:>8.0} {:>8.0}",
-                rep + 1,
+                run + 1,
                 rate(l[0]),
                 rate(l[1]),
                 rate(l[2]),
@@ -447,43 +410,37 @@ fn main() {
                 rate(s[2]),
             );
         }
-        for k in 0..3 {
-            let wall = |runs: &[Timing]| median(runs.iter().map(|t| t.wall).collect());
-            let l = ops_per_sec(ops, wall(&lib[k]));
-            let s = ops_per_sec(ops, wall(&sled[k]));
-            rows.push((names[k], threads, l, s));
-            // The calling thread's CPU time says something only when that
-            // thread does all the work: single-threaded direct calls.
-            if threads == 1 && k < 2 {
-                let cpu = |runs: &[Timing]| median(runs.iter().map(|t| t.cpu).collect());
-                let l = ops_per_sec(ops, cpu(&lib[k]));
-                let s = ops_per_sec(ops, cpu(&sled[k]));
-                cpu_rows.push((names[k], threads, l, s));
+        for (name, pair) in names.iter().zip(wall) {
+            rows.push((format!("{name}, {threads} thread(s)"), pair));
+        }
+        if threads == 1 {
+            for (name, pair) in names.iter().zip(cpu) {
+                cpu_rows.push((format!("{name}, {threads} thread(s)"), pair));
             }
         }
     }
 
-    println!();
-    println!("wall-clock time (median of {REPEATS}):");
-    print_table(&rows);
-    println!();
-    println!(
-        "calling thread's CPU time (median of {REPEATS}; less disturbed by other load \
-         on the machine, but leaves out sled's background threads):"
+    let table = Table {
+        unit: "ops/s",
+        library: "library",
+        engine: "sled",
+        decimals: 0,
+    };
+    println!("\nwall-clock time:");
+    table.print(
+        &rows
+            .iter()
+            .map(|(n, p)| (n.as_str(), p))
+            .collect::<Vec<_>>(),
     );
-    print_table(&cpu_rows);
-}
-
-fn print_table(rows: &[(&str, usize, f64, f64)]) {
     println!(
-        "{:<22} {:>7} {:>16} {:>16} {:>13}",
-        "operation", "threads", "library ops/s", "sled ops/s", "library/sled"
+        "\ncalling thread's CPU time (less disturbed by other load on the machine, \
+         but leaves out sled's background threads):"
     );
-    println!("{}", "-".repeat(78));
-    for &(name, threads, l, s) in rows {
-        println!(
-            "{name:<22} {threads:>7} {l:>16.0} {s:>16.0} {:>12.2}x",
-            l / s
-        );
-    }
+    table.print(
+        &cpu_rows
+            .iter()
+            .map(|(n, p)| (n.as_str(), p))
+            .collect::<Vec<_>>(),
+    );
 }
