@@ -9,8 +9,15 @@
 //! own, the natural way to use it, with keys of the same shape and the
 //! same values.
 //!
-//! Each figure is the median of five runs; within a run the two sides of a
-//! measurement run back to back, and which goes first alternates.
+//! Queued writes: the library's from 8 writer threads plus one flush, with
+//! the default `queue_batch` but for an outbox of its own (the fixture's
+//! `outbox_path`, so that the run never shares the default
+//! `./tetherdb_data.outbox` with another handle), beside etcd-client sending
+//! its own transactions of 128 puts from 4 concurrent tokio tasks.
+//!
+//! Each figure is the median of five runs or more, with its spread; within
+//! a run the two sides of a measurement run back to back, and which goes
+//! first alternates (tetherdb_bench).
 
 #[path = "../../../tests/common/etcd.rs"]
 #[allow(dead_code)]
@@ -26,15 +33,18 @@ use tetherdb::ffi::{
     TETHER_QUEUE,
 };
 use tetherdb::Status;
+use tetherdb_bench::{preamble, repeats, Pair, Table};
 
 const VALUE_LEN: usize = 100;
 /// Single calls per measurement; `TETHERDB_BENCH_OPS` overrides it.
 const DEFAULT_OPS: usize = 3_000;
 /// Queued writes per measurement are this many times the single calls.
 const QUEUED_FACTOR: usize = 10;
-/// etcd's default `--max-txn-ops`: the batch size on both sides.
+/// etcd's default `--max-txn-ops`: the client's transactions.
 const BATCH: usize = 128;
-const REPEATS: usize = 5;
+/// Writer threads of the library's queued writes; the client's tasks.
+const WRITERS: usize = 8;
+const TASKS: usize = 4;
 
 fn main() {
     let Some(server) = etcd::Etcd::start() else {
@@ -50,30 +60,33 @@ fn main() {
     let client = runtime
         .block_on(Client::connect([server.endpoint()], None))
         .unwrap();
-    let config = CString::new(server.config(
-        &format!(r#"{{"size": {BATCH}, "interval": 1.0, "capacity": 100000}}"#),
-        "",
-    ))
-    .unwrap();
+    // The default queue_batch, with an outbox of its own.
+    let config = server.config("{}", "");
     let mut db: *mut TetherDb = ptr::null_mut();
-    assert_eq!(unsafe { tether_open(config.as_ptr(), &mut db) }, Status::Ok);
+    let c_config = CString::new(config.as_str()).unwrap();
+    assert_eq!(
+        unsafe { tether_open(c_config.as_ptr(), &mut db) },
+        Status::Ok
+    );
+    let db = Handle(db);
+    let runs = repeats();
 
+    preamble("TetherDB etcd backend: C ABI vs etcd-client used directly");
     println!(
         "etcd {} on loopback; {ops} single calls and {} queued writes per measurement, \
-         {VALUE_LEN}-byte values, median of {REPEATS} runs\n",
+         {VALUE_LEN}-byte values, {runs} runs\nlibrary config: {config}\n\
+         queued: library = {WRITERS} threads of tether_write(TETHER_QUEUE) + one tether_flush; \
+         etcd-client = {TASKS} tokio tasks each sending its transactions of {BATCH} puts",
         etcd_version(),
         ops * QUEUED_FACTOR
     );
-    let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
-        ("direct write: tether_write / put", vec![], vec![]),
-        ("read: tether_read / get", vec![], vec![]),
-        (
-            "queued write (batch 128): tether_write QUEUE + flush / txn of 128 puts",
-            vec![],
-            vec![],
-        ),
+    let names = [
+        "direct write: tether_write / put",
+        "read: tether_read / get",
+        "queued write, 8 threads, + flush / txns of 128 puts from 4 tasks",
     ];
-    for run in 0..REPEATS {
+    let mut rows: [Pair; 3] = Default::default();
+    for run in 0..runs {
         // Each side writes keys of its own, new to etcd: creating a key
         // costs etcd more than replacing one.
         let keys: Vec<CString> = (0..ops * QUEUED_FACTOR)
@@ -90,7 +103,7 @@ fn main() {
             for key in keys {
                 let status = unsafe {
                     tether_write(
-                        db,
+                        db.get(),
                         ptr::null(),
                         c_bucket.as_ptr(),
                         key.as_ptr(),
@@ -120,7 +133,7 @@ fn main() {
                     let mut len = 0;
                     let status = unsafe {
                         tether_read(
-                            db,
+                            db.get(),
                             ptr::null(),
                             c_bucket.as_ptr(),
                             key.as_ptr(),
@@ -146,14 +159,18 @@ fn main() {
         };
         let library_queued = || {
             timed(ops * QUEUED_FACTOR, || {
-                write_all(&keys, TETHER_QUEUE);
-                assert_eq!(unsafe { tether_flush(db) }, Status::Ok);
+                let per = keys.len().div_ceil(WRITERS);
+                std::thread::scope(|s| {
+                    for chunk in keys.chunks(per) {
+                        s.spawn(|| write_all(chunk, TETHER_QUEUE));
+                    }
+                });
+                assert_eq!(unsafe { tether_flush(db.0) }, Status::Ok);
             })
         };
         let client_txns = || {
-            let kv = kv.clone();
             timed(ops * QUEUED_FACTOR, || {
-                runtime.block_on(transactions(kv, &stored, &value))
+                runtime.block_on(transactions(&kv, &stored, &value))
             })
         };
 
@@ -163,50 +180,58 @@ fn main() {
             (&library_queued, &client_txns),
         ];
         for ((library, direct), row) in pairs.into_iter().zip(rows.iter_mut()) {
-            let (l, d) = match run % 2 {
-                0 => {
-                    let l = library();
-                    (l, direct())
-                }
-                _ => {
-                    let d = direct();
-                    (library(), d)
-                }
-            };
-            row.1.push(l);
-            row.2.push(d);
+            row.run(run, library, direct);
         }
     }
-    assert_eq!(unsafe { tether_close(db) }, Status::Ok);
+    assert_eq!(unsafe { tether_close(db.0) }, Status::Ok);
 
-    println!(
-        "| {:<72} | {:>12} | {:>12} | {:>6} |",
-        "operation: library / etcd-client", "library op/s", "client op/s", "ratio"
-    );
-    println!("|{:-<74}|{:->14}|{:->14}|{:->8}|", "", "", "", "");
-    let mut medians = Vec::new();
-    for (name, library, direct) in &rows {
-        let (l, d) = (median(library), median(direct));
-        medians.push(l);
-        println!("| {name:<72} | {l:>12.0} | {d:>12.0} | {:>5.2}× |", l / d);
+    let rows: Vec<(&str, &Pair)> = names.into_iter().zip(&rows).collect();
+    Table {
+        unit: "ops/s",
+        library: "library",
+        engine: "etcd-client",
+        decimals: 0,
     }
-    println!(
-        "\nqueued writes carry {:.1}× the writes per second of direct writes through the library",
-        medians[2] / medians[0]
-    );
+    .print(&rows);
+}
+
+/// The handle as threads share it: the C contract says it is thread-safe.
+#[derive(Clone, Copy)]
+struct Handle(*mut TetherDb);
+unsafe impl Send for Handle {}
+unsafe impl Sync for Handle {}
+
+impl Handle {
+    /// The pointer; a method, so that closures capture the whole handle.
+    fn get(self) -> *mut TetherDb {
+        self.0
+    }
 }
 
 /// One timed side of a measurement: its operations per second.
 type Measure<'a> = &'a dyn Fn() -> f64;
 
-/// 128 puts per transaction, one transaction after another.
-async fn transactions(mut kv: KvClient, keys: &[String], value: &[u8]) {
-    for chunk in keys.chunks(BATCH) {
-        let puts: Vec<TxnOp> = chunk
-            .iter()
-            .map(|key| TxnOp::put(key.as_str(), value, None))
-            .collect();
-        kv.txn(Txn::new().and_then(puts)).await.unwrap();
+/// Transactions of 128 puts, from [`TASKS`] tasks at once, each sending
+/// its own one after another.
+async fn transactions(kv: &KvClient, keys: &[String], value: &[u8]) {
+    let per = keys.len().div_ceil(TASKS);
+    let tasks: Vec<_> = keys
+        .chunks(per)
+        .map(|share| {
+            let (mut kv, share, value) = (kv.clone(), share.to_vec(), value.to_vec());
+            tokio::spawn(async move {
+                for chunk in share.chunks(BATCH) {
+                    let puts: Vec<TxnOp> = chunk
+                        .iter()
+                        .map(|key| TxnOp::put(key.as_str(), value.as_slice(), None))
+                        .collect();
+                    kv.txn(Txn::new().and_then(puts)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
     }
 }
 
@@ -215,12 +240,6 @@ fn timed(ops: usize, body: impl FnOnce()) -> f64 {
     let started = Instant::now();
     body();
     ops as f64 / started.elapsed().max(Duration::from_nanos(1)).as_secs_f64()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
 }
 
 fn etcd_version() -> String {
