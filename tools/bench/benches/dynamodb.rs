@@ -11,9 +11,16 @@
 //! Then it counts the HTTP requests 1,000 queued writes cost, through a
 //! counting loopback proxy in front of moto (tests/common/moto.rs).
 //!
-//! Each figure is the median of three runs; within a run the library's and
-//! the SDK's side run back to back, and which goes first alternates, so that
-//! drift in the machine's load favours neither.
+//! Queued writes: the library's from 8 writer threads plus one flush, with
+//! the default `queue_batch` but for an outbox of its own (the fixture's
+//! `outbox_path`: handles side by side must not share the default one),
+//! beside the SDK sending its own BatchWriteItems of 25 from 8 tokio tasks;
+//! each side's run on a fresh table.
+//!
+//! Each figure is the median of five runs or more, with its spread; within
+//! a run the library's and the SDK's side run back to back, and which goes
+//! first alternates (tetherdb_bench), so that drift in the machine's load
+//! favours neither.
 //!
 //! moto is a Python emulator: its figures show the cost of a request, and
 //! so what batching saves, not DynamoDB's own speed.
@@ -33,16 +40,19 @@ use tetherdb::ffi::{
     TETHER_QUEUE,
 };
 use tetherdb::Status;
+use tetherdb_bench::{alternate, preamble, repeats, Pair, Table};
 
 /// Operations per measurement; `TETHERDB_BENCH_OPS` overrides it. moto
 /// answers a few hundred requests a second: this keeps a run near 3 minutes.
 const DEFAULT_OPS: usize = 1_000;
 const VALUE_LEN: usize = 100;
 const BUCKET: &str = "bench";
-/// `queue_batch.size` for the library: a multiple of BatchWriteItem's 25.
+/// A size of `queue_batch` whose requests the proxy counts: a multiple of
+/// BatchWriteItem's 25.
 const BATCH_SIZE: usize = 100;
 const SDK_BATCH: usize = 25;
-const REPEATS: usize = 3;
+/// Writer threads of the library's queued writes; the SDK's tasks.
+const WRITERS: usize = 8;
 
 struct Workload {
     c_keys: Vec<CString>,
@@ -84,14 +94,9 @@ impl Workload {
     }
 }
 
-fn open(url: &str, table: &str, batch_size: usize) -> *mut TetherDb {
-    let config = moto::config(
-        url,
-        table,
-        "",
-        &format!(r#"{{"size": {batch_size}, "interval": 1.0}}"#),
-    );
-    let config = CString::new(config).unwrap();
+/// A handle on `table` (created when missing), with `queue_batch`.
+fn open(url: &str, table: &str, queue_batch: &str) -> *mut TetherDb {
+    let config = CString::new(moto::config(url, table, "", queue_batch)).unwrap();
     let mut db = ptr::null_mut();
     let status = unsafe { tether_open(config.as_ptr(), &mut db) };
     assert_eq!(status, Status::Ok, "tether_open");
@@ -99,7 +104,12 @@ fn open(url: &str, table: &str, batch_size: usize) -> *mut TetherDb {
 }
 
 fn write_all(db: *mut TetherDb, work: &Workload, flags: u32) {
-    for key in &work.c_keys {
+    write_keys(db, work, &work.c_keys, flags);
+    assert_eq!(unsafe { tether_flush(db) }, Status::Ok);
+}
+
+fn write_keys(db: *mut TetherDb, work: &Workload, keys: &[CString], flags: u32) {
+    for key in keys {
         let status = unsafe {
             tether_write(
                 db,
@@ -113,7 +123,6 @@ fn write_all(db: *mut TetherDb, work: &Workload, flags: u32) {
         };
         assert_eq!(status, Status::Ok);
     }
-    assert_eq!(unsafe { tether_flush(db) }, Status::Ok);
 }
 
 fn read_all(db: *mut TetherDb, work: &Workload) {
@@ -135,24 +144,43 @@ fn read_all(db: *mut TetherDb, work: &Workload) {
     }
 }
 
-/// One run's operations per second.
-#[derive(Default)]
-struct Figures {
-    lib_direct: f64,
-    lib_read: f64,
-    lib_queued: f64,
-    sdk_put: f64,
-    sdk_get: f64,
-    sdk_batch: f64,
+/// The handle as threads share it: the C contract says it is thread-safe.
+#[derive(Clone, Copy)]
+struct Handle(*mut TetherDb);
+unsafe impl Send for Handle {}
+unsafe impl Sync for Handle {}
+
+impl Handle {
+    /// The pointer; a method, so that closures capture the whole handle.
+    fn get(self) -> *mut TetherDb {
+        self.0
+    }
 }
 
-/// The library's side of a run: direct writes, reads, queued writes.
-fn library(db: *mut TetherDb, n: usize, run: usize, figures: &mut Figures) {
+/// The library's direct writes and reads: (writes/s, reads/s).
+fn library(db: *mut TetherDb, n: usize, run: usize) -> (f64, f64) {
     let direct = Workload::new(n, &format!("direct{run}"));
-    figures.lib_direct = rate(n, || write_all(db, &direct, 0));
-    figures.lib_read = rate(n, || read_all(db, &direct));
-    let queued = Workload::new(n, &format!("queued{run}"));
-    figures.lib_queued = rate(n, || write_all(db, &queued, TETHER_QUEUE));
+    let write = rate(n, || write_all(db, &direct, 0));
+    (write, rate(n, || read_all(db, &direct)))
+}
+
+/// The library's queued writes from [`WRITERS`] threads plus one flush,
+/// the default `queue_batch`, on a fresh table; writes/s.
+fn library_queued(url: &str, n: usize, run: usize) -> f64 {
+    let db = Handle(open(url, &moto::table("bench-queued"), "{}"));
+    let work = Workload::new(n, &format!("queued{run}"));
+    let per = n.div_ceil(WRITERS);
+    let figure = rate(n, || {
+        std::thread::scope(|s| {
+            for keys in work.c_keys.chunks(per) {
+                let work = &work;
+                s.spawn(move || write_keys(db.get(), work, keys, TETHER_QUEUE));
+            }
+        });
+        assert_eq!(unsafe { tether_flush(db.get()) }, Status::Ok);
+    });
+    assert_eq!(unsafe { tether_close(db.get()) }, Status::Ok);
+    figure
 }
 
 /// aws-sdk-dynamodb used directly, as an async program would.
@@ -160,13 +188,15 @@ struct Sdk<'a> {
     runtime: &'a tokio::runtime::Runtime,
     client: &'a aws_sdk_dynamodb::Client,
     table: &'a str,
+    url: &'a str,
 }
 
 impl Sdk<'_> {
-    fn measure(&self, n: usize, run: usize, figures: &mut Figures) {
+    /// PutItem one at a time, then consistent GetItems: (writes/s, reads/s).
+    fn direct(&self, n: usize, run: usize) -> (f64, f64) {
         let (sdk, table) = (self.client, self.table);
         let puts = Workload::new(n, &format!("sdk-put{run}"));
-        figures.sdk_put = rate(n, || {
+        let write = rate(n, || {
             self.runtime.block_on(async {
                 for i in 0..n {
                     sdk.put_item()
@@ -178,7 +208,7 @@ impl Sdk<'_> {
                 }
             })
         });
-        figures.sdk_get = rate(n, || {
+        let read = rate(n, || {
             self.runtime.block_on(async {
                 for key in &puts.stored_keys {
                     let answer = sdk
@@ -193,30 +223,53 @@ impl Sdk<'_> {
                 }
             })
         });
-        let batches = Workload::new(n, &format!("sdk-batch{run}"));
-        figures.sdk_batch = rate(n, || {
+        (write, read)
+    }
+
+    /// BatchWriteItems of 25 from [`WRITERS`] tasks, each sending its own,
+    /// on a fresh table (the library creates it, untimed); writes/s.
+    fn batches(&self, n: usize, run: usize) -> f64 {
+        let table = moto::table("bench-sdk");
+        let db = open(self.url, &table, "{}");
+        assert_eq!(unsafe { tether_close(db) }, Status::Ok);
+        let work = Workload::new(n, &format!("sdk-batch{run}"));
+        let per = n.div_ceil(WRITERS);
+        rate(n, || {
             self.runtime.block_on(async {
-                for chunk in (0..n).collect::<Vec<_>>().chunks(SDK_BATCH) {
-                    let requests = chunk
-                        .iter()
-                        .map(|&i| {
-                            let put = PutRequest::builder()
-                                .set_item(Some(batches.item(i)))
-                                .build()
-                                .unwrap();
-                            WriteRequest::builder().put_request(put).build()
+                let tasks: Vec<_> = (0..n)
+                    .collect::<Vec<_>>()
+                    .chunks(per)
+                    .map(|share| {
+                        let items: Vec<_> = share.iter().map(|&i| work.item(i)).collect();
+                        let (sdk, table) = (self.client.clone(), table.clone());
+                        tokio::spawn(async move {
+                            for chunk in items.chunks(SDK_BATCH) {
+                                let requests = chunk
+                                    .iter()
+                                    .map(|item| {
+                                        let put = PutRequest::builder()
+                                            .set_item(Some(item.clone()))
+                                            .build()
+                                            .unwrap();
+                                        WriteRequest::builder().put_request(put).build()
+                                    })
+                                    .collect();
+                                let answer = sdk
+                                    .batch_write_item()
+                                    .request_items(&table, requests)
+                                    .send()
+                                    .await
+                                    .unwrap();
+                                assert!(answer.unprocessed_items.unwrap_or_default().is_empty());
+                            }
                         })
-                        .collect();
-                    let answer = sdk
-                        .batch_write_item()
-                        .request_items(table, requests)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(answer.unprocessed_items.unwrap_or_default().is_empty());
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
                 }
             })
-        });
+        })
     }
 }
 
@@ -238,69 +291,56 @@ fn main() {
     };
     let url = server.url();
     let table = moto::table("bench");
-    let db = open(&url, &table, BATCH_SIZE);
+    let db = open(&url, &table, "{}");
     let (runtime, sdk) = moto::sdk(&url);
+    let runs = repeats();
 
+    preamble("TetherDB dynamodb backend: C ABI vs aws-sdk-dynamodb used directly");
     println!(
-        "dynamodb against moto_server on the loopback, {n} operations each, \
-         {VALUE_LEN}-byte values, median of {REPEATS} runs"
+        "moto_server on the loopback, {n} operations each, {VALUE_LEN}-byte values, {runs} runs; \
+         library config: {}\nqueued: library = {WRITERS} threads of tether_write(TETHER_QUEUE) \
+         + one tether_flush; SDK = {WRITERS} tasks each sending its own BatchWriteItems of \
+         {SDK_BATCH}; each on a fresh table",
+        moto::config(&url, "<table>", "", "{}")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     // Warm both clients' connections, and moto.
     write_all(db, &Workload::new(50, "warm"), 0);
-    let runs: Vec<Figures> = (0..REPEATS)
-        .map(|run| {
-            let sdk_side = Sdk {
-                runtime: &runtime,
-                client: &sdk,
-                table: &table,
-            };
-            // Which side goes first alternates, so that drift in the
-            // machine's load favours neither.
-            let mut figures = Figures::default();
-            for side in [run % 2, 1 - run % 2] {
-                match side {
-                    0 => library(db, n, run, &mut figures),
-                    _ => sdk_side.measure(n, run, &mut figures),
-                }
-            }
-            figures
-        })
-        .collect();
-    assert_eq!(unsafe { tether_close(db) }, Status::Ok);
-    let median = |pick: fn(&Figures) -> f64| {
-        let mut values: Vec<f64> = runs.iter().map(pick).collect();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
+    let sdk_side = Sdk {
+        runtime: &runtime,
+        client: &sdk,
+        table: &table,
+        url: &url,
     };
-    let [lib_direct, lib_read, lib_queued, sdk_put, sdk_get, sdk_batch] = [
-        median(|f| f.lib_direct),
-        median(|f| f.lib_read),
-        median(|f| f.lib_queued),
-        median(|f| f.sdk_put),
-        median(|f| f.sdk_get),
-        median(|f| f.sdk_batch),
-    ];
+    let (mut writes, mut reads, mut queued) = (Pair::default(), Pair::default(), Pair::default());
+    for run in 0..runs {
+        let (l, s) = alternate(run, || library(db, n, run), || sdk_side.direct(n, run));
+        writes.push(l.0, s.0);
+        reads.push(l.1, s.1);
+        queued.run(
+            run,
+            || library_queued(&url, n, run),
+            || sdk_side.batches(n, run),
+        );
+    }
+    assert_eq!(unsafe { tether_close(db) }, Status::Ok);
 
-    println!();
-    println!("| operation | TetherDB (C ABI) ops/s | aws-sdk-dynamodb ops/s | ratio |");
-    println!("|---|---:|---:|---:|");
-    println!(
-        "| direct writes (PutItem) | {lib_direct:.0} | {sdk_put:.0} | {:.2}x |",
-        lib_direct / sdk_put
-    );
-    println!(
-        "| reads (GetItem, consistent) | {lib_read:.0} | {sdk_get:.0} | {:.2}x |",
-        lib_read / sdk_get
-    );
-    println!(
-        "| queued writes (BatchWriteItem of 25) | {lib_queued:.0} | {sdk_batch:.0} | {:.2}x |",
-        lib_queued / sdk_batch
-    );
-    println!();
-    println!(
-        "queued writes / direct writes through TetherDB: {:.1}x",
-        lib_queued / lib_direct
-    );
+    Table {
+        unit: "ops/s",
+        library: "TetherDB (C ABI)",
+        engine: "aws-sdk-dynamodb",
+        decimals: 0,
+    }
+    .print(&[
+        ("direct writes (PutItem)", &writes),
+        ("reads (GetItem, consistent)", &reads),
+        (
+            "queued writes, 8 threads, + flush / BatchWriteItem of 25 from 8 tasks",
+            &queued,
+        ),
+    ]);
 
     // Requests on the wire, counted by a proxy in front of moto.
     println!();
@@ -308,7 +348,11 @@ fn main() {
     println!("|---:|---:|");
     for size in [10, 25, BATCH_SIZE] {
         let proxy = moto::Proxy::start(server.addr);
-        let db = open(&proxy.url(), &table, size);
+        let db = open(
+            &proxy.url(),
+            &table,
+            &format!(r#"{{"size": {size}, "interval": 1.0}}"#),
+        );
         let before = proxy.state().total();
         write_all(
             db,
