@@ -7,7 +7,7 @@
 //! Run with `cargo bench -p tetherdb-bench --bench versions`. It prints
 //! figures and asserts nothing about time. Every call goes through the
 //! `extern "C"` entry points with C strings, as a C caller's would, with
-//! 100-byte values. Each figure is the median of five runs, the kinds of
+//! 100-byte values. Each figure is the median of five runs or more, the kinds of
 //! call alternating in order from run to run, with the spread (lowest and
 //! highest) beside it. etcd and moto_server are started on loopback ports
 //! as the tests start them.
@@ -27,9 +27,9 @@ use tetherdb::ffi::{
     tether_write, tether_write_ex, TetherDb, TETHER_IF_ABSENT, TETHER_IF_VERSION,
 };
 use tetherdb::Status;
+use tetherdb_bench::{preamble, repeats, Spread};
 
 const VALUE: [u8; 100] = [b'v'; 100];
-const REPEATS: usize = 5;
 
 /// The kinds of call measured, each over its own keys.
 #[derive(Clone, Copy)]
@@ -201,17 +201,22 @@ fn last_error() -> String {
         .into_owned()
 }
 
-/// Median, lowest and highest.
-fn spread(mut times: Vec<Duration>) -> (Duration, Duration, Duration) {
-    times.sort();
-    (times[times.len() / 2], times[0], times[times.len() - 1])
+/// Median, lowest and highest, in µs.
+fn spread(times: &[Duration]) -> Spread {
+    Spread::of(
+        &times
+            .iter()
+            .map(|t| t.as_secs_f64() * 1e6)
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn measure(engine: &str, config: &str, ops: usize) {
     let mut bench = Bench::open(config, ops);
     bench.fill();
+    let runs = repeats();
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); KINDS.len()];
-    for round in 0..REPEATS {
+    for round in 0..runs {
         // Each kind in turn, from another start each round. A versioned
         // pass needs each key's version: a plain pass gives none, so the
         // keys are written again after it (untimed), as after the pass
@@ -224,22 +229,24 @@ fn measure(engine: &str, config: &str, ops: usize) {
             }
         }
     }
-    let (plain, ..) = spread(times[0].clone());
-    let (read, ..) = spread(times[4].clone());
-    println!("{engine}, {ops} calls a pass, median of {REPEATS} (lowest–highest):");
-    for (kind, times) in KINDS.iter().zip(times) {
-        let (median, low, high) = spread(times);
+    let plain = spread(&times[0]).median;
+    let read = spread(&times[4]).median;
+    println!(
+        "{engine}, {ops} calls a pass, µs a call, median (lowest–highest) of {runs}; \
+         load average after: {}",
+        tetherdb_bench::load()
+    );
+    for (kind, times) in KINDS.iter().zip(&times) {
+        let figure = spread(times);
         let base = match kind {
             Kind::Read | Kind::ReadEx => read,
             _ => plain,
         };
         println!(
-            "  {:<38} {:>9.1} µs  ({:.1}–{:.1})  {:.2}× the plain call",
+            "  {:<38} {:>24}  {:.2}× the plain call",
             kind.name(),
-            median.as_secs_f64() * 1e6,
-            low.as_secs_f64() * 1e6,
-            high.as_secs_f64() * 1e6,
-            median.as_secs_f64() / base.as_secs_f64(),
+            figure.show(1),
+            figure.median / base,
         );
     }
 }
@@ -252,6 +259,7 @@ fn ops(default: usize) -> usize {
 }
 
 fn main() {
+    preamble("What versions, conditions and expiry cost, through the C ABI");
     let dir = tempfile::tempdir().unwrap();
     let local = format!(
         r#"{{"logging": "warn", "local": {{"filepath": {:?}}}}}"#,
