@@ -8,6 +8,7 @@
 //! member refused goes to another (see `Etcd::call`).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,6 +150,15 @@ const SCAN_PAGE: i64 = 10_000;
 /// in it between its scan and its DeleteRange, before it deletes key by
 /// key instead: a bound under a steady stream of new keys.
 const DELETE_RANGE_TRIES: usize = 3;
+
+/// The span of the slice that completed the last page a listing returned
+/// (see `list`): a hint, shared by every handle, for where the next
+/// listing starts.
+static LIST_SPAN: AtomicUsize = AtomicUsize::new(1);
+
+/// A slice that completed a page while holding more than this many pages'
+/// worth of keys was too wide: the next listing tries one byte narrower.
+const SLICE_SLACK: usize = 16;
 
 /// How often an idle-looking connection with calls in flight is pinged.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -872,11 +882,34 @@ impl Backend for Etcd {
             _ => prefix.as_bytes().to_vec(),
         };
         let mut entries = Vec::with_capacity(limit.min(1024));
+        // etcd 3.4 walks every key of a request's range before it applies
+        // the limit, so a page asked of the whole rest of a large range
+        // costs as much as all of it, and paging through n keys costs n².
+        // So each request covers a slice: the keys after `from` that share
+        // all but the last `span` bytes of the key the page starts from.
+        // A slice that does not complete the page is followed by one a byte
+        // wider, up to the whole rest of the range. The next listing starts
+        // at the span that completed the last page, or one byte narrower if
+        // that slice held over SLICE_SLACK pages' worth of keys.
+        let base = from.clone();
+        let mut span = LIST_SPAN.load(Ordering::Relaxed);
         loop {
+            let (slice_end, whole) = match base.len().checked_sub(span) {
+                Some(keep) if keep > prefix.len() => {
+                    let slice_end = range_end(&base[..keep]);
+                    let whole = slice_end == end;
+                    (slice_end, whole)
+                }
+                _ => (end.clone(), true),
+            };
+            if !whole && slice_end <= from {
+                span += 1;
+                continue;
+            }
             // One more than is missing, to learn whether a key remains.
             let want = (limit - entries.len()).saturating_add(1);
             let mut options = GetOptions::new()
-                .with_range(end.clone())
+                .with_range(slice_end.clone())
                 .with_limit(i64::try_from(want).unwrap_or(i64::MAX));
             if keys_only {
                 options = options.with_keys_only();
@@ -886,6 +919,7 @@ impl Backend for Etcd {
                 async move { kv.get(start, Some(options)).await }
             })?;
             let more = answer.more();
+            let in_slice = usize::try_from(answer.count()).unwrap_or(usize::MAX);
             let read_at = answer.header().map_or(0, |h| h.revision());
             let kvs = answer.take_kvs();
             if let Some(last) = kvs.last() {
@@ -900,6 +934,11 @@ impl Backend for Etcd {
                     continue;
                 };
                 if entries.len() == limit {
+                    if !whole {
+                        let wide = in_slice / SLICE_SLACK > limit;
+                        let next = if wide { span - 1 } else { span };
+                        LIST_SPAN.store(next.max(1), Ordering::Relaxed);
+                    }
                     return Ok(Listing {
                         entries,
                         more: true,
@@ -907,12 +946,17 @@ impl Backend for Etcd {
                 }
                 entries.push((key.to_owned(), value));
             }
-            if !more {
+            if more {
+                continue;
+            }
+            if whole {
                 return Ok(Listing {
                     entries,
                     more: false,
                 });
             }
+            from = slice_end;
+            span += 1;
         }
     }
 
