@@ -151,11 +151,6 @@ const SCAN_PAGE: i64 = 10_000;
 /// key instead: a bound under a steady stream of new keys.
 const DELETE_RANGE_TRIES: usize = 3;
 
-/// The span of the slice that completed the last page a listing returned
-/// (see `list`): a hint, shared by every handle, for where the next
-/// listing starts.
-static LIST_SPAN: AtomicUsize = AtomicUsize::new(1);
-
 /// A slice that completed a page while holding more than this many pages'
 /// worth of keys was too wide: the next listing tries one byte narrower.
 const SLICE_SLACK: usize = 16;
@@ -183,6 +178,9 @@ pub(crate) struct Etcd {
     max_request_bytes: usize,
     /// The cluster's endpoints, for the outbox.
     endpoints: Vec<String>,
+    /// The span of the slice that completed the last page a listing
+    /// returned (see `list`): where the next listing starts, a hint only.
+    list_span: AtomicUsize,
     /// Declared last: dropped after the client, whose tasks it runs.
     runtime: Arc<Runtime>,
 }
@@ -228,6 +226,7 @@ impl Etcd {
                 urls.sort();
                 urls
             },
+            list_span: AtomicUsize::new(1),
             runtime,
         })
     }
@@ -892,7 +891,7 @@ impl Backend for Etcd {
         // at the span that completed the last page, or one byte narrower if
         // that slice held over SLICE_SLACK pages' worth of keys.
         let base = from.clone();
-        let mut span = LIST_SPAN.load(Ordering::Relaxed);
+        let mut span = self.list_span.load(Ordering::Relaxed);
         loop {
             let (slice_end, whole) = match base.len().checked_sub(span) {
                 Some(keep) if keep > prefix.len() => {
@@ -937,7 +936,7 @@ impl Backend for Etcd {
                     if !whole {
                         let wide = in_slice / SLICE_SLACK > limit;
                         let next = if wide { span - 1 } else { span };
-                        LIST_SPAN.store(next.max(1), Ordering::Relaxed);
+                        self.list_span.store(next.max(1), Ordering::Relaxed);
                     }
                     return Ok(Listing {
                         entries,
