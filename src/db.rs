@@ -6,6 +6,7 @@ use std::fmt;
 use crate::backend::{self, Access, Backend, Condition, Deadline, Outcome, Ttl, Write};
 use crate::config::Config;
 use crate::counter;
+use crate::fork;
 use crate::error::{Error, Quoted, Result};
 use crate::keys::{self, StoredKey};
 use crate::log::Logger;
@@ -62,9 +63,11 @@ pub struct Db {
     not_built: Vec<&'static str>,
     queue: Queue,
     log: Logger,
-    /// The process that opened it: after fork(), a child has none of its
-    /// threads, and any lock it takes may have been held by one of them.
+    /// The process that opened it, and its generation of forks
+    /// (`crate::fork`): after fork(), a child has none of its threads, and
+    /// any lock it takes may have been held by one of them.
     owner: u32,
+    forks: u64,
 }
 
 impl Db {
@@ -124,6 +127,7 @@ impl Db {
             queue,
             log,
             owner: std::process::id(),
+            forks: fork::generation(),
         })
     }
 
@@ -498,10 +502,10 @@ impl Db {
     /// copy of the handle has no worker, and whose locks may have been held
     /// by threads that the child does not have.
     pub fn check_owner(&self) -> Result<()> {
-        let here = std::process::id();
-        if here == self.owner {
+        if fork::generation() == self.forks {
             return Ok(());
         }
+        let here = std::process::id();
         Err(Error::invalid(format!(
             "this handle was opened by process {} and cannot be used in process {here}, a \
              child of fork(): open a handle of its own in the child",

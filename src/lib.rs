@@ -28,6 +28,7 @@ mod db;
 mod error;
 pub mod ffi;
 mod files;
+mod fork;
 mod keys;
 mod log;
 mod queue;
