@@ -90,8 +90,26 @@ unsafe impl Send for Handle {}
 unsafe impl Sync for Handle {}
 
 /// The default configuration: only where the store lives.
+/// sled's page cache on both sides: the library's default
+/// (`local.cache_capacity`), or `TETHERDB_BENCH_CACHE` bytes. The
+/// library's entries carry a 9-byte header (the version) beside the value,
+/// so a working set near the cache's size fits in sled's cache alone.
+fn cache_capacity() -> u64 {
+    std::env::var("TETHERDB_BENCH_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(tetherdb::LocalConfig::default().cache_capacity)
+}
+
 fn config_json(dir: &Path) -> String {
-    format!(r#"{{"local": {{"filepath": {:?}}}}}"#, dir.join("db"))
+    match std::env::var("TETHERDB_BENCH_CACHE") {
+        Ok(_) => format!(
+            r#"{{"local": {{"filepath": {:?}, "cache_capacity": {}}}}}"#,
+            dir.join("db"),
+            cache_capacity()
+        ),
+        Err(_) => format!(r#"{{"local": {{"filepath": {:?}}}}}"#, dir.join("db")),
+    }
 }
 
 fn open_library(dir: &Path) -> Handle {
@@ -109,7 +127,7 @@ fn close_library(db: Handle) {
 fn open_sled(dir: &Path) -> sled::Db {
     sled::Config::new()
         .path(dir.join("db"))
-        .cache_capacity(tetherdb::LocalConfig::default().cache_capacity)
+        .cache_capacity(cache_capacity())
         .open()
         .expect("sled open")
 }
@@ -356,7 +374,7 @@ fn main() {
     println!("library config: {}", config_json(Path::new("<tmpdir>")));
     println!(
         "sled:    sled's defaults with a {} MiB cache, as the library opens it",
-        tetherdb::LocalConfig::default().cache_capacity >> 20
+        cache_capacity() >> 20
     );
     println!(
         "threads: {:?}; with T threads each thread works on its own {}-key range \
