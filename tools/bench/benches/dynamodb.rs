@@ -40,7 +40,7 @@ use tetherdb::ffi::{
     TETHER_QUEUE,
 };
 use tetherdb::Status;
-use tetherdb_bench::{alternate, preamble, repeats, Pair, Table};
+use tetherdb_bench::{alternate, preamble, repeats, Handle, Pair, Table};
 
 /// Operations per measurement; `TETHERDB_BENCH_OPS` overrides it. moto
 /// answers a few hundred requests a second: this keeps a run near 3 minutes.
@@ -141,19 +141,6 @@ fn read_all(db: *mut TetherDb, work: &Workload) {
         assert_eq!(status, Status::Ok);
         black_box(unsafe { std::slice::from_raw_parts(value, len) });
         unsafe { tether_free(value, len) };
-    }
-}
-
-/// The handle as threads share it: the C contract says it is thread-safe.
-#[derive(Clone, Copy)]
-struct Handle(*mut TetherDb);
-unsafe impl Send for Handle {}
-unsafe impl Sync for Handle {}
-
-impl Handle {
-    /// The pointer; a method, so that closures capture the whole handle.
-    fn get(self) -> *mut TetherDb {
-        self.0
     }
 }
 

@@ -33,7 +33,7 @@ use tetherdb::ffi::{
     TETHER_QUEUE,
 };
 use tetherdb::Status;
-use tetherdb_bench::{preamble, repeats, Pair, Table};
+use tetherdb_bench::{preamble, repeats, Handle, Pair, Table};
 
 const VALUE_LEN: usize = 100;
 /// Single calls per measurement; `TETHERDB_BENCH_OPS` overrides it.
@@ -193,19 +193,6 @@ fn main() {
         decimals: 0,
     }
     .print(&rows);
-}
-
-/// The handle as threads share it: the C contract says it is thread-safe.
-#[derive(Clone, Copy)]
-struct Handle(*mut TetherDb);
-unsafe impl Send for Handle {}
-unsafe impl Sync for Handle {}
-
-impl Handle {
-    /// The pointer; a method, so that closures capture the whole handle.
-    fn get(self) -> *mut TetherDb {
-        self.0
-    }
 }
 
 /// One timed side of a measurement: its operations per second.

@@ -32,7 +32,7 @@ use tetherdb::ffi::{
     TETHER_QUEUE,
 };
 use tetherdb::Status;
-use tetherdb_bench::{alternate, preamble, repeats, Pair, Table};
+use tetherdb_bench::{alternate, preamble, repeats, Handle, Pair, Table};
 
 /// Operations per measurement, whatever the number of threads; the
 /// environment variable `TETHERDB_BENCH_OPS` overrides it (for a short run
@@ -82,12 +82,6 @@ impl Workload {
         t * per..(t + 1) * per
     }
 }
-
-/// The handle as threads share it: the C contract says it is thread-safe.
-#[derive(Clone, Copy)]
-struct Handle(*mut TetherDb);
-unsafe impl Send for Handle {}
-unsafe impl Sync for Handle {}
 
 /// The default configuration: only where the store lives.
 /// sled's page cache on both sides: the library's default

@@ -22,7 +22,7 @@ pub fn repeats() -> usize {
 /// Runs both sides of run `run`, the library first in even runs and the
 /// engine first in odd ones; returns (library, engine).
 pub fn alternate<T>(run: usize, library: impl FnOnce() -> T, engine: impl FnOnce() -> T) -> (T, T) {
-    if run % 2 == 0 {
+    if run.is_multiple_of(2) {
         let l = library();
         (l, engine())
     } else {
@@ -185,4 +185,19 @@ pub fn preamble(what: &str) {
             "release"
         }
     );
+}
+
+/// A handle as a benchmark's threads share it: the C contract says it is
+/// thread-safe.
+#[derive(Clone, Copy)]
+pub struct Handle(pub *mut tetherdb::ffi::TetherDb);
+// SAFETY: a `tether_db*` may be used from any thread (include/tetherdb.h).
+unsafe impl Send for Handle {}
+unsafe impl Sync for Handle {}
+
+impl Handle {
+    /// The pointer; a method, so that closures capture the whole handle.
+    pub fn get(self) -> *mut tetherdb::ffi::TetherDb {
+        self.0
+    }
 }
