@@ -371,12 +371,13 @@ fn keys_only_listings_and_existence_checks_fetch_no_values() {
 
 #[test]
 fn throttled_batches_are_retried_until_each_is_written_once() {
-    let Some((db, proxy, _moto)) = open_proxied("throttled", "", r#"{"size": 25, "interval": 60}"#)
+    // One batch of all 50 writes (its size), two BatchWriteItems of 25.
+    let Some((db, proxy, _moto)) = open_proxied("throttled", "", r#"{"size": 50, "interval": 60}"#)
     else {
         return;
     };
     // More throttling answers in a row than the SDK's own tries: the
-    // worker's retry has to take over.
+    // worker's retry has to take over (of both pieces, in flight at once).
     proxy.state().throttle = 7;
     for i in 0..50 {
         db.write_queued(None, Some("t"), &format!("k{i:03}"), b"v")
