@@ -49,10 +49,11 @@ impl Deadline {
     }
 
     /// The deadline a read at `now_ms` gives a sliding key; `None` for a
-    /// fixed one. A ms later than `now_ms` plus the ttl, since `now_ms` is
-    /// rounded down: the key must not expire before its ttl has passed.
-    pub fn slid(&self, now_ms: u64) -> Option<Deadline> {
-        (self.sliding_ms > 0).then(|| Deadline {
+    /// fixed one, and for a read that only peeks ([`Access::Peek`]). A ms
+    /// later than `now_ms` plus the ttl, since `now_ms` is rounded down:
+    /// the key must not expire before its ttl has passed.
+    pub fn slid(&self, now_ms: u64, access: Access) -> Option<Deadline> {
+        (self.sliding_ms > 0 && access == Access::Use).then(|| Deadline {
             at_ms: now_ms.saturating_add(self.sliding_ms).saturating_add(1),
             sliding_ms: self.sliding_ms,
         })

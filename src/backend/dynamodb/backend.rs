@@ -526,7 +526,7 @@ impl Backend for DynamoDb {
             if deadline.has_passed(now) {
                 return Ok(None);
             }
-            if let Some(slid) = deadline.slid(now).filter(|_| access == Access::Use) {
+            if let Some(slid) = deadline.slid(now, access) {
                 // Where nothing changed since the read; else the change
                 // set the deadline anew.
                 let unchanged = format!("{} AND #dl = :was", was(version));

@@ -680,7 +680,7 @@ impl Etcd {
                 if deadline.has_passed(now) {
                     return Ok(None);
                 }
-                if let Some(slid) = deadline.slid(now).filter(|_| access == Access::Use) {
+                if let Some(slid) = deadline.slid(now, access) {
                     version = self.slide(key, &kv, slid, now)?.unwrap_or(version);
                 }
             }

@@ -200,7 +200,7 @@ impl Store {
             if deadline.has_passed(now_ms) {
                 return Ok(None);
             }
-            let Some(slid) = deadline.slid(now_ms).filter(|_| access == Access::Use) else {
+            let Some(slid) = deadline.slid(now_ms, access) else {
                 return Ok(Some(read));
             };
             let meta = Meta {
