@@ -149,7 +149,9 @@ fn buckets_and_prefixes_list_only_their_keys(s: &Space) {
 /// their order.
 fn prefix_and_start_after_narrow_a_listing(s: &Space) {
     let db = s.open(QUICK);
-    for key in ["a1", "a2", "a3", "b1", "b2"] {
+    // `b:c` sorts right after `b:`, inside the slice of keys that share all
+    // but the last byte of a `start_after` of `b:`.
+    for key in ["a1", "a2", "a3", "b1", "b2", "b:c"] {
         db.write(None, Some("x"), key, key.as_bytes()).unwrap();
     }
     let keys = |prefix: Option<&str>, after: Option<&str>| -> Vec<String> {
@@ -161,12 +163,17 @@ fn prefix_and_start_after_narrow_a_listing(s: &Space) {
     assert_eq!(keys(Some("a"), Some("a1")), ["a2", "a3"]);
     assert_eq!(
         keys(Some("b"), Some("a2")),
-        ["b1", "b2"],
+        ["b1", "b2", "b:c"],
         "start_after before the prefix"
     );
     assert_eq!(keys(Some("a"), Some("a3")), Vec::<String>::new());
     assert_eq!(keys(Some("a"), Some("zz")), Vec::<String>::new());
-    assert_eq!(keys(None, Some("a3")), ["b1", "b2"]);
+    assert_eq!(
+        keys(Some("a"), Some("b:")),
+        Vec::<String>::new(),
+        "start_after past the prefix"
+    );
+    assert_eq!(keys(None, Some("a3")), ["b1", "b2", "b:c"]);
 }
 
 fn a_page_that_fills_exactly_is_the_last_when_nothing_follows(s: &Space) {

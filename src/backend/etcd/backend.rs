@@ -880,6 +880,15 @@ impl Backend for Etcd {
             _ if prefix.is_empty() => vec![0],
             _ => prefix.as_bytes().to_vec(),
         };
+        // A `start_after` past every key of the prefix leaves nothing to
+        // list. Past this point `from` starts with the prefix, which the
+        // slices below rely on to stay inside the range.
+        if end != [0] && from >= end {
+            return Ok(Listing {
+                entries: Vec::new(),
+                more: false,
+            });
+        }
         let mut entries = Vec::with_capacity(limit.min(1024));
         // etcd 3.4 walks every key of a request's range before it applies
         // the limit, so a page asked of the whole rest of a large range
