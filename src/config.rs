@@ -2,6 +2,9 @@
 //!
 //! Every section rejects unknown keys so that a typo is reported, not ignored.
 
+mod named;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,6 +12,7 @@ use serde::Deserialize;
 
 use crate::backend::dynamodb::DynamoDbConfig;
 use crate::backend::etcd::EtcdConfig;
+use crate::backend::layer::{Of, OfSeveral, Tiered};
 use crate::backend::local::LocalConfig;
 use crate::backend::Section;
 use crate::error::{Error, Result};
@@ -17,7 +21,8 @@ use crate::log::Level;
 /// The registry of engines: one line each, naming the configuration
 /// section (and backend) and the engine's section type, in the order a
 /// handle opens them and `backend_names` lists them. Each engine's code
-/// lives in its own folder under `src/backend/`.
+/// lives in its own folder under `src/backend/`; the same name is the
+/// `engine` of a named backend (the `backends` section).
 macro_rules! engines {
     ($($name:ident: $section:ty,)*) => {
         /// The whole configuration. A backend exists in a handle only when
@@ -36,16 +41,43 @@ macro_rules! engines {
             #[serde(default)]
             pub queue_batch: QueueConfig,
             $(pub $name: Option<$section>,)*
+            /// Backends under names of their own: engines and layers.
+            #[serde(default, deserialize_with = "named::backends")]
+            pub backends: BTreeMap<String, Named>,
         }
 
         impl Config {
-            /// The sections present, in the registry's order.
+            /// The top-level engine sections present, in the registry's
+            /// order.
             fn sections_present(&self) -> Vec<&dyn Section> {
                 let mut sections: Vec<&dyn Section> = Vec::new();
                 $(if let Some(section) = &self.$name {
                     sections.push(section);
                 })*
                 sections
+            }
+        }
+
+        /// A named backend's section: an engine's, or a layer's over other
+        /// backends, told apart by its `engine` key.
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(tag = "engine", rename_all = "snake_case")]
+        #[allow(non_camel_case_types)]
+        pub enum Named {
+            $($name($section),)*
+            Tiered(Tiered),
+            ReadOnly(Of),
+            WriteOnly(Of),
+            Random(OfSeveral),
+        }
+
+        impl Named {
+            /// The engine section, for a named engine; `None` for a layer.
+            pub(crate) fn section(&self) -> Option<&dyn Section> {
+                match self {
+                    $(Named::$name(section) => Some(section),)*
+                    _ => None,
+                }
             }
         }
 
@@ -67,6 +99,35 @@ engines! {
     local: LocalConfig,
     etcd: EtcdConfig,
     dynamodb: DynamoDbConfig,
+}
+
+impl Named {
+    /// The backends a layer is over, as named; none for an engine.
+    pub(crate) fn members(&self) -> Vec<&str> {
+        match self {
+            Named::Tiered(tiered) => tiered.layers.iter().map(String::as_str).collect(),
+            Named::ReadOnly(of) | Named::WriteOnly(of) => vec![of.of.as_str()],
+            Named::Random(of) => of.of.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Its `engine` key.
+    pub(crate) fn engine(&self) -> &'static str {
+        match self {
+            Named::Tiered(_) => "tiered",
+            Named::ReadOnly(_) => "read_only",
+            Named::WriteOnly(_) => "write_only",
+            Named::Random(_) => "random",
+            engine => engine.section().map_or("", |s| s.name()),
+        }
+    }
+}
+
+/// One backend of a handle as the configuration declares it.
+pub(crate) enum Declared<'a> {
+    Engine(&'a dyn Section),
+    Layer(&'a Named),
 }
 
 /// The largest `queue_batch.capacity`: a queue that long in memory is a
@@ -149,19 +210,32 @@ impl Config {
         crate::config_file::load(path.as_ref())
     }
 
-    /// The names of the configured backends, in the registry's order.
-    pub fn backend_names(&self) -> Vec<&'static str> {
-        self.sections().iter().map(|s| s.name()).collect()
+    /// The names of the configured backends: the top-level sections in
+    /// the registry's order, then the named backends in the order of
+    /// their names.
+    pub fn backend_names(&self) -> Vec<&str> {
+        self.declared().into_iter().map(|(name, _)| name).collect()
     }
 
-    /// The configured engines' sections, in the registry's order: the
-    /// embedded default's `local` when none is present.
-    pub(crate) fn sections(&self) -> Vec<&dyn Section> {
+    /// The configured backends by name: the top-level engine sections
+    /// (each named after its engine; the embedded default's `local` when
+    /// nothing is configured), then the `backends` section's.
+    pub(crate) fn declared(&self) -> Vec<(&str, Declared<'_>)> {
         static EMBEDDED_DEFAULT: std::sync::OnceLock<LocalConfig> = std::sync::OnceLock::new();
-        match self.sections_present() {
-            none if none.is_empty() => vec![EMBEDDED_DEFAULT.get_or_init(LocalConfig::default)],
-            sections => sections,
+        if self.is_embedded_default() {
+            let local = EMBEDDED_DEFAULT.get_or_init(LocalConfig::default);
+            return vec![(local.name(), Declared::Engine(local))];
         }
+        let top_level = self.sections_present().into_iter();
+        let top_level = top_level.map(|section| (section.name(), Declared::Engine(section)));
+        let named = self.backends.iter().map(|(name, named)| {
+            let declared = match named.section() {
+                Some(section) => Declared::Engine(section),
+                None => Declared::Layer(named),
+            };
+            (name.as_str(), declared)
+        });
+        top_level.chain(named).collect()
     }
 
     /// The backend a call without a backend name goes to.
@@ -181,9 +255,19 @@ impl Config {
         }
     }
 
-    /// The `local` section, or the embedded default when no backend is configured.
+    /// The `local` section, or else the first named `local` backend's, or
+    /// the embedded default when no backend is configured.
     pub fn local_config(&self) -> Option<LocalConfig> {
-        match (&self.local, self.is_embedded_default()) {
+        let named = || {
+            self.backends.values().find_map(|named| match named {
+                Named::local(local) => Some(local),
+                _ => None,
+            })
+        };
+        match (
+            self.local.as_ref().or_else(named),
+            self.is_embedded_default(),
+        ) {
             (Some(local), _) => Some(local.clone()),
             (None, true) => Some(LocalConfig::default()),
             (None, false) => None,
@@ -208,7 +292,7 @@ impl Config {
     }
 
     fn is_embedded_default(&self) -> bool {
-        self.sections_present().is_empty()
+        self.sections_present().is_empty() && self.backends.is_empty()
     }
 
     fn validate(&self) -> Result<()> {
@@ -259,6 +343,7 @@ impl Config {
         for section in self.sections_present() {
             section.validate()?;
         }
+        named::validate(self)?;
         self.default_backend_name().map(|_| ())
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::backend::{self, Access, Backend, Condition, Deadline, Outcome, Ttl, Write};
-use crate::config::Config;
+use crate::config::{Config, Declared};
 use crate::counter;
 use crate::error::{Error, Quoted, Result};
 use crate::fork;
@@ -60,7 +60,7 @@ pub struct Db {
     backends: Backends,
     default: usize,
     /// Configured backends whose engine this build lacks.
-    not_built: Vec<&'static str>,
+    not_built: Vec<String>,
     queue: Queue,
     log: Logger,
     /// The process that opened it, and its generation of forks
@@ -77,17 +77,20 @@ impl Db {
         let log = Logger::new(config.logging);
         let default_name = config.default_backend_name()?.to_owned();
         let backends = backend::open_all(&config)?;
-        let not_built: Vec<&'static str> = config
-            .sections()
+        let not_built: Vec<String> = config
+            .declared()
             .into_iter()
-            .filter(|section| !section.is_built())
-            .map(|section| section.name())
+            .filter_map(|(name, declared)| match declared {
+                Declared::Engine(section) if !section.is_built() => {
+                    log.warn(format_args!(
+                        "backend {name} is accepted, but this build has no {} engine",
+                        section.name()
+                    ));
+                    Some(name.to_owned())
+                }
+                _ => None,
+            })
             .collect();
-        for name in &not_built {
-            log.warn(format_args!(
-                "the {name} section is accepted, but this build has no {name} backend"
-            ));
-        }
         let default = backends
             .iter()
             .position(|b| b.name() == default_name)
@@ -493,7 +496,7 @@ impl Db {
     }
 
     /// The names of the backends of this handle.
-    pub fn backend_names(&self) -> Vec<&'static str> {
+    pub fn backend_names(&self) -> Vec<&str> {
         self.backends.iter().map(|b| b.name()).collect()
     }
 
@@ -536,7 +539,7 @@ impl Db {
         bucket: Option<&str>,
         key: &'k str,
     ) -> Result<(usize, &dyn Backend, StoredKey<'k>)> {
-        let subject = |backend: Option<&'static str>| Target {
+        let subject = |backend| Target {
             backend,
             bucket,
             key,
@@ -559,10 +562,8 @@ impl Db {
     }
 
     fn unknown_backend(&self, name: &str) -> Error {
-        Error::UnknownBackend(if self.not_built.contains(&name) {
-            format!(
-                "backend {name:?} is configured, but this build of TetherDB has no {name} backend"
-            )
+        Error::UnknownBackend(if self.not_built.iter().any(|n| n == name) {
+            format!("backend {name:?} is configured, but this build of TetherDB lacks its engine")
         } else {
             format!(
                 "backend {} is not configured in this handle (configured: {})",

@@ -240,6 +240,32 @@ impl Error {
         self
     }
 
+    /// The same error, naming the backend `name` where it named the
+    /// engine `engine`: an engine reports under its engine's name, and a
+    /// backend configured under a name of its own
+    /// (`crate::backend::layer::Renamed`) is known by that name.
+    pub(crate) fn renamed(mut self, engine: &str, name: &str) -> Error {
+        match &mut self {
+            Error::NotFound { backend, .. }
+            | Error::Unavailable { backend, .. }
+            | Error::TooLarge { backend, .. }
+            | Error::NotRunning { backend, .. }
+            | Error::Conflict { backend, .. }
+            | Error::Io { backend, .. }
+            | Error::Full { backend, .. }
+                if backend == engine =>
+            {
+                *backend = name.to_owned()
+            }
+            Error::QueuedWritesFailed { first, .. } => {
+                let inner = std::mem::replace(&mut **first, Error::Internal(String::new()));
+                **first = inner.renamed(engine, name);
+            }
+            _ => {}
+        }
+        self
+    }
+
     /// The C status this error is reported as.
     pub fn status(&self) -> Status {
         match self {

@@ -12,6 +12,7 @@
 
 pub(crate) mod dynamodb;
 pub(crate) mod etcd;
+pub(crate) mod layer;
 pub(crate) mod local;
 #[cfg(any(feature = "etcd", feature = "dynamodb"))]
 mod remote;
@@ -19,7 +20,7 @@ mod remote;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, Declared};
 use crate::error::{Error, Result};
 
 /// One queued write, as the worker hands it to a backend.
@@ -160,8 +161,9 @@ impl BatchLimit {
 /// A storage engine. Implementations are shared between the callers'
 /// threads and the worker, so every method takes `&self`.
 pub trait Backend: Send + Sync {
-    /// The name calls use to address it, e.g. `"local"`.
-    fn name(&self) -> &'static str;
+    /// The name calls use to address it: its engine's (`"local"`), or
+    /// the name it is configured under in the `backends` section.
+    fn name(&self) -> &str;
 
     /// Stores `value` under `key` with the deadline `ttl` says, where
     /// `condition` holds, checking and writing in one atomic step; gives the
@@ -334,13 +336,55 @@ impl Shared {
     }
 }
 
-/// Opens every configured backend this build has, in the registry's
-/// order; remote ones share one tokio runtime.
+/// Opens every configured backend this build has, in the configuration's
+/// order (`Config::declared`); remote ones share one tokio runtime, and a
+/// backend several layers are over is opened once. A layer over a backend
+/// this build lacks is a configuration error.
 pub(crate) fn open_all(config: &Config) -> Result<Vec<Arc<dyn Backend>>> {
+    let declared = config.declared();
     let mut shared = Shared::default();
-    let mut backends = Vec::new();
-    for section in config.sections() {
-        backends.extend(section.open(&mut shared)?);
+    let mut opened: Vec<Option<Arc<dyn Backend>>> = vec![None; declared.len()];
+    for at in 0..declared.len() {
+        open_one(&declared, at, &mut opened, &mut shared)?;
     }
-    Ok(backends)
+    Ok(opened.into_iter().flatten().collect())
+}
+
+/// Opens `declared[at]`, and first the backends it is over; the
+/// configuration was checked for cycles.
+fn open_one(
+    declared: &[(&str, Declared<'_>)],
+    at: usize,
+    opened: &mut [Option<Arc<dyn Backend>>],
+    shared: &mut Shared,
+) -> Result<Option<Arc<dyn Backend>>> {
+    if let Some(backend) = &opened[at] {
+        return Ok(Some(backend.clone()));
+    }
+    let (name, what) = &declared[at];
+    let backend = match what {
+        Declared::Engine(section) => match section.open(shared)? {
+            Some(engine) if engine.name() == *name => Some(engine),
+            Some(engine) => Some(Arc::new(layer::Renamed::new(name.to_string(), engine)) as _),
+            None => None,
+        },
+        Declared::Layer(named) => {
+            let mut members = Vec::new();
+            for member in named.members() {
+                let index = declared
+                    .iter()
+                    .position(|(n, _)| *n == member)
+                    .ok_or_else(|| Error::Internal(format!("{name}: {member} is not declared")))?;
+                let Some(backend) = open_one(declared, index, opened, shared)? else {
+                    return Err(Error::Config(format!(
+                        "backends.{name}: {member} is a backend this build of TetherDB lacks"
+                    )));
+                };
+                members.push(backend);
+            }
+            Some(layer::open(name, named, members)?)
+        }
+    };
+    opened[at] = backend.clone();
+    Ok(backend)
 }

@@ -155,7 +155,7 @@ impl Lane {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &str {
         self.backend.name()
     }
 

@@ -21,6 +21,9 @@ pub enum Cap {
     /// time (its threads check and write without a lock), as the dynamodb
     /// fixture runs it.
     AtomicConditions,
+    /// Other processes open the same store at once (a server's), so that
+    /// a race runs in two processes; `local` holds its store in one.
+    SharedStore,
 }
 
 impl Cap {
@@ -28,6 +31,7 @@ impl Cap {
         match self {
             Cap::OrderedListing => "ordered_listing",
             Cap::AtomicConditions => "atomic_conditions",
+            Cap::SharedStore => "shared_store",
         }
     }
 }
@@ -91,6 +95,11 @@ impl Space {
     /// A handle on this key space.
     pub fn open(&self, queue_batch: &str) -> Db {
         Db::open_json(Some(&self.config(queue_batch))).unwrap()
+    }
+
+    /// Whether the engine has `cap`.
+    pub fn has(&self, cap: Cap) -> bool {
+        self.engine.caps.contains(&cap)
     }
 
     /// This engine's share of a bulk count ([`Engine::bulk`]).

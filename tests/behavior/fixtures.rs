@@ -33,6 +33,38 @@ impl Store for LocalStore {
     }
 }
 
+/// `tiered`: a tiered backend over two `local` stores, `cache` and
+/// `primary`, each case in a directory of its own.
+pub struct TieredLocal;
+
+pub static TIERED: TieredLocal = TieredLocal;
+
+impl Fixture for TieredLocal {
+    fn space(&self, _case: &str) -> Option<Box<dyn Store>> {
+        Some(Box::new(TieredStore(tempfile::tempdir().unwrap())))
+    }
+
+    fn stop(&self) {}
+}
+
+struct TieredStore(TempDir);
+
+impl Store for TieredStore {
+    fn config(&self, queue_batch: &str) -> String {
+        let dir = self.0.path();
+        format!(
+            r#"{{"logging": "none", "default_backend": "tiered", "queue_batch": {queue_batch},
+                "backends": {{
+                  "cache": {{"engine": "local", "filepath": {:?}}},
+                  "primary": {{"engine": "local", "filepath": {:?}}},
+                  "tiered": {{"engine": "tiered", "layers": ["cache", "primary"]}}
+                }}}}"#,
+            dir.join("cache").to_str().unwrap(),
+            dir.join("primary").to_str().unwrap(),
+        )
+    }
+}
+
 #[cfg(feature = "etcd")]
 pub use self::etcd::ETCD;
 

@@ -30,10 +30,11 @@ use engine::Engine;
 #[rustfmt::skip]
 static ENGINES: &[Engine] = &[
     Engine { name: "local", fixture: &fixtures::LOCAL, caps: &[OrderedListing, AtomicConditions], bulk: 100 },
+    Engine { name: "tiered", fixture: &fixtures::TIERED, caps: &[OrderedListing, AtomicConditions], bulk: 100 },
     #[cfg(feature = "etcd")]
-    Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions], bulk: 25 },
+    Engine { name: "etcd", fixture: &fixtures::ETCD, caps: &[OrderedListing, AtomicConditions, SharedStore], bulk: 25 },
     #[cfg(feature = "dynamodb")]
-    Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[AtomicConditions], bulk: 10 },
+    Engine { name: "dynamodb", fixture: &fixtures::DYNAMODB, caps: &[AtomicConditions, SharedStore], bulk: 10 },
 ];
 
 /// The number of keys in `bucket`, listed in one page: on dynamodb each

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tetherdb::{Db, Error, WriteOptions};
 
-use crate::engine::{cases, Space};
+use crate::engine::{cases, Cap, Space};
 
 /// Set in a child's environment: the race it runs (a [`Race`]'s name).
 const RACE_CHILD: &str = "TETHERDB_RACE_CHILD";
@@ -147,8 +147,9 @@ fn rounds(s: &Space, full: usize, moto: usize) -> usize {
     }
 }
 
-/// Runs `race` on `s`: 16 threads here on `local`; 8 here and 8 in a
-/// child process elsewhere, started together. Gives both processes'
+/// Runs `race` on `s`: 16 threads here on a store one process holds
+/// (`local`); 8 here and 8 in a child process elsewhere, started together,
+/// on a store several share. Gives both processes'
 /// tallies, summed, and prints them with `what` the final value is.
 fn race(s: &Space, race: Race, rounds: usize) -> Tally {
     let config = patient(s.config(NO_QUEUE));
@@ -157,9 +158,9 @@ fn race(s: &Space, race: Race, rounds: usize) -> Tally {
         db.write(None, Some("race"), "counter", b"0").unwrap();
     }
     let started = Instant::now();
-    let (processes, tally) = match s.name() {
-        "local" => (1, run(&db, race, 16, rounds)),
-        _ => {
+    let (processes, tally) = match s.has(Cap::SharedStore) {
+        false => (1, run(&db, race, 16, rounds)),
+        true => {
             let mut child = Child::spawn(race, &patient(s.config(NO_QUEUE)), 8, rounds);
             child.expect("ready", READY_WITHIN);
             child.go();

@@ -115,7 +115,7 @@ fn bad_arguments_are_invalid(s: &Space) {
         unknown.to_string(),
         format!(
             "key \"k\" in bucket \"b\": backend \"nope\" is not configured in this handle (configured: {})",
-            s.name()
+            db.backend_names().join(", ")
         )
     );
     let empty = db.write(None, Some("b"), "", b"v").unwrap_err();

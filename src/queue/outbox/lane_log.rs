@@ -5,7 +5,7 @@ use super::*;
 
 /// The log of one backend's queued writes.
 pub(crate) struct LaneLog {
-    pub(super) name: &'static str,
+    pub(super) name: String,
     destination: String,
     backend: Arc<dyn Backend>,
     shared: Arc<Shared>,
@@ -73,7 +73,8 @@ struct Synced {
 
 impl LaneLog {
     pub(super) fn open(backend: Arc<dyn Backend>, shared: Arc<Shared>) -> Result<LaneLog> {
-        let name = backend.name();
+        let name = backend.name().to_owned();
+        let name = name.as_str();
         let destination = backend.destination();
         let dir = &shared.dir;
         let mut found = scan(dir, name)?;
@@ -115,7 +116,7 @@ impl LaneLog {
         };
         shared.bytes.fetch_add(found.bytes, Ordering::Relaxed);
         Ok(LaneLog {
-            name,
+            name: name.to_owned(),
             destination,
             backend,
             shared,
@@ -152,7 +153,7 @@ impl LaneLog {
         let shared = &self.shared;
         if size > shared.max_bytes {
             return Err(Error::too_large(
-                self.name,
+                &self.name,
                 &write.key,
                 format!(
                     "the write takes {size} bytes in the outbox, over all of \
@@ -165,7 +166,7 @@ impl LaneLog {
         if held + size > shared.max_bytes {
             shared.bytes.fetch_sub(size, Ordering::Relaxed);
             return Err(Error::unavailable(
-                self.name,
+                &self.name,
                 &write.key,
                 format!(
                     "the outbox {} is full ({held} of queue_batch.outbox_max_bytes {} bytes \
@@ -178,7 +179,7 @@ impl LaneLog {
         let mut staged = locked(&self.staged);
         if let Some(cause) = &staged.failed {
             let error = Error::io(
-                self.name,
+                &self.name,
                 &write.key,
                 format!(
                     "the outbox {} cannot be written ({cause}); the write is not queued",
@@ -311,7 +312,7 @@ impl LaneLog {
             // done mark may not outlive the writes of this one.
             files.tail.sync_data()?;
             let (segment, file) =
-                new_segment(&self.shared.dir, self.name, last + 1, &self.destination)
+                new_segment(&self.shared.dir, &self.name, last + 1, &self.destination)
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
             files.segments.push(segment);
             files.tail = file;

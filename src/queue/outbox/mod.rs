@@ -142,7 +142,7 @@ impl Outbox {
     /// Backends this outbox has writes for that are not among its lanes,
     /// and how many: left by an earlier run with another configuration.
     pub fn others(&self) -> Vec<(String, u64)> {
-        let ours: Vec<&str> = self.lanes.iter().map(|l| l.name).collect();
+        let ours: Vec<&str> = self.lanes.iter().map(|l| l.name.as_str()).collect();
         let mut others = Vec::new();
         for name in segment_owners(&self.dir) {
             if ours.contains(&name.as_str()) {
