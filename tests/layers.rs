@@ -363,3 +363,41 @@ fn one_handle_holds_two_etcd_clusters() {
     assert_eq!(db.read(None, Some("b"), "k").unwrap(), b"p");
     db.close().unwrap();
 }
+
+/// examples/config/tiered.json, the configuration docs/layers.md shows,
+/// on etcd servers started here: reads of `docs` come from the cache or a
+/// replica; writes go through `inbox` to the primary and the cache.
+#[test]
+fn the_documented_tiered_example_runs() {
+    let (Some(primary), Some(replica_a), Some(replica_b)) =
+        (Etcd::start(), Etcd::start(), Etcd::start())
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string("examples/config/tiered.json").unwrap();
+    let json = example
+        .replace("127.0.0.1:2379", &primary.endpoint())
+        .replace("127.0.0.1:22379", &replica_a.endpoint())
+        .replace("127.0.0.1:32379", &replica_b.endpoint())
+        .replace("tetherdb_cache", dir.path().join("cache").to_str().unwrap())
+        .replace(
+            r#""default_backend""#,
+            r#""logging": "none", "queue_batch": {"durable": false}, "default_backend""#,
+        );
+    assert_ne!(json, example);
+    let db = Db::open_json(Some(&json)).unwrap();
+    // Replicas hold what the primary's followers would.
+    for replica in [&replica_a, &replica_b] {
+        let put = replica.etcdctl(&["put", "b:k", "replicated"]);
+        assert!(put.status.success(), "{put:?}");
+    }
+    assert_eq!(db.read(None, Some("b"), "k").unwrap(), b"replicated");
+    let err = db.write(None, Some("b"), "k", b"x").unwrap_err();
+    assert_eq!(err.status(), Status::Unsupported, "{err}");
+    db.write(Some("inbox"), Some("b"), "k", b"new").unwrap();
+    assert_eq!(primary.get("b:k").as_deref(), Some(&b"new"[..]));
+    // The cache now holds it, so `docs` reads it there.
+    assert_eq!(db.read(None, Some("b"), "k").unwrap(), b"new");
+    db.close().unwrap();
+}
