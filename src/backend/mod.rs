@@ -134,6 +134,10 @@ pub struct Versioned {
     /// Empty when the value was not asked for.
     pub value: Vec<u8>,
     pub version: u64,
+    /// The key's deadline after the read (moved, for a sliding one the
+    /// read used): what a copy keeps, and what a cache in front of the
+    /// key slides along with it.
+    pub deadline: Option<Deadline>,
 }
 
 /// How much one [`Backend::write_batch`] call may carry: at most `writes`

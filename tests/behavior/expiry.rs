@@ -7,7 +7,7 @@
 //! as measured.
 
 use std::ptr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tetherdb::ffi::*;
 use tetherdb::{Db, Status, WriteOptions};
@@ -33,6 +33,26 @@ cases![
     ttls_whose_deadline_overflows_are_invalid,
     c_entry_points_write_with_a_ttl_and_touch,
 ];
+
+/// A moment on the system clock, which deadlines are in (docs/design.md,
+/// Expiry): a ttl is measured on it. A monotonic clock can fall behind it
+/// (the system clock stepped forward), and a key then looks expired early.
+#[derive(Clone, Copy)]
+struct Moment(SystemTime);
+
+impl Moment {
+    fn now() -> Moment {
+        Moment(SystemTime::now())
+    }
+
+    fn elapsed(self) -> Duration {
+        self.0.elapsed().unwrap_or_default()
+    }
+
+    fn since(self, earlier: Moment) -> Duration {
+        self.0.duration_since(earlier.0).unwrap_or_default()
+    }
+}
 
 fn with_ttl(ttl: Duration) -> WriteOptions {
     WriteOptions {
@@ -60,7 +80,7 @@ fn listed(db: &Db) -> Vec<String> {
 
 /// Waits until `key` reads as absent, and checks it was not before `ttl`
 /// had passed since `written` (taken before the write).
-fn wait_for_expiry(db: &Db, key: &str, written: Instant, ttl: Duration) {
+fn wait_for_expiry(db: &Db, key: &str, written: Moment, ttl: Duration) {
     wait_until(|| !present(db, key));
     assert!(
         written.elapsed() >= ttl,
@@ -72,7 +92,7 @@ fn wait_for_expiry(db: &Db, key: &str, written: Instant, ttl: Duration) {
 /// The result of a call on a key that should be present, unless the
 /// machine stalled so long that the key's ttl (from `written`) ran out
 /// first: then `None`, and the case has nothing left to check.
-fn unless_late<T>(written: Instant, ttl: Duration, result: tetherdb::Result<T>) -> Option<T> {
+fn unless_late<T>(written: Moment, ttl: Duration, result: tetherdb::Result<T>) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(err) if err.status() == Status::NotFound && written.elapsed() >= ttl => {
@@ -84,7 +104,7 @@ fn unless_late<T>(written: Instant, ttl: Duration, result: tetherdb::Result<T>) 
 }
 
 /// Sleeps until `ttl` has surely passed since `written`.
-fn sleep_past(written: Instant, ttl: Duration) {
+fn sleep_past(written: Moment, ttl: Duration) {
     let past = ttl + Duration::from_millis(50);
     std::thread::sleep(past.saturating_sub(written.elapsed()));
 }
@@ -92,7 +112,7 @@ fn sleep_past(written: Instant, ttl: Duration) {
 fn a_key_is_absent_for_every_call_from_its_deadline_on(s: &Space) {
     let db = s.open(QUICK);
     db.write(None, Some("e"), "stays", b"no ttl").unwrap();
-    let written = Instant::now();
+    let written = Moment::now();
     let first = db
         .write_ex(None, Some("e"), "k", b"short-lived", &with_ttl(TTL))
         .unwrap()
@@ -144,7 +164,7 @@ fn a_key_is_absent_for_every_call_from_its_deadline_on(s: &Space) {
 
 fn a_plain_write_clears_a_deadline_and_update_keeps_it(s: &Space) {
     let db = s.open(QUICK);
-    let written = Instant::now();
+    let written = Moment::now();
     for key in ["cleared", "updated"] {
         db.write_ex(None, Some("e"), key, b"v", &with_ttl(ROOMY))
             .unwrap();
@@ -158,7 +178,7 @@ fn a_plain_write_clears_a_deadline_and_update_keeps_it(s: &Space) {
     sleep_past(written, ROOMY);
     assert_eq!(db.read(None, Some("e"), "cleared").unwrap(), b"for good");
     // A write with ttl 0 clears a deadline too.
-    let written = Instant::now();
+    let written = Moment::now();
     db.write_ex(None, Some("e"), "zero", b"v", &with_ttl(TTL))
         .unwrap();
     db.write_ex(None, Some("e"), "zero", b"w", &WriteOptions::default())
@@ -179,19 +199,19 @@ fn sliding_reads_restart_the_ttl_and_listing_does_not(s: &Space) {
         ..with_ttl(ttl)
     };
     db.write_ex(None, Some("e"), "k", b"v", &sliding).unwrap();
-    let mut last_read = Instant::now();
+    let mut last_read = Moment::now();
     let reading_until = Instant::now() + 3 * ttl;
     while Instant::now() < reading_until {
         std::thread::sleep(Duration::from_millis(50));
-        let before = Instant::now();
+        let before = Moment::now();
         match db.read(None, Some("e"), "k") {
             Ok(value) => assert_eq!(value, b"v"),
             Err(err) => {
                 assert_eq!(err.status(), Status::NotFound, "{err}");
                 assert!(
-                    before - last_read >= ttl,
+                    before.since(last_read) >= ttl,
                     "expired {:?} after the read before, within its sliding ttl",
-                    before - last_read
+                    before.since(last_read)
                 );
                 return;
             }
@@ -214,7 +234,7 @@ fn touch_sets_and_clears_a_deadline_of_a_present_key(s: &Space) {
     );
     db.write(None, Some("e"), "k", b"kept").unwrap();
     let (_, version) = db.read_ex(None, Some("e"), "k", true).unwrap();
-    let touched = Instant::now();
+    let touched = Moment::now();
     db.touch(None, Some("e"), "k", ROOMY.as_millis() as u64)
         .unwrap();
     let read = db.read_ex(None, Some("e"), "k", true);
@@ -224,7 +244,7 @@ fn touch_sets_and_clears_a_deadline_of_a_present_key(s: &Space) {
     }
     wait_for_expiry(&db, "k", touched, ROOMY);
 
-    let written = Instant::now();
+    let written = Moment::now();
     db.write_ex(None, Some("e"), "k", b"again", &with_ttl(ROOMY))
         .unwrap();
     let touched = db.touch(None, Some("e"), "k", 0);
@@ -244,7 +264,7 @@ fn a_queued_write_held_past_its_deadline_is_never_applied(s: &Space) {
         queue: true,
         ..with_ttl(TTL)
     };
-    let written = Instant::now();
+    let written = Moment::now();
     db.write_ex(None, Some("e"), "k", b"late", &queued).unwrap();
     db.write_ex(
         None,
@@ -267,7 +287,7 @@ fn a_queued_write_held_past_its_deadline_is_never_applied(s: &Space) {
     assert_eq!(stats["applied"], 1, "{stats}");
     assert_eq!(stats["failed"], 0, "{stats}");
     // One applied in time expires as a direct write does.
-    let written = Instant::now();
+    let written = Moment::now();
     db.write_ex(None, Some("e"), "soon", b"y", &queued).unwrap();
     db.flush().unwrap();
     wait_for_expiry(&db, "soon", written, TTL);
@@ -357,7 +377,7 @@ fn calls_that_fail_leave_a_sliding_key_as_it_is(s: &Space) {
 
 fn expired_keys_are_neither_listed_nor_counted_as_deleted(s: &Space) {
     let db = s.open(QUICK);
-    let written = Instant::now();
+    let written = Moment::now();
     for i in 0..5 {
         db.write_ex(None, Some("e"), &format!("gone{i}"), b"v", &with_ttl(TTL))
             .unwrap();
@@ -421,7 +441,7 @@ fn c_entry_points_write_with_a_ttl_and_touch(s: &Space) {
     unsafe {
         let mut db = ptr::null_mut();
         assert_eq!(tether_open(config.as_ptr(), &mut db), Status::Ok);
-        let written = Instant::now();
+        let written = Moment::now();
         let mut version = 0;
         let status = tether_write_ex(
             db,

@@ -531,9 +531,18 @@ impl Backend for DynamoDb {
                 // set the deadline anew.
                 let unchanged = format!("{} AND #dl = :was", was(version));
                 self.set_deadline(key, Some(slid), &unchanged, Some((version, deadline)))?;
+                return Ok(Some(Versioned {
+                    value,
+                    version,
+                    deadline: Some(slid),
+                }));
             }
         }
-        Ok(Some(Versioned { value, version }))
+        Ok(Some(Versioned {
+            value,
+            version,
+            deadline,
+        }))
     }
 
     fn touch(&self, key: &str, deadline: Option<Deadline>) -> Result<Outcome> {

@@ -663,6 +663,7 @@ impl Etcd {
             return Ok(None);
         };
         let mut version = kv.mod_revision() as u64;
+        let mut kept = None;
         if expiry::is_ours(kv.lease()) {
             // Its deadline key, as it was at the same revision.
             let options = GetOptions::new().with_revision(read_at);
@@ -680,14 +681,19 @@ impl Etcd {
                 if deadline.has_passed(now) {
                     return Ok(None);
                 }
+                kept = Some(deadline);
                 if let Some(slid) = deadline.slid(now, access) {
-                    version = self.slide(key, &kv, slid, now)?.unwrap_or(version);
+                    // Not moved where a change came between: it set its own.
+                    if let Some(moved) = self.slide(key, &kv, slid, now)? {
+                        (version, kept) = (moved, Some(slid));
+                    }
                 }
             }
         }
         Ok(Some(Versioned {
             version,
             value: kv.into_key_value().1,
+            deadline: kept,
         }))
     }
 

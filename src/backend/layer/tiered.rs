@@ -104,13 +104,28 @@ impl Backend for Tiered {
         access: Access,
     ) -> Result<Option<Versioned>> {
         // Versions are the last layer's: the ones its conditions compare.
-        self.last().read_versioned(key, with_value, access)
+        let read = self.last().read_versioned(key, with_value, access)?;
+        if read.as_ref().is_some_and(slides) {
+            self.on_the_rest(|layer| layer.read_versioned(key, false, access).map(drop))?;
+        }
+        Ok(read)
     }
 
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        for layer in &self.layers {
-            if let Some(value) = layer.read(key)? {
-                return Ok(Some(value));
+        for (at, layer) in self.layers.iter().enumerate() {
+            if let Some(hit) = layer.read_versioned(key, true, Access::Use)? {
+                if slides(&hit) {
+                    // The layers behind hold the key too: their ttls
+                    // restart with this one, or the last layer's key
+                    // would expire while the cache keeps it alive.
+                    let behind = &self.layers[at + 1..];
+                    first_error(
+                        behind
+                            .iter()
+                            .map(|layer| layer.read_versioned(key, false, Access::Use).map(drop)),
+                    )?;
+                }
+                return Ok(Some(hit.value));
             }
         }
         Ok(None)
@@ -212,4 +227,10 @@ pub(super) fn longest_timeout(members: &[Arc<dyn Backend>]) -> Duration {
         .map(|member| member.timeout())
         .max()
         .unwrap_or_default()
+}
+
+/// Whether a read of this key restarted a sliding ttl, which every layer
+/// holding the key must restart too.
+fn slides(read: &Versioned) -> bool {
+    read.deadline.is_some_and(|d| d.sliding_ms > 0)
 }

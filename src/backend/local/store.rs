@@ -193,6 +193,7 @@ impl Store {
                     Vec::new()
                 },
                 version: meta.version,
+                deadline: meta.deadline,
             };
             let Some(deadline) = meta.deadline else {
                 return Ok(Some(read));
@@ -210,7 +211,10 @@ impl Store {
             let value = value.to_vec();
             let _change = self.one_key_change();
             if self.swap(key, Some(stored), Some((meta, &value)))? {
-                return Ok(Some(read));
+                return Ok(Some(Versioned {
+                    deadline: Some(slid),
+                    ..read
+                }));
             }
         }
     }
