@@ -549,7 +549,7 @@ impl Db {
         Ok((index, engine, key))
     }
 
-    fn backend(&self, name: Option<&str>) -> Result<(usize, &dyn Backend)> {
+    pub(crate) fn backend(&self, name: Option<&str>) -> Result<(usize, &dyn Backend)> {
         let index = match name {
             None | Some("") => self.default,
             Some(name) => self

@@ -23,6 +23,7 @@
 mod backend;
 mod config;
 mod config_file;
+mod copy;
 mod counter;
 mod db;
 mod error;
@@ -37,6 +38,7 @@ pub use backend::dynamodb::DynamoDbConfig;
 pub use backend::etcd::EtcdConfig;
 pub use backend::local::LocalConfig;
 pub use config::{engines_not_built, Config, QueueConfig};
+pub use copy::{CopyOptions, CopyReport};
 pub use db::{Db, Entry, KeyPage, Page, WriteOptions};
 pub use error::{Error, Result, Status};
 pub use log::Level;
