@@ -94,6 +94,22 @@
 #define TETHER_KEYS_ONLY 1
 
 /**
+ * Copy flag: copy only keys whose value differs on the target, or that it
+ * lacks (push, pull).
+ */
+#define TETHER_COPY_CHANGED 1
+
+/**
+ * Copy flag: also delete the target's keys that the source lacks.
+ */
+#define TETHER_COPY_MIRROR 2
+
+/**
+ * Copy flag: change nothing; the report says what would change (diff).
+ */
+#define TETHER_COPY_DRY_RUN 4
+
+/**
  * The status every C entry point returns.
  *
  * The values are part of the ABI: never renumber them, only add new ones.
@@ -689,7 +705,45 @@ void tether_free(uint8_t *value, size_t len);
 enum tether_status tether_stats(struct tether_db *db, char **out_json);
 
 /**
- * Frees a string returned by `tether_stats`. NULL-safe. Thread-safe; free
+ * Copies the keys of `bucket` starting with `prefix` from the backend
+ * named `from_backend` to the backend named `to_backend` of this handle
+ * (a top-level section's engine name, or a name of the `backends`
+ * section), keeping each key's remaining ttl, and reports what it did.
+ * Thread-safe. It streams: a page of keys and one batch of the target
+ * are in memory at a time, whatever the stores' size. It acts on the
+ * stores as they are (writes still queued for the source are not in
+ * them: flush first) and is not one atomic step: a failure leaves what
+ * was copied so far in place, and a rerun with TETHER_COPY_CHANGED goes
+ * on from there.
+ *
+ * `bucket`, `prefix`: NULL or "" for none; with neither, every key.
+ * `flags`: 0, or any of TETHER_COPY_CHANGED (only keys whose value
+ * differs on the target, or that it lacks), TETHER_COPY_MIRROR (also
+ * delete the target's keys that the source lacks), TETHER_COPY_DRY_RUN
+ * (change nothing; the report says what would change).
+ * `out_report_json`: receives, on success only, `{"copied": N,
+ * "deleted": N, "unchanged": N, "keys": [...]}`, `keys` being the first
+ * 1,000 keys copied or deleted (or that would be); free it with
+ * `tether_free_string`.
+ *
+ * Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db`, either backend
+ * name or `out_report_json` is NULL, a name is empty or not UTF-8, both
+ * name one backend, the bucket is invalid, or flags are unknown;
+ * TETHER_UNKNOWN_BACKEND for a name the handle lacks; TETHER_UNSUPPORTED
+ * when the target refuses changes (`read_only`) or the source reads
+ * (`write_only`); TETHER_TOO_LARGE for a value the target cannot hold;
+ * TETHER_UNAVAILABLE, TETHER_IO or TETHER_INTERNAL from either engine.
+ */
+enum tether_status tether_copy(struct tether_db *db,
+                               const char *from_backend,
+                               const char *to_backend,
+                               const char *bucket,
+                               const char *prefix,
+                               uint32_t flags,
+                               char **out_report_json);
+
+/**
+ * Frees a string returned by `tether_stats` or `tether_copy`. NULL-safe. Thread-safe; free
  * each string once.
  */
 void tether_free_string(char *string);

@@ -14,6 +14,7 @@ use std::ptr;
 use boundary::{bytes, db_ref, guard, guard_value, optional_str, required_str, write_out};
 
 use crate::config::Config;
+use crate::copy::CopyOptions;
 use crate::db::{Db, KeyPage, Page, WriteOptions};
 use crate::error::{Error, Status};
 
@@ -47,6 +48,14 @@ const _: () = assert!(TETHER_MAX_SHARDS == crate::counter::MAX_SHARDS);
 /// List flag: pages carry keys alone; `tether_page_value` gives NULL and
 /// 0 for them.
 pub const TETHER_KEYS_ONLY: u32 = 1;
+
+/// Copy flag: copy only keys whose value differs on the target, or that it
+/// lacks (push, pull).
+pub const TETHER_COPY_CHANGED: u32 = 1;
+/// Copy flag: also delete the target's keys that the source lacks.
+pub const TETHER_COPY_MIRROR: u32 = 2;
+/// Copy flag: change nothing; the report says what would change (diff).
+pub const TETHER_COPY_DRY_RUN: u32 = 4;
 
 /// One page of a listing. Opaque: read it with the `tether_page_*`
 /// functions, free it with `tether_page_free`.
@@ -863,7 +872,69 @@ pub unsafe extern "C" fn tether_stats(db: *mut TetherDb, out_json: *mut *mut c_c
     })
 }
 
-/// Frees a string returned by `tether_stats`. NULL-safe. Thread-safe; free
+/// Copies the keys of `bucket` starting with `prefix` from the backend
+/// named `from_backend` to the backend named `to_backend` of this handle
+/// (a top-level section's engine name, or a name of the `backends`
+/// section), keeping each key's remaining ttl, and reports what it did.
+/// Thread-safe. It streams: a page of keys and one batch of the target
+/// are in memory at a time, whatever the stores' size. It acts on the
+/// stores as they are (writes still queued for the source are not in
+/// them: flush first) and is not one atomic step: a failure leaves what
+/// was copied so far in place, and a rerun with TETHER_COPY_CHANGED goes
+/// on from there.
+///
+/// `bucket`, `prefix`: NULL or "" for none; with neither, every key.
+/// `flags`: 0, or any of TETHER_COPY_CHANGED (only keys whose value
+/// differs on the target, or that it lacks), TETHER_COPY_MIRROR (also
+/// delete the target's keys that the source lacks), TETHER_COPY_DRY_RUN
+/// (change nothing; the report says what would change).
+/// `out_report_json`: receives, on success only, `{"copied": N,
+/// "deleted": N, "unchanged": N, "keys": [...]}`, `keys` being the first
+/// 1,000 keys copied or deleted (or that would be); free it with
+/// `tether_free_string`.
+///
+/// Returns TETHER_OK; TETHER_INVALID_ARGUMENT when `db`, either backend
+/// name or `out_report_json` is NULL, a name is empty or not UTF-8, both
+/// name one backend, the bucket is invalid, or flags are unknown;
+/// TETHER_UNKNOWN_BACKEND for a name the handle lacks; TETHER_UNSUPPORTED
+/// when the target refuses changes (`read_only`) or the source reads
+/// (`write_only`); TETHER_TOO_LARGE for a value the target cannot hold;
+/// TETHER_UNAVAILABLE, TETHER_IO or TETHER_INTERNAL from either engine.
+#[no_mangle]
+pub unsafe extern "C" fn tether_copy(
+    db: *mut TetherDb,
+    from_backend: *const c_char,
+    to_backend: *const c_char,
+    bucket: *const c_char,
+    prefix: *const c_char,
+    flags: u32,
+    out_report_json: *mut *mut c_char,
+) -> Status {
+    guard("tether_copy", || {
+        let db = db_ref(db)?;
+        let from = required_str(from_backend, "from_backend")?;
+        let to = required_str(to_backend, "to_backend")?;
+        let bucket = optional_str(bucket, "bucket")?;
+        let prefix = optional_str(prefix, "prefix")?;
+        let known = TETHER_COPY_CHANGED | TETHER_COPY_MIRROR | TETHER_COPY_DRY_RUN;
+        if flags & !known != 0 {
+            return Err(Error::invalid(format!("unknown flags {flags:#x}")));
+        }
+        let out_report_json = write_out(out_report_json, "out_report_json")?;
+        let options = CopyOptions {
+            changed: flags & TETHER_COPY_CHANGED != 0,
+            mirror: flags & TETHER_COPY_MIRROR != 0,
+            dry_run: flags & TETHER_COPY_DRY_RUN != 0,
+        };
+        let report = db.copy(from, to, bucket, prefix, options)?;
+        let json = CString::new(report.to_json())
+            .map_err(|_| Error::Internal("a copy's report holds a NUL".into()))?;
+        *out_report_json = json.into_raw();
+        Ok(())
+    })
+}
+
+/// Frees a string returned by `tether_stats` or `tether_copy`. NULL-safe. Thread-safe; free
 /// each string once.
 #[no_mangle]
 pub unsafe extern "C" fn tether_free_string(string: *mut c_char) {
