@@ -11,7 +11,7 @@
  *       tether_db*     from tether_open / tether_open_file -> tether_close
  *       uint8_t*       from tether_read / tether_read_ex   -> tether_free
  *       tether_page*   from tether_list / tether_list_ex   -> tether_page_free
- *       char*          from tether_stats                   -> tether_free_string
+ *       char*          from tether_stats / tether_copy     -> tether_free_string
  *     Strings returned as `const char*` (tether_last_error, tether_page_key,
  *     tether_page_next, tether_status_name, tether_version) are owned by the
  *     library or the page and must not be freed.
