@@ -382,6 +382,20 @@ class Db {
     return std::string(json.get());
   }
 
+  // Copies the keys of `bucket` starting with `prefix` ("" for none) from
+  // the backend `from` to the backend `to` of this handle, with their
+  // remaining ttls (tether_copy). `flags`: 0, or TETHER_COPY_CHANGED,
+  // TETHER_COPY_MIRROR and TETHER_COPY_DRY_RUN or-ed together. Returns the
+  // report's JSON text: {"copied", "deleted", "unchanged", "keys"}.
+  std::string copy(const std::string& from, const std::string& to, std::uint32_t flags = 0,
+                   const std::string& bucket = "", const std::string& prefix = "") {
+    char* raw = nullptr;
+    detail::check(tether_copy(db_, from.c_str(), to.c_str(), bucket.c_str(), prefix.c_str(),
+                              flags, &raw));
+    detail::StringPtr json(raw);  // owns it before the copy, which may throw
+    return std::string(json.get());
+  }
+
   // The C handle, for calls this wrapper does not cover; still owned here.
   tether_db* get() const noexcept { return db_; }
 

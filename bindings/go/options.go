@@ -34,7 +34,7 @@ var optionNames = []struct {
 	name, from string
 }{
 	{optQueued, "Queued()", "writes only"},
-	{optPrefix, "Prefix()", "List and Pages only"},
+	{optPrefix, "Prefix()", "List, Pages and Copy only"},
 	{optIfAbsent, "IfAbsent()", "writes only"},
 	{optIfVersion, "IfVersion()", "writes and Delete only"},
 	{optTTL, "TTL()", "writes only"},

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -1010,3 +1011,56 @@ func read(t *testing.T, db *tetherdb.DB, key string, opts ...tetherdb.Option) st
 }
 
 func firstErr[T any](_ T, err error) error { return err }
+
+// Copy from a local store to the backend under test, named "target": a
+// dry run changes nothing, CopyChanged writes only what differs,
+// CopyMirror deletes what the source lacks.
+func TestCopy(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, o on) {
+		dir := o.dir
+		target := fmt.Sprintf(`{"engine": "local", "filepath": %q}`, dir+"/target")
+		if o.backend == "etcd" {
+			target = fmt.Sprintf(`{"engine": "etcd", "endpoints": [%q]}`, os.Getenv("TETHERDB_TEST_ETCD"))
+		}
+		db := openConfig(t, fmt.Sprintf(`{"logging": "none", "default_backend": "source",
+			"queue_batch": {"outbox_path": %q},
+			"backends": {"source": {"engine": "local", "filepath": %q}, "target": %s}}`,
+			dir+"/outbox", dir+"/source", target))
+		bucket := o.in()
+		for _, key := range []string{"a", "b", "c"} {
+			if err := db.Write(key, []byte(key), bucket); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Write("stale", []byte("x"), bucket, tetherdb.Backend("target")); err != nil {
+			t.Fatal(err)
+		}
+		diff, err := db.Copy("source", "target", tetherdb.CopyChanged|tetherdb.CopyMirror|tetherdb.CopyDryRun, bucket)
+		want := tetherdb.CopyReport{Copied: 3, Deleted: 1, Keys: []string{"a", "b", "c", "stale"}}
+		if err != nil || !reflect.DeepEqual(diff, want) {
+			t.Fatalf("dry run: %+v, %v; want %+v", diff, err, want)
+		}
+		if _, err := db.Read("a", bucket, tetherdb.Backend("target")); !errors.Is(err, tetherdb.ErrNotFound) {
+			t.Fatalf("a dry run wrote a: %v", err)
+		}
+		if err := db.Write("b", []byte("changed"), bucket); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Copy("source", "target", 0, bucket, tetherdb.Prefix("a")); err != nil {
+			t.Fatal(err)
+		}
+		push, err := db.Copy("source", "target", tetherdb.CopyChanged|tetherdb.CopyMirror, bucket)
+		if err != nil || push.Copied != 2 || push.Deleted != 1 || push.Unchanged != 1 {
+			t.Fatalf("push: %+v, %v", push, err)
+		}
+		if value, err := db.Read("b", bucket, tetherdb.Backend("target")); err != nil || string(value) != "changed" {
+			t.Fatalf("b on the target: %q, %v", value, err)
+		}
+		if _, err := db.Copy("source", "source", 0, bucket); !errors.Is(err, tetherdb.ErrInvalidArgument) {
+			t.Fatalf("a copy onto itself: %v", err)
+		}
+		if _, err := db.Copy("source", "target", 0, tetherdb.KeysOnly()); !errors.Is(err, tetherdb.ErrInvalidArgument) {
+			t.Fatalf("KeysOnly on Copy: %v", err)
+		}
+	})
+}

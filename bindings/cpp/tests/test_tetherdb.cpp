@@ -560,6 +560,26 @@ TEST_P(BackendTest, ListKeysAndDeletePrefix) {
   EXPECT_EQ(db.delete_prefix("", other), 1u);
 }
 
+// copy() returns tether_copy's report as JSON text; a dry run writes
+// nothing, TETHER_COPY_CHANGED only what differs, and errors carry the status.
+TEST_F(DbTest, CopyBetweenNamedBackends) {
+  Db db = Db::open(R"({"logging": "none", "default_backend": "one", "backends": {)"
+                   R"("one": {"engine": "local", "filepath": ")" + (dir_ / "one").string() + R"("},)"
+                   R"("two": {"engine": "local", "filepath": ")" + (dir_ / "two").string() + R"("}}})");
+  db.write("a", "1", {.bucket = "b"});
+  db.write("b", "2", {.bucket = "b"});
+  EXPECT_EQ(db.copy("one", "two", TETHER_COPY_DRY_RUN, "b"),
+            R"({"copied":2,"deleted":0,"keys":["a","b"],"unchanged":0})");
+  EXPECT_EQ(db.read("a", {.backend = "two", .bucket = "b"}), std::nullopt);
+  EXPECT_EQ(db.copy("one", "two", 0, "b", "a"),
+            R"({"copied":1,"deleted":0,"keys":["a"],"unchanged":0})");
+  EXPECT_EQ(db.copy("one", "two", TETHER_COPY_CHANGED, "b"),
+            R"({"copied":1,"deleted":0,"keys":["b"],"unchanged":1})");
+  EXPECT_EQ(db.read("b", {.backend = "two", .bucket = "b"}), "2");
+  EXPECT_EQ(error_of([&] { db.copy("one", "one"); }).status(), TETHER_INVALID_ARGUMENT);
+  EXPECT_EQ(error_of([&] { db.copy("one", "nosuch"); }).status(), TETHER_UNKNOWN_BACKEND);
+}
+
 // Nothing listens on port 1: the call fails at once, with TETHER_UNAVAILABLE
 // (a handle opens while its server is down; it connects on first use).
 TEST_F(DbTest, UnreachableEtcdIsUnavailable) {

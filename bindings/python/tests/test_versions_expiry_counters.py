@@ -9,6 +9,7 @@ its own. Expiry is awaited by polling, with a bound, never by a threshold on
 how long a call takes."""
 
 import math
+import os
 import threading
 import time
 from datetime import timedelta
@@ -434,3 +435,35 @@ def test_a_closed_db_refuses_the_new_calls(config):
     ):
         with pytest.raises(InvalidArgumentError):
             call()
+
+
+def test_copy_pushes_what_changed_and_mirrors(backend, bucket, tmp_path):
+    """copy() from a local store to `backend` under a name of its own: a
+    dry run changes nothing, changed= writes only what differs, mirror=
+    deletes what the source lacks."""
+    target = {"engine": "local", "filepath": str(tmp_path / "target")}
+    if backend == "etcd":
+        target = {"engine": "etcd", "endpoints": [os.environ["TETHERDB_TEST_ETCD"]]}
+    config = {
+        "logging": "none",
+        "default_backend": "source",
+        "queue_batch": {"outbox_path": str(tmp_path / "outbox")},
+        "backends": {"source": {"engine": "local", "filepath": str(tmp_path / "source")}, "target": target},
+    }
+    with DB(config=config) as db:
+        for key in ("a", "b", "c"):
+            db.write_message(key, {"n": key}, bucket, "source")
+        db.write_message("stale", "only on the target", bucket, "target")
+        diff = db.copy("source", "target", bucket, changed=True, mirror=True, dry_run=True)
+        assert diff == {"copied": 3, "deleted": 1, "unchanged": 0, "keys": ["a", "b", "c", "stale"]}
+        assert db.read_message("a", bucket, "target") is None
+        assert db.copy("source", "target", bucket) == {"copied": 3, "deleted": 0, "unchanged": 0, "keys": ["a", "b", "c"]}
+        db.write_message("b", "changed", bucket, "source")
+        push = db.copy("source", "target", bucket, changed=True, mirror=True)
+        assert (push["copied"], push["deleted"], push["unchanged"]) == (1, 1, 2)
+        assert db.read_message("b", bucket, "target") == "changed"
+        assert db.read_message("stale", bucket, "target") is None
+        with pytest.raises(tetherdb.UnknownBackendError):
+            db.copy("source", "nowhere", bucket)
+        with pytest.raises(InvalidArgumentError):
+            db.copy("source", "source", bucket)

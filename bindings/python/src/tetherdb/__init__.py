@@ -17,7 +17,7 @@ from ._native import (
     lib as _lib,
     library_path,
 )
-from .db import DB, BackendStats, KeyPage, OutboxStats, Page, Stats, Ttl, Value
+from .db import DB, BackendStats, CopyReport, KeyPage, OutboxStats, Page, Stats, Ttl, Value
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ def version() -> str:
 __all__ = [
     "DB",
     "BackendStats",
+    "CopyReport",
     "ConfigError",
     "ConflictError",
     "InvalidArgumentError",

@@ -124,6 +124,7 @@ _signatures: Dict[str, Tuple[Optional[type], List[Any]]] = {
     "tether_page_free": (None, [_page]),
     "tether_free": (None, [c_void_p, c_size_t]),
     "tether_stats": (_status, [_db, POINTER(c_void_p)]),
+    "tether_copy": (_status, [_db, c_char_p, c_char_p, c_char_p, c_char_p, c_uint32, POINTER(c_void_p)]),
     "tether_free_string": (None, [c_void_p]),
     "tether_last_error": (c_char_p, []),
     "tether_status_name": (c_char_p, [c_int]),

@@ -94,6 +94,15 @@ class BackendStats(TypedDict):
     last_error: Optional[str]
 
 
+class CopyReport(TypedDict):
+    """What copy() returns (tether_copy's report, decoded)."""
+
+    copied: int
+    deleted: int
+    unchanged: int
+    keys: List[str]
+
+
 class Stats(TypedDict):
     """What stats() returns (tether_stats, decoded)."""
 
@@ -485,6 +494,44 @@ class DB:
             )
         )
         return value.value
+
+    def copy(
+        self,
+        from_backend: str,
+        to_backend: str,
+        bucket: str = "",
+        prefix: str = "",
+        *,
+        changed: bool = False,
+        mirror: bool = False,
+        dry_run: bool = False,
+    ) -> CopyReport:
+        """Copies the keys of bucket starting with prefix ("" and "": every
+        key) from one backend of this DB to another, with their remaining
+        ttls (tether_copy). changed: only keys the target lacks or holds
+        with another value; mirror: also delete the target's keys the
+        source lacks; dry_run: change nothing, report what would change.
+        Returns {"copied", "deleted", "unchanged", "keys"} ("keys": the
+        first 1,000 keys copied or deleted)."""
+        flags = (1 if changed else 0) | (2 if mirror else 0) | (4 if dry_run else 0)
+        text = c_void_p()
+        check(
+            lib.tether_copy(
+                self._handle,
+                _c(from_backend, "from_backend"),
+                _c(to_backend, "to_backend"),
+                _c(bucket, "bucket"),
+                _c(prefix, "prefix"),
+                flags,
+                byref(text),
+            )
+        )
+        try:
+            raw = string_at(text)
+        finally:
+            lib.tether_free_string(text)
+        report: CopyReport = json.loads(raw.decode("utf-8"))
+        return report
 
     def delete_prefix(self, prefix: str, bucket: str = "", backend: str = "local") -> int:
         """Deletes every key of bucket starting with prefix ("" for all of the
