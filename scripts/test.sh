@@ -5,8 +5,10 @@
 source "$(dirname "$0")/common.sh"
 
 # etcd-server and etcd-client: the etcd and etcdctl the etcd tests start and query;
-# gdb: the soak's watchdog prints a hung child's stacks with it.
-ensure_packages "${BUILD_PACKAGES[@]}" g++ cmake make etcd-server etcd-client gdb
+# gdb: the soak's watchdog prints a hung child's stacks with it;
+# python3-gdbm: Debian's python3 writes the GNU dbm stores `tether
+# import-dbm` is tested on, as the Python TetherDB's do.
+ensure_packages "${BUILD_PACKAGES[@]}" g++ cmake make etcd-server etcd-client gdb python3-gdbm
 
 # moto_server: the DynamoDB emulator the dynamodb tests start (PyPI moto[server]).
 ensure_moto
@@ -20,8 +22,9 @@ cp include/tetherdb.h "$committed"
 step "cargo fmt --check"
 cargo fmt --check
 
-# --workspace: the library and the tools in tools/ (the stress tool's unit
-# tests; the benchmarks are checked by clippy, not run).
+# --workspace: the library, the `tether` command (cli/) and the tools in
+# tools/ (the stress tool's unit tests; the benchmarks are checked by
+# clippy, not run).
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
@@ -51,6 +54,11 @@ ctest --test-dir build/c --output-on-failure
 
 step "C quickstart example"
 ./scripts/quickstart.sh
+
+step "tether: the tour of docs/cli.md (examples/cli/tour.sh)"
+tour="$(mktemp -d)"
+(cd "$tour" && TETHER="$ROOT/target/release/tether" bash "$ROOT/examples/cli/tour.sh")
+rm -rf "$tour"
 
 step "the examples in README.md, docs/ and the bindings' READMEs are the files CI runs; the header preamble is docs/c-api.md's"
 ./scripts/check_readme.sh

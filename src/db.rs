@@ -262,6 +262,27 @@ impl Db {
         Ok((read.value, read.version))
     }
 
+    /// The stored value and the milliseconds left before the key expires
+    /// (`None` for a key without a deadline), read as a peek: a sliding
+    /// ttl is not restarted. What an export keeps of a key.
+    /// [`Error::NotFound`] when the key is absent.
+    pub fn peek_with_ttl(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        key: &str,
+    ) -> Result<(Vec<u8>, Option<u64>)> {
+        let (_, engine, key) = self.target(backend, bucket, key)?;
+        let read = engine
+            .read_versioned(&key, true, Access::Peek)?
+            .ok_or_else(|| Error::not_found(engine.name(), &key))?;
+        // At least 1: a key read as present has time left.
+        let left = read
+            .deadline
+            .map(|d| d.at_ms.saturating_sub(crate::backend::now_ms()).max(1));
+        Ok((read.value, left))
+    }
+
     /// Removes the key, only where its version is `if_version` when given:
     /// [`Error::Conflict`] when it is another (nothing is removed),
     /// [`Error::NotFound`] when the key is absent.

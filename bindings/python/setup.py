@@ -24,9 +24,9 @@ SDIST_CRATE = "rust"
 # What cargo needs to build the library from the workspace at the root: its
 # manifest and lock file, the build script and its cbindgen.toml, the
 # sources and the header; tests/ too, whose [[test]] targets the manifest
-# names, and tools/, the workspace's other members, which cargo loads.
+# names, and cli/ and tools/, the workspace's other members, which cargo loads.
 CRATE_FILES = ["Cargo.toml", "Cargo.lock", "build.rs", "cbindgen.toml"]
-CRATE_DIRS = ["src", "include", "tests", "tools"]
+CRATE_DIRS = ["src", "include", "tests", "cli", "tools"]
 LIBRARY_NAME = {"darwin": "libtetherdb.dylib", "win32": "tetherdb.dll"}.get(
     sys.platform, "libtetherdb.so"
 )
