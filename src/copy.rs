@@ -11,8 +11,6 @@
 
 use std::fmt;
 
-use serde_json::json;
-
 use crate::backend::{Access, Backend, Versioned, Write};
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -52,15 +50,15 @@ pub struct CopyReport {
 
 impl CopyReport {
     /// The report as `tether_copy` gives it: `{"copied": N, "deleted": N,
-    /// "unchanged": N, "keys": [...]}`.
+    /// "unchanged": N, "keys": [...]}`, its members in that order.
     pub fn to_json(&self) -> String {
-        json!({
-            "copied": self.copied,
-            "deleted": self.deleted,
-            "unchanged": self.unchanged,
-            "keys": self.keys,
-        })
-        .to_string()
+        format!(
+            r#"{{"copied":{},"deleted":{},"unchanged":{},"keys":{}}}"#,
+            self.copied,
+            self.deleted,
+            self.unchanged,
+            serde_json::Value::from(self.keys.clone())
+        )
     }
 
     fn note(&mut self, key: &str) {

@@ -315,7 +315,7 @@ fn the_c_entry_point_reports_in_json() {
         tether_free_string(report);
         assert_eq!(
             json,
-            r#"{"copied":2,"deleted":0,"keys":["a","b"],"unchanged":0}"#
+            r#"{"copied":2,"deleted":0,"unchanged":0,"keys":["a","b"]}"#
         );
 
         let mut untouched = 7usize as *mut _;

@@ -352,10 +352,7 @@ impl At<'_> {
         });
         let report = self.db.copy(from, to, self.bucket, None, options);
         bar.finish_and_clear();
-        let report = report?;
-        let json: serde_json::Value =
-            serde_json::from_str(&report.to_json()).expect("the report is JSON");
-        writeln!(out, "{json:#}")?;
+        writeln!(out, "{}", report?.to_json())?;
         Ok(())
     }
 

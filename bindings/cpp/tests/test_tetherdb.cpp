@@ -569,12 +569,12 @@ TEST_F(DbTest, CopyBetweenNamedBackends) {
   db.write("a", "1", {.bucket = "b"});
   db.write("b", "2", {.bucket = "b"});
   EXPECT_EQ(db.copy("one", "two", TETHER_COPY_DRY_RUN, "b"),
-            R"({"copied":2,"deleted":0,"keys":["a","b"],"unchanged":0})");
+            R"({"copied":2,"deleted":0,"unchanged":0,"keys":["a","b"]})");
   EXPECT_EQ(db.read("a", {.backend = "two", .bucket = "b"}), std::nullopt);
   EXPECT_EQ(db.copy("one", "two", 0, "b", "a"),
-            R"({"copied":1,"deleted":0,"keys":["a"],"unchanged":0})");
+            R"({"copied":1,"deleted":0,"unchanged":0,"keys":["a"]})");
   EXPECT_EQ(db.copy("one", "two", TETHER_COPY_CHANGED, "b"),
-            R"({"copied":1,"deleted":0,"keys":["b"],"unchanged":1})");
+            R"({"copied":1,"deleted":0,"unchanged":1,"keys":["b"]})");
   EXPECT_EQ(db.read("b", {.backend = "two", .bucket = "b"}), "2");
   EXPECT_EQ(error_of([&] { db.copy("one", "one"); }).status(), TETHER_INVALID_ARGUMENT);
   EXPECT_EQ(error_of([&] { db.copy("one", "nosuch"); }).status(), TETHER_UNKNOWN_BACKEND);
