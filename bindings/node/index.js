@@ -37,6 +37,9 @@ const TETHER_IF_ABSENT = 2;
 const TETHER_IF_VERSION = 4;
 const TETHER_SLIDING = 8;
 const TETHER_KEYS_ONLY = 1;
+const TETHER_COPY_CHANGED = 1;
+const TETHER_COPY_MIRROR = 2;
+const TETHER_COPY_DRY_RUN = 4;
 /** The most keys a counter may be split over (TETHER_MAX_SHARDS). */
 const MAX_SHARDS = 1024;
 
@@ -133,6 +136,10 @@ function load(path = process.env.TETHERDB_LIBRARY || SONAME) {
     pageNext: lib.func('tether_page_next', 'const char *', [page]),
     pageFree: lib.func('tether_page_free', 'void', [page]),
     stats: lib.func('tether_stats', 'int', [db, koffi.out('void **')]),
+    copy: lib.func('tether_copy', 'int', [
+      db, 'const char *', 'const char *', 'const char *', 'const char *', 'uint32_t',
+      koffi.out('void **'),
+    ]),
     freeString: lib.func('void tether_free_string(void *string)'),
   };
   const loaded = f.version();
@@ -461,6 +468,32 @@ class DB {
       yield page;
       after = page.next;
     } while (after !== null);
+  }
+
+  /**
+   * Copies the keys of `bucket` starting with `prefix` from the backend
+   * `from` to the backend `to` of this handle, with their remaining ttls
+   * (tether_copy), and returns its report: `{ copied, deleted, unchanged,
+   * keys }`. Options: `bucket`, `prefix`, `changed` (only keys whose value
+   * differs), `mirror` (also delete the target's keys the source lacks),
+   * `dryRun` (change nothing, report what would change).
+   */
+  copy(from, to, { bucket, prefix, changed = false, mirror = false, dryRun = false } = {}) {
+    const f = lib();
+    const flags =
+      (changed ? TETHER_COPY_CHANGED : 0) | (mirror ? TETHER_COPY_MIRROR : 0) | (dryRun ? TETHER_COPY_DRY_RUN : 0);
+    const out = [null];
+    check(
+      f.copy(
+        this.#handle, cstring(from, 'from'), cstring(to, 'to'), cstring(bucket, 'bucket'),
+        cstring(prefix, 'prefix'), flags, out,
+      ),
+    );
+    try {
+      return JSON.parse(koffi.decode(out[0], 'char', -1));
+    } finally {
+      f.freeString(out[0]);
+    }
   }
 
   /** tether_stats as an object: `{ running, outbox, backends: { name: { queued, applied, pending, ... } } }`. */

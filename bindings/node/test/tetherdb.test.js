@@ -455,3 +455,33 @@ for (const backend of ['local', 'etcd']) {
     });
   });
 }
+
+for (const backend of ['local', 'etcd']) {
+  itOn(backend)(`copy from a local store to ${backend}: dry run, changed, mirror`, () => {
+    const dir = freshDir();
+    const target = backend === 'local'
+      ? { engine: 'local', filepath: path.join(dir, 'target') }
+      : { engine: 'etcd', endpoints: [ETCD] };
+    const db = tetherdb.open({
+      logging: 'none',
+      default_backend: 'source',
+      queue_batch: { outbox_path: path.join(dir, 'outbox') },
+      backends: { source: { engine: 'local', filepath: path.join(dir, 'source') }, target },
+    });
+    try {
+      const bucket = `node-copy-${crypto.randomUUID()}`;
+      for (const key of ['a', 'b', 'c']) db.write(key, key, { bucket });
+      db.write('stale', 'x', { bucket, backend: 'target' });
+      const diff = db.copy('source', 'target', { bucket, changed: true, mirror: true, dryRun: true });
+      assert.deepEqual(diff, { copied: 3, deleted: 1, unchanged: 0, keys: ['a', 'b', 'c', 'stale'] });
+      throwsStatus(() => db.read('a', { bucket, backend: 'target' }), Status.NOT_FOUND);
+      assert.deepEqual(db.copy('source', 'target', { bucket, prefix: 'a' }).keys, ['a']);
+      const push = db.copy('source', 'target', { bucket, changed: true, mirror: true });
+      assert.deepEqual(push, { copied: 2, deleted: 1, unchanged: 1, keys: ['b', 'c', 'stale'] });
+      throwsStatus(() => db.copy('source', 'source', { bucket }), Status.INVALID_ARGUMENT);
+      throwsStatus(() => db.copy('source', 'nowhere', { bucket }), Status.UNKNOWN_BACKEND);
+    } finally {
+      db.close();
+    }
+  });
+}
