@@ -45,7 +45,8 @@
     X(suite_versions)      \
     X(suite_expiry)        \
     X(suite_counters)      \
-    X(suite_keys)
+    X(suite_keys)          \
+    X(suite_copy)
 
 #define DECLARE_SUITE(name) extern const struct test_case name[];
 SUITES(DECLARE_SUITE)
@@ -98,7 +99,7 @@ static bool load_api(const char *path)
            LOAD(write_ex) && LOAD(read_ex) && LOAD(delete_ex) && LOAD(touch) &&
            LOAD(increment) && LOAD(counter_total) && LOAD(list) && LOAD(list_ex) &&
            LOAD(delete_prefix) && LOAD(page_len) && LOAD(page_key) && LOAD(page_value) &&
-           LOAD(page_next) && LOAD(page_free) && LOAD(free) && LOAD(stats) &&
+           LOAD(page_next) && LOAD(page_free) && LOAD(free) && LOAD(stats) && LOAD(copy) &&
            LOAD(free_string) && LOAD(last_error) && LOAD(status_name) && LOAD(version);
 #undef LOAD
 }
@@ -135,6 +136,7 @@ static bool load_api(const char *unused)
         .page_free = tether_page_free,
         .free = tether_free,
         .stats = tether_stats,
+        .copy = tether_copy,
         .free_string = tether_free_string,
         .last_error = tether_last_error,
         .status_name = tether_status_name,

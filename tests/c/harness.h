@@ -71,6 +71,9 @@ struct api {
     void (*page_free)(tether_page *page);
     void (*free)(uint8_t *value, size_t len);
     tether_status (*stats)(tether_db *db, char **out_json);
+    tether_status (*copy)(tether_db *db, const char *from_backend, const char *to_backend,
+                          const char *bucket, const char *prefix, uint32_t flags,
+                          char **out_report_json);
     void (*free_string)(char *string);
     const char *(*last_error)(void);
     const char *(*status_name)(tether_status status);
