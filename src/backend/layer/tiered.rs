@@ -105,7 +105,7 @@ impl Backend for Tiered {
     ) -> Result<Option<Versioned>> {
         // Versions are the last layer's: the ones its conditions compare.
         let read = self.last().read_versioned(key, with_value, access)?;
-        if read.as_ref().is_some_and(slides) {
+        if access == Access::Use && read.as_ref().is_some_and(slides) {
             self.on_the_rest(|layer| layer.read_versioned(key, false, access).map(drop))?;
         }
         Ok(read)
