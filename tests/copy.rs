@@ -16,7 +16,8 @@ const ENGINES: [&str; 3] = ["disk", "cluster", "table"];
 
 /// A handle over a local store (`disk`, and `shelf` beside it), an etcd
 /// (`cluster`), a DynamoDB table on moto (`table`) and a read-only view of
-/// the disk (`view`), each under a name of its own.
+/// the disk (`view`) and the shelf in front of the etcd (`docs`, tiered),
+/// each under a name of its own.
 struct Stores {
     db: Db,
     etcd: Etcd,
@@ -43,7 +44,8 @@ fn stores(test: &str) -> Option<Stores> {
               "cluster": {{"engine": "etcd", "endpoints": ["{etcd}"], "timeout": 5}},
               "table": {{"engine": "dynamodb", "table_name": "{table}", "region": "us-east-1",
                          "endpoint_url": "{url}", "create_table": true}},
-              "view": {{"engine": "read_only", "of": "disk"}}
+              "view": {{"engine": "read_only", "of": "disk"}},
+              "docs": {{"engine": "tiered", "layers": ["shelf", "cluster"]}}
             }}}}"#,
         disk = local("disk"),
         shelf = local("shelf"),
@@ -251,6 +253,30 @@ fn a_copy_that_failed_midway_goes_on_with_changed() {
     assert_eq!(rest.unchanged, arrived as u64);
     assert_eq!(rest.copied, (keys.len() - arrived) as u64);
     assert_eq!(s.etcd.count("b:"), keys.len());
+}
+
+/// A layer is a backend like any other: a copy into a tiered backend
+/// writes every layer, and one out of it reads the last.
+#[test]
+fn copies_into_and_out_of_a_tiered_backend() {
+    let Some(s) = stores("tiered") else { return };
+    let db = &s.db;
+    for (key, value) in values() {
+        db.write(Some("disk"), Some("t"), &key, &value).unwrap();
+    }
+    let report = db.copy("disk", "docs", Some("t"), None, PLAIN).unwrap();
+    assert_eq!(report.copied, values().len() as u64);
+    for (key, value) in values() {
+        assert_eq!(read(db, "shelf", "t", &key).as_deref(), Some(&value[..]));
+        assert_eq!(s.etcd.get(&format!("t:{key}")).as_deref(), Some(&value[..]));
+    }
+    db.write(Some("cluster"), Some("t"), "only-in-etcd", b"e")
+        .unwrap();
+    let back = db
+        .copy("docs", "disk", Some("t"), None, with(true, false, false))
+        .unwrap();
+    assert_eq!((back.copied, back.unchanged), (1, values().len() as u64));
+    assert_eq!(read(db, "disk", "t", "only-in-etcd").unwrap(), b"e");
 }
 
 #[test]
