@@ -318,13 +318,16 @@ impl At<'_> {
     fn import(&self, input: impl BufRead) -> Outcome {
         let bar = progress("importing");
         self.db.start()?;
-        for (at, line) in input.lines().enumerate() {
+        // Lines as bytes: a line that is not UTF-8 is the input's fault,
+        // with its number, not a failure of stdin.
+        for (at, line) in input.split(b'\n').enumerate() {
             let line = line?;
+            let bad = |e: String| Failure::Input(format!("line {}: {e}", at + 1));
+            let line = std::str::from_utf8(&line).map_err(|e| bad(e.to_string()))?;
             if line.trim().is_empty() {
                 continue;
             }
-            let record = lines::decode(&line)
-                .map_err(|e| Failure::Input(format!("line {}: {e}", at + 1)))?;
+            let record = lines::decode(line).map_err(bad)?;
             self.write_queued(&record.key, &record.value, record.ttl_ms.unwrap_or(0))?;
             bar.inc(1);
         }
