@@ -48,6 +48,8 @@ enum Command {
     /// Store a value under a key; `-` as the value reads it from stdin.
     Put {
         key: String,
+        /// The value's text; `-` reads its bytes from stdin.
+        #[arg(allow_negative_numbers = true)]
         value: String,
         /// Expire the key this many milliseconds from now.
         #[arg(long, value_name = "MS")]
@@ -390,9 +392,11 @@ fn progress(what: &'static str) -> ProgressBar {
     }
     let bar = ProgressBar::new_spinner().with_message(what);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg}: {pos} keys ({per_sec})")
+        ProgressStyle::with_template("{spinner} {msg}: {human_pos} keys ({elapsed})")
             .expect("a valid template"),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    // Drawn at once: a command quicker than a tick shows it too.
+    bar.tick();
     bar
 }

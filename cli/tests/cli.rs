@@ -150,6 +150,9 @@ fn keys_values_counters_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(d, &["put", "k", "hello"], b"");
+    // A value that looks like a negative number is a value, not a flag.
+    ok(d, &["put", "minus", "-5"], b"");
+    assert_eq!(ok(d, &["get", "minus"], b""), b"-5");
     assert_eq!(ok(d, &["get", "k"], b""), b"hello");
     // `-` reads the value from stdin, byte for byte.
     ok(d, &["--bucket", "b", "put", "bin", "-"], &[0xff, 0, b'\n']);
