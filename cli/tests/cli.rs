@@ -178,7 +178,13 @@ fn keys_values_counters_and_exit_codes() {
     assert_eq!(fails(d, &["--config", "{\"local\": 3}", "get", "k"]).0, 13);
     assert_eq!(fails(d, &["--backend", "etcd", "get", "k"]).0, 14);
     assert_eq!(fails(d, &["incr", "b:bin"]).0, 18); // not a number: TETHER_CONFLICT
-                                                    // Nothing listens on port 9 (discard) of loopback: refused at once.
+                                                    // A store under a regular file: its directory cannot be made.
+    std::fs::write(d.join("a_file"), b"").unwrap();
+    let under_a_file = r#"{"logging": "none", "local": {"filepath": "a_file/store"}}"#;
+    let (code, stderr) = fails(d, &["--config", under_a_file, "get", "k"]);
+    assert_eq!(code, 19, "{stderr}");
+    assert!(stderr.starts_with("tether: TETHER_IO: "), "{stderr}");
+    // Nothing listens on port 9 (discard) of loopback: refused at once.
     let unreachable =
         r#"{"logging": "none", "etcd": {"endpoints": ["127.0.0.1:9"], "timeout": 1}}"#;
     let (code, stderr) = fails(
@@ -257,6 +263,17 @@ fn export_piped_into_import_moves_a_store_to_etcd() {
         line.contains(r#"{"key":"b:k2","value_base64":"wyj/"}"#),
         "{line}"
     );
+
+    // A value over etcd's request limit (1.5 MiB by default): refused
+    // before it is sent, exit 16.
+    let big = vec![b'x'; 2 << 20];
+    let out = tether(
+        d,
+        &[&on("cluster")[..], &["put", "big", "-"]].concat(),
+        &big,
+    );
+    assert_eq!(out.status.code(), Some(16));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("tether: TETHER_TOO_LARGE: "));
 
     // A line import cannot take: its number, and exit 12.
     let out = tether(
