@@ -276,10 +276,12 @@ impl Db {
         let read = engine
             .read_versioned(&key, true, Access::Peek)?
             .ok_or_else(|| Error::not_found(engine.name(), &key))?;
-        // At least 1: a key read as present has time left.
+        // Whole ms surely left: now rounded up, as `deadline` rounds it
+        // (a ttl written and peeked within one ms is the ttl, not a ms
+        // more); at least 1, since a key read as present has time left.
         let left = read
             .deadline
-            .map(|d| d.at_ms.saturating_sub(crate::backend::now_ms()).max(1));
+            .map(|d| d.at_ms.saturating_sub(now_ms_rounded_up()).max(1));
         Ok((read.value, left))
     }
 
@@ -776,6 +778,13 @@ impl fmt::Display for Listing<'_> {
     }
 }
 
+/// Now in ms since the Unix epoch, rounded up (deadlines' clock).
+fn now_ms_rounded_up() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros().div_ceil(1000) as u64)
+}
+
 /// The deadline `ttl_ms` from now; [`Error::InvalidArgument`] when it is
 /// beyond what every engine can hold (DynamoDB's numbers and etcd's lease
 /// ids are signed 64-bit): a year 292 million AD is no deadline.
@@ -783,10 +792,7 @@ fn deadline(ttl_ms: u64, sliding: bool) -> Result<Deadline> {
     const LATEST: u64 = i64::MAX as u64;
     // Now rounded up: a key is absent once the time in whole ms reaches
     // its deadline, which must not come before `ttl_ms` has passed.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros().div_ceil(1000) as u64);
-    match now_ms.checked_add(ttl_ms) {
+    match now_ms_rounded_up().checked_add(ttl_ms) {
         Some(at_ms) if at_ms <= LATEST => Ok(Deadline {
             at_ms,
             sliding_ms: if sliding { ttl_ms } else { 0 },

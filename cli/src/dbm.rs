@@ -121,62 +121,99 @@ extern "C" {
 
 /// GDBM_READER: open for reading, alongside other readers.
 const GDBM_READER: c_int = 0;
+/// GDBM_ITEM_NOT_FOUND: what `gdbm_nextkey` sets at the end of the file;
+/// any other error there means the walk stopped short.
+const GDBM_ITEM_NOT_FOUND: c_int = 15;
 
+/// The calls of libgdbm this reader makes, with gdbm.h's prototypes
+/// (1.x; the ABI of `libgdbm.so.6` is stable).
+struct Gdbm {
+    open: unsafe extern "C" fn(*const c_char, c_int, c_int, c_int, *const c_void) -> GdbmFile,
+    first: unsafe extern "C" fn(GdbmFile) -> Datum,
+    next: unsafe extern "C" fn(GdbmFile, Datum) -> Datum,
+    fetch: unsafe extern "C" fn(GdbmFile, Datum) -> Datum,
+    close: unsafe extern "C" fn(GdbmFile) -> c_int,
+    /// `gdbm_errno` is a macro over this (thread-local since 1.13).
+    errno: unsafe extern "C" fn() -> *mut c_int,
+    strerror: unsafe extern "C" fn(c_int) -> *const c_char,
+    _lib: libloading::Library,
+}
+
+impl Gdbm {
+    fn load() -> Result<Gdbm, String> {
+        // SAFETY: loading libgdbm runs only its initialisers; each symbol
+        // is given gdbm.h's prototype and outlives none of `_lib`.
+        unsafe {
+            let lib = libloading::Library::new("libgdbm.so.6").map_err(|e| e.to_string())?;
+            macro_rules! symbol {
+                ($name:literal) => {
+                    *lib.get(concat!($name, "\0").as_bytes())
+                        .map_err(|e| format!("libgdbm.so.6: {e}"))?
+                };
+            }
+            Ok(Gdbm {
+                open: symbol!("gdbm_open"),
+                first: symbol!("gdbm_firstkey"),
+                next: symbol!("gdbm_nextkey"),
+                fetch: symbol!("gdbm_fetch"),
+                close: symbol!("gdbm_close"),
+                errno: symbol!("gdbm_errno_location"),
+                strerror: symbol!("gdbm_strerror"),
+                _lib: lib,
+            })
+        }
+    }
+
+    /// The error of this thread's last call, and gdbm's words for it.
+    fn error(&self) -> (c_int, String) {
+        // SAFETY: gdbm_errno_location gives this thread's errno cell;
+        // gdbm_strerror a static string for any code.
+        unsafe {
+            let code = *(self.errno)();
+            let text = std::ffi::CStr::from_ptr((self.strerror)(code));
+            (code, text.to_string_lossy().into_owned())
+        }
+    }
+}
+
+/// Reads a GNU dbm file with libgdbm itself rather than parsing it: its
+/// layout (bucket directory, avail blocks, word size and byte order of the
+/// machine that wrote it, the crash-tolerance header of 1.21 and later)
+/// is gdbm's own, versioned by gdbm; the library is on every Debian with
+/// python3-gdbm, and loading it at run time keeps it out of the build.
 fn gnu(path: &Path, each: &mut impl FnMut(&[u8], &[u8]) -> Outcome) -> Outcome {
     let unreadable = |why: String| Failure::Input(format!("{}: {why}", path.display()));
-    // SAFETY: loading libgdbm runs no code of ours; its symbols are used
-    // with the prototypes of gdbm.h (1.x, whose ABI is stable as .so.6).
+    let gdbm = Gdbm::load().map_err(|e| {
+        unreadable(format!(
+            "not a dbm.dumb store, and GNU dbm cannot be loaded to read it ({e}): install libgdbm6"
+        ))
+    })?;
+    let name = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| unreadable("a path with a NUL".into()))?;
+    // SAFETY: every call has gdbm.h's prototype; each datum libgdbm
+    // returns is malloc'd, read before it is freed, and freed once.
     unsafe {
-        let lib = libloading::Library::new("libgdbm.so.6").map_err(|e| {
-            unreadable(format!(
-                "not a dbm.dumb store, and GNU dbm cannot be loaded to read it ({e}): install libgdbm6"
-            ))
-        })?;
-        let symbol = |name: &[u8]| -> Result<*const c_void, Failure> {
-            lib.get::<*const c_void>(name)
-                .map(|s| *s)
-                .map_err(|e| unreadable(format!("libgdbm.so.6: {e}")))
-        };
-        let open: extern "C" fn(*const c_char, c_int, c_int, c_int, *const c_void) -> GdbmFile =
-            std::mem::transmute(symbol(b"gdbm_open\0")?);
-        let first: extern "C" fn(GdbmFile) -> Datum =
-            std::mem::transmute(symbol(b"gdbm_firstkey\0")?);
-        let next: extern "C" fn(GdbmFile, Datum) -> Datum =
-            std::mem::transmute(symbol(b"gdbm_nextkey\0")?);
-        let fetch: extern "C" fn(GdbmFile, Datum) -> Datum =
-            std::mem::transmute(symbol(b"gdbm_fetch\0")?);
-        let close: extern "C" fn(GdbmFile) -> c_int = std::mem::transmute(symbol(b"gdbm_close\0")?);
-
-        let name = CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| unreadable("a path with a NUL".into()))?;
-        let file = open(name.as_ptr(), 0, GDBM_READER, 0, std::ptr::null());
+        let file = (gdbm.open)(name.as_ptr(), 0, GDBM_READER, 0, std::ptr::null());
         if file.is_null() {
-            return Err(unreadable(
-                "not a GNU dbm file, nor a dbm.dumb store".into(),
-            ));
+            let (_, why) = gdbm.error();
+            return Err(unreadable(format!(
+                "GNU dbm cannot open it ({why}); it is not a dbm.dumb store either"
+            )));
         }
         let mut done = Ok(());
-        let mut key = first(file);
-        while !key.dptr.is_null() {
-            let value = fetch(
-                file,
-                Datum {
-                    dptr: key.dptr,
-                    dsize: key.dsize,
-                },
-            );
-            if !value.dptr.is_null() {
-                done = each(bytes(&key), bytes(&value));
-                free(value.dptr.cast());
-            }
+        let mut key = (gdbm.first)(file);
+        while !key.dptr.is_null() && done.is_ok() {
+            let value = (gdbm.fetch)(file, Datum { ..key });
+            done = match value.dptr.is_null() {
+                true => Err(unreadable(format!(
+                    "GNU dbm lists a key it cannot read: {}",
+                    gdbm.error().1
+                ))),
+                false => each(bytes(&key), bytes(&value)),
+            };
+            free(value.dptr.cast());
             let following = match done {
-                Ok(()) => next(
-                    file,
-                    Datum {
-                        dptr: key.dptr,
-                        dsize: key.dsize,
-                    },
-                ),
+                Ok(()) => (gdbm.next)(file, Datum { ..key }),
                 Err(_) => Datum {
                     dptr: std::ptr::null_mut(),
                     dsize: 0,
@@ -185,7 +222,15 @@ fn gnu(path: &Path, each: &mut impl FnMut(&[u8], &[u8]) -> Outcome) -> Outcome {
             free(key.dptr.cast());
             key = following;
         }
-        close(file);
+        // The walk ends at a null key: the end of the file, or an error
+        // that would otherwise import part of the store as if it were all.
+        if done.is_ok() {
+            let (code, why) = gdbm.error();
+            if code != GDBM_ITEM_NOT_FOUND {
+                done = Err(unreadable(format!("GNU dbm stopped reading it: {why}")));
+            }
+        }
+        (gdbm.close)(file);
         done
     }
 }

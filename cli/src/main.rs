@@ -48,6 +48,8 @@ enum Command {
     /// Store a value under a key; `-` as the value reads it from stdin.
     Put {
         key: String,
+        /// The value's text; `-` reads its bytes from stdin.
+        #[arg(allow_negative_numbers = true)]
         value: String,
         /// Expire the key this many milliseconds from now.
         #[arg(long, value_name = "MS")]
@@ -318,13 +320,16 @@ impl At<'_> {
     fn import(&self, input: impl BufRead) -> Outcome {
         let bar = progress("importing");
         self.db.start()?;
-        for (at, line) in input.lines().enumerate() {
+        // Lines as bytes: a line that is not UTF-8 is the input's fault,
+        // with its number, not a failure of stdin.
+        for (at, line) in input.split(b'\n').enumerate() {
             let line = line?;
+            let bad = |e: String| Failure::Input(format!("line {}: {e}", at + 1));
+            let line = std::str::from_utf8(&line).map_err(|e| bad(e.to_string()))?;
             if line.trim().is_empty() {
                 continue;
             }
-            let record = lines::decode(&line)
-                .map_err(|e| Failure::Input(format!("line {}: {e}", at + 1)))?;
+            let record = lines::decode(line).map_err(bad)?;
             self.write_queued(&record.key, &record.value, record.ttl_ms.unwrap_or(0))?;
             bar.inc(1);
         }
@@ -387,9 +392,11 @@ fn progress(what: &'static str) -> ProgressBar {
     }
     let bar = ProgressBar::new_spinner().with_message(what);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg}: {pos} keys ({per_sec})")
+        ProgressStyle::with_template("{spinner} {msg}: {human_pos} keys ({elapsed})")
             .expect("a valid template"),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    // Drawn at once: a command quicker than a tick shows it too.
+    bar.tick();
     bar
 }

@@ -25,6 +25,31 @@ fn tether(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `tether FROM_ARGS | tether TO_ARGS` in `dir`, an OS pipe between the
+/// two processes as a shell makes it; checks that both succeeded.
+fn pipe(dir: &Path, from_args: &[&str], to_args: &[&str]) {
+    let mut from = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(from_args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let to = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(to_args)
+        .current_dir(dir)
+        .stdin(from.stdout.take().unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(from.wait().unwrap().success(), "tether {from_args:?}");
+    assert!(
+        to.status.success() && to.stderr.is_empty(),
+        "tether {to_args:?}: {:?}\n{}",
+        to.status,
+        String::from_utf8_lossy(&to.stderr)
+    );
+}
+
 /// Its stdout, checking that it succeeded with nothing on stderr.
 fn ok(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
     let out = tether(dir, args, stdin);
@@ -45,6 +70,28 @@ fn fails(dir: &Path, args: &[&str]) -> (i32, String) {
     (
         out.status.code().unwrap(),
         String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A handle over one backend, `disk` (the local store of
+/// [`two_backends`]) or `cluster` (the etcd), with an outbox of its own:
+/// the two ends of a pipe are two processes, and one process at a time
+/// holds a local store.
+fn one_backend(dir: &Path, etcd: &Etcd, name: &str) -> String {
+    let section = match name {
+        "disk" => format!(
+            r#"{{"engine": "local", "filepath": {:?}}}"#,
+            dir.join("disk")
+        ),
+        _ => format!(
+            r#"{{"engine": "etcd", "endpoints": ["{}"]}}"#,
+            etcd.endpoint()
+        ),
+    };
+    format!(
+        r#"{{"logging": "none", "queue_batch": {{"outbox_path": {:?}}},
+            "backends": {{"{name}": {section}}}}}"#,
+        dir.join(format!("{name}.outbox")),
     )
 }
 
@@ -103,6 +150,9 @@ fn keys_values_counters_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(d, &["put", "k", "hello"], b"");
+    // A value that looks like a negative number is a value, not a flag.
+    ok(d, &["put", "minus", "-5"], b"");
+    assert_eq!(ok(d, &["get", "minus"], b""), b"-5");
     assert_eq!(ok(d, &["get", "k"], b""), b"hello");
     // `-` reads the value from stdin, byte for byte.
     ok(d, &["--bucket", "b", "put", "bin", "-"], &[0xff, 0, b'\n']);
@@ -128,6 +178,36 @@ fn keys_values_counters_and_exit_codes() {
     assert_eq!(fails(d, &["--config", "{\"local\": 3}", "get", "k"]).0, 13);
     assert_eq!(fails(d, &["--backend", "etcd", "get", "k"]).0, 14);
     assert_eq!(fails(d, &["incr", "b:bin"]).0, 18); // not a number: TETHER_CONFLICT
+                                                    // A store under a regular file: its directory cannot be made.
+    std::fs::write(d.join("a_file"), b"").unwrap();
+    let under_a_file = r#"{"logging": "none", "local": {"filepath": "a_file/store"}}"#;
+    let (code, stderr) = fails(d, &["--config", under_a_file, "get", "k"]);
+    assert_eq!(code, 19, "{stderr}");
+    assert!(stderr.starts_with("tether: TETHER_IO: "), "{stderr}");
+    // Nothing listens on port 9 (discard) of loopback: refused at once.
+    let unreachable =
+        r#"{"logging": "none", "etcd": {"endpoints": ["127.0.0.1:9"], "timeout": 1}}"#;
+    let (code, stderr) = fails(
+        d,
+        &["--config", unreachable, "--backend", "etcd", "get", "k"],
+    );
+    assert_eq!(code, 15, "{stderr}");
+    assert!(
+        stderr.starts_with("tether: TETHER_UNAVAILABLE: "),
+        "{stderr}"
+    );
+    let read_only = r#"{"logging": "none", "default_backend": "d", "backends": {
+        "d": {"engine": "local", "filepath": "tetherdb_data"},
+        "ro": {"engine": "read_only", "of": "d"}}}"#;
+    let (code, stderr) = fails(
+        d,
+        &["--config", read_only, "--backend", "ro", "put", "k", "v"],
+    );
+    assert_eq!(code, 21, "{stderr}");
+    assert!(
+        stderr.starts_with("tether: TETHER_UNSUPPORTED: "),
+        "{stderr}"
+    );
     let stats: String = String::from_utf8(ok(d, &["stats"], b"")).unwrap();
     assert!(stats.contains("\"backends\""), "{stats}");
 }
@@ -157,7 +237,15 @@ fn export_piped_into_import_moves_a_store_to_etcd() {
     );
     let exported = ok(d, &[&on("disk")[..], &["export"]].concat(), b"");
     assert_eq!(exported.iter().filter(|&&b| b == b'\n').count(), 5);
-    ok(d, &[&on("cluster")[..], &["import"]].concat(), &exported);
+    let (disk, cluster) = (
+        one_backend(d, &etcd, "disk"),
+        one_backend(d, &etcd, "cluster"),
+    );
+    pipe(
+        d,
+        &["--config", &disk, "export"],
+        &["--config", &cluster, "import"],
+    );
     for (i, value) in values.iter().enumerate() {
         let key = format!("b:k{i}");
         assert_eq!(etcd.get(&key).as_deref(), Some(*value), "{key}");
@@ -176,6 +264,17 @@ fn export_piped_into_import_moves_a_store_to_etcd() {
         "{line}"
     );
 
+    // A value over etcd's request limit (1.5 MiB by default): refused
+    // before it is sent, exit 16.
+    let big = vec![b'x'; 2 << 20];
+    let out = tether(
+        d,
+        &[&on("cluster")[..], &["put", "big", "-"]].concat(),
+        &big,
+    );
+    assert_eq!(out.status.code(), Some(16));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("tether: TETHER_TOO_LARGE: "));
+
     // A line import cannot take: its number, and exit 12.
     let out = tether(
         d,
@@ -184,6 +283,14 @@ fn export_piped_into_import_moves_a_store_to_etcd() {
     );
     assert_eq!(out.status.code(), Some(12));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+    // A line that is not UTF-8 is the input's fault too, not stdin's (19).
+    let out = tether(
+        d,
+        &[&on("cluster")[..], &["import"]].concat(),
+        b"{\"key\": \"k\", \"value\": \"v\"}\n\xff\n",
+    );
+    assert_eq!(out.status.code(), Some(12));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
 }
 
 /// copy, push, pull and diff between named backends: the reports, and
@@ -302,4 +409,28 @@ print(dbm.whichdb("gnu.db"), dbm.whichdb("dumb.db"))
     }
     let (code, stderr) = fails(d, &["import-dbm", "missing.db"]);
     assert_eq!(code, 12, "{stderr}");
+
+    // A GNU dbm file cut short: libgdbm's walk ends early with an error,
+    // which fails the import instead of passing for the whole store.
+    let write = r#"
+import dbm.gnu
+with dbm.gnu.open("cut.db", "c") as db:
+    for i in range(20000):
+        db[f"b:k{i}"] = b"x" * 100
+"#;
+    let made = Command::new(python)
+        .args(["-c", write])
+        .current_dir(d)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let cut = std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.join("cut.db"))
+        .unwrap();
+    let len = cut.metadata().unwrap().len();
+    cut.set_len(len / 2).unwrap();
+    let (code, stderr) = fails(d, &["import-dbm", "cut.db"]);
+    assert_eq!(code, 12, "{stderr}");
+    assert!(stderr.contains("cut.db: GNU dbm"), "{stderr}");
 }

@@ -32,6 +32,7 @@ cases![
     expired_keys_are_neither_listed_nor_counted_as_deleted,
     ttls_whose_deadline_overflows_are_invalid,
     c_entry_points_write_with_a_ttl_and_touch,
+    peek_with_ttl_gives_the_time_left_and_restarts_no_sliding_ttl,
 ];
 
 /// A moment on the system clock, which deadlines are in (docs/design.md,
@@ -490,4 +491,49 @@ fn c_entry_points_write_with_a_ttl_and_touch(s: &Space) {
         );
         assert_eq!(tether_close(db), Status::Ok);
     }
+}
+
+/// `Db::peek_with_ttl`, what `tether export` reads: the value and the time
+/// left, for a key without a deadline none; a peek, so a key with a
+/// sliding ttl peeked at all along still expires.
+fn peek_with_ttl_gives_the_time_left_and_restarts_no_sliding_ttl(s: &Space) {
+    let db = s.open(QUICK);
+    assert_eq!(
+        status(db.peek_with_ttl(None, Some("e"), "absent")),
+        Status::NotFound
+    );
+    db.write(None, Some("e"), "plain", b"kept").unwrap();
+    assert_eq!(
+        db.peek_with_ttl(None, Some("e"), "plain").unwrap(),
+        (b"kept".to_vec(), None)
+    );
+    let written = Moment::now();
+    let sliding = WriteOptions {
+        sliding: true,
+        ..with_ttl(ROOMY)
+    };
+    db.write_ex(None, Some("e"), "k", b"v", &sliding).unwrap();
+    let peeked = db.peek_with_ttl(None, Some("e"), "k");
+    let Some((value, left)) = unless_late(written, ROOMY, peeked) else {
+        return;
+    };
+    assert_eq!(value, b"v");
+    let left = left.expect("a key written with a ttl has a deadline");
+    assert!(
+        (1..=ROOMY.as_millis() as u64).contains(&left),
+        "{left} ms left of a ttl of {ROOMY:?}"
+    );
+    // Peeking every 10 ms: were a peek to restart the ttl, the key would
+    // stay, and wait_until would give up.
+    wait_until(|| match db.peek_with_ttl(None, Some("e"), "k") {
+        Ok((_, left)) => {
+            let left = left.expect("the deadline stays");
+            assert!(left <= ROOMY.as_millis() as u64, "{left} ms left");
+            false
+        }
+        Err(err) if err.status() == Status::NotFound => true,
+        Err(err) => panic!("{err}"),
+    });
+    assert!(written.elapsed() >= ROOMY, "expired before its ttl");
+    db.close().unwrap();
 }
