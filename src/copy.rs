@@ -1,17 +1,19 @@
 //! Moving data between two backends of one handle (docs/moving-data.md):
 //! `tether_copy`, and the `tether` command's copy, push, pull and diff.
 //!
-//! It streams. The source is listed a page of keys at a time; each key is
-//! read with its deadline (a peek: a copy restarts no sliding ttl), the
-//! target's value is read where `changed` asks for a comparison, and the
-//! writes go to the target in its own batches (`Backend::write_batch`,
-//! within `Backend::batch_limit`). With `mirror`, the target is then
-//! listed the same way and each key the source lacks is deleted. Memory
-//! holds one page and one batch, whatever the size of the stores.
+//! It streams. The source is listed a page of keys at a time; the page's
+//! values and deadlines come in one batch read (`Backend::read_many`, a
+//! peek: a copy restarts no sliding ttl), the target's where `changed`
+//! asks for a comparison, and the writes go to the target in its own
+//! batches (`Backend::write_batch`, within `Backend::batch_limit`). With
+//! `mirror`, the target is then listed the same way, the source read for
+//! the page's keys, and what it lacks deleted in one batch
+//! (`Backend::delete_many`). Memory holds one page and one batch, whatever
+//! the size of the stores.
 
 use std::fmt;
 
-use crate::backend::{Access, Backend, Versioned, Write};
+use crate::backend::{Backend, Write};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -127,78 +129,95 @@ struct Copy<'a> {
 
 impl Copy<'_> {
     /// Writes each key of the source under `prefix` that the target should
-    /// take.
+    /// take, a listing page at a time: the page's values and deadlines in
+    /// one batch read of the source (and, to compare, one of the target).
     fn copy_over(&mut self, prefix: &str) -> Result<()> {
-        let source = self.source;
-        each_key(source, prefix, self.bucket, |key, user_key| {
-            // Gone or expired since the listing: nothing to copy.
-            let Some(read) = source.read_versioned(key, true, Access::Peek)? else {
-                return Ok(());
+        let (source, target) = (self.source, self.target);
+        each_page(source, prefix, self.bucket, |page| {
+            let stored: Vec<String> = page.iter().map(|(key, _)| key.clone()).collect();
+            let reads = source.read_many(&stored, true)?;
+            let held = match self.options.changed {
+                true => target.read_many(&stored, true)?,
+                false => Vec::new(),
             };
-            if self.options.changed && self.target_holds(key, &read)? {
-                self.report.unchanged += 1;
-                return Ok(());
-            }
-            self.report.copied += 1;
-            self.report.note(user_key);
-            if !self.options.dry_run {
-                let write = Write {
-                    key: key.to_owned(),
-                    value: read.value,
-                    deadline: read.deadline,
-                };
-                self.batch.add(write)?;
+            for (at, ((key, user_key), read)) in page.into_iter().zip(reads).enumerate() {
+                // Gone or expired since the listing: nothing to copy.
+                let Some(read) = read else { continue };
+                let same = held.get(at).and_then(Option::as_ref);
+                if same.is_some_and(|held| held.value == read.value) {
+                    self.report.unchanged += 1;
+                    continue;
+                }
+                self.report.copied += 1;
+                self.report.note(&user_key);
+                if !self.options.dry_run {
+                    let write = Write {
+                        key,
+                        value: read.value,
+                        deadline: read.deadline,
+                    };
+                    self.batch.add(write)?;
+                }
             }
             Ok(())
         })?;
         self.batch.send()
     }
 
-    /// Whether the target holds `key` with the value read from the source.
-    fn target_holds(&self, key: &str, read: &Versioned) -> Result<bool> {
-        let held = self.target.read_versioned(key, true, Access::Peek)?;
-        Ok(held.is_some_and(|held| held.value == read.value))
-    }
-
-    /// Deletes each key of the target under `prefix` that the source lacks.
+    /// Deletes each key of the target under `prefix` that the source lacks,
+    /// a listing page at a time: one batch read of the source, one batch
+    /// delete of the target.
     fn delete_missing(&mut self, prefix: &str) -> Result<()> {
         let (source, target) = (self.source, self.target);
-        each_key(target, prefix, self.bucket, |key, user_key| {
-            if source.read_versioned(key, false, Access::Peek)?.is_some() {
-                return Ok(());
+        each_page(target, prefix, self.bucket, |page| {
+            let stored: Vec<String> = page.iter().map(|(key, _)| key.clone()).collect();
+            let there = source.read_many(&stored, false)?;
+            let (missing, user_keys): (Vec<String>, Vec<String>) = page
+                .into_iter()
+                .zip(there)
+                .filter(|(_, read)| read.is_none())
+                .map(|(keys, _)| keys)
+                .unzip();
+            if !self.options.dry_run && !missing.is_empty() {
+                target.delete_many(&missing)?;
             }
-            if !self.options.dry_run && !target.delete(key)? {
-                // Gone meanwhile: nothing was deleted.
-                return Ok(());
+            for user_key in &user_keys {
+                self.report.deleted += 1;
+                self.report.note(user_key);
             }
-            self.report.deleted += 1;
-            self.report.note(user_key);
             Ok(())
         })
     }
 }
 
-/// Calls `each` with every stored key `backend` lists under `prefix`, and
-/// the key as the bucket's listing names it, a page at a time (values not
+/// Calls `each` with every page of stored keys `backend` lists under
+/// `prefix`, each key with its name in the bucket's listing (values not
 /// fetched). The stored key `bucket:`, which a bucket's listing leaves
 /// out, is left out here too.
-fn each_key(
+fn each_page(
     backend: &dyn Backend,
     prefix: &str,
     bucket: Option<&str>,
-    mut each: impl FnMut(&str, &str) -> Result<()>,
+    mut each: impl FnMut(Vec<(String, String)>) -> Result<()>,
 ) -> Result<()> {
     let mut after: Option<String> = None;
     loop {
-        let page = backend.list(prefix, after.as_deref(), PAGE, true)?;
-        for (key, _) in &page.entries {
-            if let Some(user_key) = keys::in_bucket(bucket, key) {
-                each(key, user_key)?;
-            }
-        }
-        match (page.more, page.entries.last()) {
-            (true, Some((last, _))) => after = Some(last.clone()),
-            _ => return Ok(()),
+        let listing = backend.list(prefix, after.as_deref(), PAGE, true)?;
+        after = match listing.more {
+            true => listing.entries.last().map(|(key, _)| key.clone()),
+            false => None,
+        };
+        let page = listing
+            .entries
+            .into_iter()
+            .filter_map(|(key, _)| {
+                let user_key = keys::in_bucket(bucket, &key)?.to_owned();
+                Some((key, user_key))
+            })
+            .collect();
+        each(page)?;
+        if after.is_none() {
+            return Ok(());
         }
     }
 }

@@ -145,6 +145,22 @@ fn copies_between_every_pair_of_engines_keeping_ttls() {
             assert_eq!(read(db, to, &elsewhere, "k00"), None);
             // The ttl came along: the copy expires as the original does.
             wait_until(|| read(db, to, &bucket, "short").is_none());
+            // Compared page by page (batch reads of both sides), nothing
+            // differs; a key only the target has would go.
+            db.write(Some(to), Some(&bucket), "extra", b"x").unwrap();
+            let diff = db
+                .copy(from, to, Some(&bucket), None, with(true, true, true))
+                .unwrap();
+            assert_eq!(
+                (diff.copied, diff.deleted, diff.unchanged, diff.keys),
+                (0, 1, copied - 1, vec!["extra".to_owned()]),
+                "{from} -> {to}"
+            );
+            let mirror = db
+                .copy(from, to, Some(&bucket), None, with(true, true, false))
+                .unwrap();
+            assert_eq!(mirror.deleted, 1, "{from} -> {to}");
+            assert_eq!(read(db, to, &bucket, "extra"), None);
         }
     }
 }

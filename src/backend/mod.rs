@@ -239,6 +239,26 @@ pub trait Backend: Send + Sync {
         Ok(matches!(outcome, Outcome::Done(_)))
     }
 
+    /// Peeks at each of `keys` (distinct: DynamoDB refuses a batch that
+    /// names a key twice; [`Access::Peek`]: no sliding ttl moves), as
+    /// [`Backend::read_versioned`] would, giving one answer per key in
+    /// their order. A copy reads a listing page's values and deadlines
+    /// with it. By default one read per key; an engine with a batch read
+    /// (etcd's transaction, DynamoDB's BatchGetItem) answers in a few
+    /// round trips.
+    fn read_many(&self, keys: &[String], with_value: bool) -> Result<Vec<Option<Versioned>>> {
+        keys.iter()
+            .map(|key| self.read_versioned(key, with_value, Access::Peek))
+            .collect()
+    }
+
+    /// Removes each of `keys` (absent ones are no error). Not one atomic
+    /// step: on a failure some may be gone. By default one delete per
+    /// key; an engine with a batch delete uses it.
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        keys.iter().try_for_each(|key| self.delete(key).map(drop))
+    }
+
     /// Up to `limit` entries whose keys start with `prefix`, after
     /// `start_after` when given, in the engine's listing order. Only keys
     /// that `keys::listable` accepts are listed. With `keys_only` the

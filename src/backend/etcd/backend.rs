@@ -998,6 +998,81 @@ impl Backend for Etcd {
         self.delete_listable(prefix, &from, &end)
     }
 
+    /// One transaction of gets per `max_txn_ops / 2` keys: each key and
+    /// its deadline key, read at one revision, so a page of a copy costs a
+    /// few round trips rather than two per key.
+    fn read_many(&self, keys: &[String], with_value: bool) -> Result<Vec<Option<Versioned>>> {
+        if self.max_txn_ops < 2 {
+            // A key and its deadline key do not fit one transaction.
+            return keys
+                .iter()
+                .map(|key| self.read_versioned(key, with_value, Access::Peek))
+                .collect();
+        }
+        let mut read = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(self.max_txn_ops / 2) {
+            let options = (!with_value).then(|| GetOptions::new().with_keys_only());
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .flat_map(|key| {
+                    [
+                        TxnOp::get(key.as_str(), options.clone()),
+                        TxnOp::get(deadline_key(key.as_bytes()), None),
+                    ]
+                })
+                .collect();
+            let first = chunk.first().map_or("", |key| key.as_str());
+            let answer = self.txn(first, Txn::new().and_then(ops))?;
+            let mut gets = answer.op_responses().into_iter().map(|op| match op {
+                TxnOpResponse::Get(mut get) => get.take_kvs().into_iter().next(),
+                _ => None,
+            });
+            let now = now_ms();
+            for _ in chunk {
+                let (kv, own) = (gets.next().flatten(), gets.next().flatten());
+                let Some(kv) = kv else {
+                    read.push(None);
+                    continue;
+                };
+                // As `read_once` does: the deadline key counts where it
+                // was written with the key.
+                let deadline = deadline_of(&kv, own.as_ref());
+                if deadline.is_some_and(|d| d.has_passed(now)) {
+                    read.push(None);
+                    continue;
+                }
+                read.push(Some(Versioned {
+                    version: kv.mod_revision() as u64,
+                    value: kv.into_key_value().1,
+                    deadline,
+                }));
+            }
+        }
+        Ok(read)
+    }
+
+    /// One transaction of deletes per `max_txn_ops / 2` keys: each key and
+    /// its deadline key.
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        if self.max_txn_ops < 2 {
+            return keys.iter().try_for_each(|key| self.delete(key).map(drop));
+        }
+        for chunk in keys.chunks(self.max_txn_ops / 2) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .flat_map(|key| {
+                    [
+                        TxnOp::delete(key.as_str(), None),
+                        TxnOp::delete(deadline_key(key.as_bytes()), None),
+                    ]
+                })
+                .collect();
+            let first = chunk.first().map_or("", |key| key.as_str());
+            self.txn(first, Txn::new().and_then(ops))?;
+        }
+        Ok(())
+    }
+
     fn destination(&self) -> String {
         format!("the etcd cluster at {}", self.endpoints.join(", "))
     }

@@ -74,6 +74,14 @@ impl Backend for ReadOnly {
         self.of.list(prefix, start_after, limit, keys_only)
     }
 
+    fn read_many(&self, keys: &[String], with_value: bool) -> Result<Vec<Option<Versioned>>> {
+        self.of.read_many(keys, with_value)
+    }
+
+    fn delete_many(&self, _: &[String]) -> Result<()> {
+        self.refused("a delete")
+    }
+
     fn delete_prefix(&self, _: &str, _: bool) -> Result<u64> {
         self.refused("a delete")
     }
@@ -169,6 +177,14 @@ impl Backend for WriteOnly {
 
     fn list(&self, _: &str, _: Option<&str>, _: usize, _: bool) -> Result<Listing> {
         self.refused("a listing")
+    }
+
+    fn read_many(&self, _: &[String], _: bool) -> Result<Vec<Option<Versioned>>> {
+        self.refused("a read")
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.of.delete_many(keys)
     }
 
     fn delete_prefix(&self, prefix: &str, keep_prefix_key: bool) -> Result<u64> {

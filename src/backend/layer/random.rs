@@ -86,6 +86,14 @@ impl Backend for Random {
         self.one().list(prefix, start_after, limit, keys_only)
     }
 
+    fn read_many(&self, keys: &[String], with_value: bool) -> Result<Vec<Option<Versioned>>> {
+        self.one().read_many(keys, with_value)
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.one().delete_many(keys)
+    }
+
     fn delete_prefix(&self, prefix: &str, keep_prefix_key: bool) -> Result<u64> {
         self.one().delete_prefix(prefix, keep_prefix_key)
     }

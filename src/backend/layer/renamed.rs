@@ -81,6 +81,14 @@ impl Backend for Renamed {
         self.named(self.engine.list(prefix, start_after, limit, keys_only))
     }
 
+    fn read_many(&self, keys: &[String], with_value: bool) -> Result<Vec<Option<Versioned>>> {
+        self.named(self.engine.read_many(keys, with_value))
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.named(self.engine.delete_many(keys))
+    }
+
     fn delete_prefix(&self, prefix: &str, keep_prefix_key: bool) -> Result<u64> {
         self.named(self.engine.delete_prefix(prefix, keep_prefix_key))
     }

@@ -167,6 +167,20 @@ impl Backend for Tiered {
         self.last().list(prefix, start_after, limit, keys_only)
     }
 
+    /// The last layer's answers, as for a versioned read: a peek moves no
+    /// ttl, so the layers before it have nothing to follow.
+    fn read_many(&self, keys: &[String], with_value: bool) -> Result<Vec<Option<Versioned>>> {
+        self.last().read_many(keys, with_value)
+    }
+
+    /// On every layer, the last first, as a delete; like `write_batch`,
+    /// without the stripes' locks, which one call over many keys would
+    /// hold all of.
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.last().delete_many(keys)?;
+        self.on_the_rest(|layer| layer.delete_many(keys))
+    }
+
     fn delete_prefix(&self, prefix: &str, keep_prefix_key: bool) -> Result<u64> {
         let deleted = self.last().delete_prefix(prefix, keep_prefix_key)?;
         self.on_the_rest(|layer| layer.delete_prefix(prefix, keep_prefix_key).map(drop))?;
