@@ -16,8 +16,8 @@ const ENGINES: [&str; 3] = ["disk", "cluster", "table"];
 
 /// A handle over a local store (`disk`, and `shelf` beside it), an etcd
 /// (`cluster`), a DynamoDB table on moto (`table`) and a read-only view of
-/// the disk (`view`) and the shelf in front of the etcd (`docs`, tiered),
-/// each under a name of its own.
+/// the disk (`view`), a write-only one of the shelf (`sink`) and the shelf
+/// in front of the etcd (`docs`, tiered), each under a name of its own.
 struct Stores {
     db: Db,
     etcd: Etcd,
@@ -45,6 +45,7 @@ fn stores(test: &str) -> Option<Stores> {
               "table": {{"engine": "dynamodb", "table_name": "{table}", "region": "us-east-1",
                          "endpoint_url": "{url}", "create_table": true}},
               "view": {{"engine": "read_only", "of": "disk"}},
+              "sink": {{"engine": "write_only", "of": "shelf"}},
               "docs": {{"engine": "tiered", "layers": ["shelf", "cluster"]}}
             }}}}"#,
         disk = local("disk"),
@@ -293,6 +294,80 @@ fn copies_into_and_out_of_a_tiered_backend() {
         .unwrap();
     assert_eq!((back.copied, back.unchanged), (1, values().len() as u64));
     assert_eq!(read(db, "disk", "t", "only-in-etcd").unwrap(), b"e");
+}
+
+#[test]
+fn layers_refuse_the_reads_and_deletes_they_refuse_elsewhere() {
+    let Some(s) = stores("layers") else { return };
+    let db = &s.db;
+    db.write(Some("shelf"), Some("b"), "k", b"v").unwrap();
+    db.write(Some("disk"), Some("b"), "k", b"v").unwrap();
+    db.write(Some("disk"), Some("b"), "only-disk", b"v")
+        .unwrap();
+    let status = |from: &str, to: &str, options: CopyOptions| {
+        db.copy(from, to, Some("b"), None, options)
+            .unwrap_err()
+            .status()
+    };
+    assert_eq!(status("sink", "disk", PLAIN), Status::Unsupported);
+    // Comparing reads the target: refused on a write-only one.
+    assert_eq!(
+        status("disk", "sink", with(true, false, false)),
+        Status::Unsupported
+    );
+    // The view (of disk) lacks nothing of the shelf's, so nothing would be
+    // written: the mirror's delete of `only-disk` is what is refused.
+    assert_eq!(
+        status("shelf", "view", with(true, true, false)),
+        Status::Unsupported
+    );
+    assert!(read(db, "disk", "b", "only-disk").is_some());
+    // Written blind, a write-only target takes a copy.
+    let report = db.copy("disk", "sink", Some("b"), None, PLAIN).unwrap();
+    assert_eq!(report.copied, 2);
+    assert_eq!(read(db, "shelf", "b", "only-disk").unwrap(), b"v");
+}
+
+/// A copy to etcd stopped midway by the server's death leaves what arrived
+/// in place; with the server back, a rerun with `changed` writes only the
+/// rest.
+#[test]
+fn a_copy_cut_off_by_etcd_dying_goes_on_with_changed() {
+    let Some(mut s) = stores("killed") else {
+        return;
+    };
+    let total = 30_000usize;
+    for i in 0..total {
+        let key = format!("{i:06}");
+        s.db.write(Some("disk"), Some("b"), &key, key.as_bytes())
+            .unwrap();
+    }
+    let (db, etcd) = (&s.db, &mut s.etcd);
+    let (failed, arrived_before) = std::thread::scope(|scope| {
+        let copy = scope.spawn(|| db.copy("disk", "cluster", Some("b"), None, PLAIN));
+        // Some keys arrived; the copy goes on: the server dies.
+        let mut arrived = 0;
+        while arrived == 0 && !copy.is_finished() {
+            arrived = etcd.count("b:");
+        }
+        etcd.pause();
+        (copy.join().unwrap(), arrived)
+    });
+    let err = failed.expect_err("the copy outlived the server (30,000 keys in one poll)");
+    assert_eq!(err.status(), Status::Unavailable, "{err}");
+    s.etcd.resume();
+    let arrived = s.etcd.count("b:");
+    assert!(
+        arrived >= arrived_before && arrived < total,
+        "{arrived_before}, then {arrived} of {total} arrived"
+    );
+
+    let rest =
+        s.db.copy("disk", "cluster", Some("b"), None, with(true, false, false))
+            .unwrap();
+    assert_eq!(rest.unchanged, arrived as u64, "{:?}", rest.copied);
+    assert_eq!(rest.copied, (total - arrived) as u64);
+    assert_eq!(s.etcd.count("b:"), total);
 }
 
 #[test]
