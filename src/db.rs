@@ -37,6 +37,10 @@ pub struct KeyPage {
     pub next: Option<String>,
 }
 
+/// A value and the whole milliseconds left before its key expires (`None`
+/// for a key without a deadline): what [`Db::peek_with_ttl`] gives.
+pub type Peeked = (Vec<u8>, Option<u64>);
+
 /// How [`Db::write_ex`] writes: the flags and arguments of
 /// `tether_write_ex` (docs/design.md, Versions).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -271,18 +275,35 @@ impl Db {
         backend: Option<&str>,
         bucket: Option<&str>,
         key: &str,
-    ) -> Result<(Vec<u8>, Option<u64>)> {
+    ) -> Result<Peeked> {
         let (_, engine, key) = self.target(backend, bucket, key)?;
         let read = engine
             .read_versioned(&key, true, Access::Peek)?
             .ok_or_else(|| Error::not_found(engine.name(), &key))?;
-        // Whole ms surely left: now rounded up, as `deadline` rounds it
-        // (a ttl written and peeked within one ms is the ttl, not a ms
-        // more); at least 1, since a key read as present has time left.
-        let left = read
-            .deadline
-            .map(|d| d.at_ms.saturating_sub(now_ms_rounded_up()).max(1));
-        Ok((read.value, left))
+        Ok((read.value, read.deadline.map(time_left)))
+    }
+
+    /// [`Db::peek_with_ttl`] of each of `keys` (distinct), `None` for one
+    /// that is absent, in a few requests where the engine reads in batches
+    /// (an etcd transaction, DynamoDB's BatchGetItem): what an export
+    /// reads for a page of keys.
+    pub fn peek_many_with_ttl(
+        &self,
+        backend: Option<&str>,
+        bucket: Option<&str>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Peeked>>> {
+        let (_, engine) = self.backend(backend)?;
+        let stored = keys
+            .iter()
+            .map(|key| Ok(keys::stored(bucket, key)?.to_string()))
+            .collect::<Result<Vec<String>>>()
+            .map_err(|e| e.about(engine.name()))?;
+        let reads = engine.read_many(&stored, true)?;
+        Ok(reads
+            .into_iter()
+            .map(|read| read.map(|read| (read.value, read.deadline.map(time_left))))
+            .collect())
     }
 
     /// Removes the key, only where its version is `if_version` when given:
@@ -776,6 +797,14 @@ impl fmt::Display for Listing<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// The whole ms surely left before `deadline`: now rounded up, as
+/// [`deadline`] rounds it (a ttl written and peeked within one ms is the
+/// ttl, not a ms more); at least 1, since a key read as present has time
+/// left.
+fn time_left(deadline: Deadline) -> u64 {
+    deadline.at_ms.saturating_sub(now_ms_rounded_up()).max(1)
 }
 
 /// Now in ms since the Unix epoch, rounded up (deadlines' clock).

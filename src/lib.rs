@@ -39,6 +39,6 @@ pub use backend::etcd::EtcdConfig;
 pub use backend::local::LocalConfig;
 pub use config::{engines_not_built, Config, QueueConfig};
 pub use copy::{CopyOptions, CopyReport};
-pub use db::{Db, Entry, KeyPage, Page, WriteOptions};
+pub use db::{Db, Entry, KeyPage, Page, Peeked, WriteOptions};
 pub use error::{Error, Result, Status};
 pub use log::Level;

@@ -257,15 +257,16 @@ impl At<'_> {
     fn export(&self, prefix: Option<&str>, out: &mut impl Write) -> Outcome {
         let bar = progress("exporting");
         self.each_page(prefix, true, |entries| {
-            for entry in entries {
-                let read = self.db.peek_with_ttl(self.backend, self.bucket, &entry.key);
-                let (value, ttl_ms) = match read {
-                    Ok(read) => read,
-                    Err(err) if err.status() == Status::NotFound => continue,
-                    Err(err) => return Err(err.into()),
-                };
-                writeln!(out, "{}", lines::encode(&entry.key, &value, ttl_ms))?;
-                bar.inc(1);
+            let keys: Vec<String> = entries.into_iter().map(|entry| entry.key).collect();
+            let reads = self
+                .db
+                .peek_many_with_ttl(self.backend, self.bucket, &keys)?;
+            // A key gone or expired since the listing is left out.
+            for (key, read) in keys.iter().zip(reads) {
+                if let Some((value, ttl_ms)) = read {
+                    writeln!(out, "{}", lines::encode(key, &value, ttl_ms))?;
+                    bar.inc(1);
+                }
             }
             Ok(())
         })?;
