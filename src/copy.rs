@@ -20,6 +20,10 @@ use crate::keys;
 
 /// Keys a listing page of the copy holds.
 const PAGE: usize = 1000;
+/// Keys whose values one batch read fetches: a part of a page, so that
+/// a page of large values is not in memory at once (64 is also what one
+/// etcd transaction reads with the default `max_txn_ops`).
+const VALUES_READ: usize = 64;
 /// Keys the report names, at most.
 const REPORTED_KEYS: usize = 1000;
 
@@ -134,34 +138,52 @@ impl Copy<'_> {
     fn copy_over(&mut self, prefix: &str) -> Result<()> {
         let (source, target) = (self.source, self.target);
         each_page(source, prefix, self.bucket, |page| {
-            let stored: Vec<String> = page.iter().map(|(key, _)| key.clone()).collect();
-            let reads = source.read_many(&stored, true)?;
-            let held = match self.options.changed {
-                true => target.read_many(&stored, true)?,
-                false => Vec::new(),
-            };
-            for (at, ((key, user_key), read)) in page.into_iter().zip(reads).enumerate() {
-                // Gone or expired since the listing: nothing to copy.
-                let Some(read) = read else { continue };
-                let same = held.get(at).and_then(Option::as_ref);
-                if same.is_some_and(|held| held.value == read.value) {
-                    self.report.unchanged += 1;
-                    continue;
-                }
-                self.report.copied += 1;
-                self.report.note(&user_key);
-                if !self.options.dry_run {
-                    let write = Write {
-                        key,
-                        value: read.value,
-                        deadline: read.deadline,
-                    };
-                    self.batch.add(write)?;
-                }
+            // Values are read a part of the page at a time, each part
+            // batched before the next is read: values of up to an engine's
+            // limit (1.5 MiB on etcd) are never a whole page in memory.
+            for part in page.chunks(VALUES_READ) {
+                self.copy_part(part)?;
             }
             Ok(())
         })?;
-        self.batch.send()
+        self.batch.send()?;
+        // Returned, the copy is as durable on the target as its writes.
+        if !self.options.dry_run {
+            target.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Copies `part` of a page: one batch read of the source, one of the
+    /// target to compare, and its writes added to the batch.
+    fn copy_part(&mut self, part: &[(String, String)]) -> Result<()> {
+        let (source, target) = (self.source, self.target);
+        let stored: Vec<String> = part.iter().map(|(key, _)| key.clone()).collect();
+        let reads = source.read_many(&stored, true)?;
+        let held = match self.options.changed {
+            true => target.read_many(&stored, true)?,
+            false => Vec::new(),
+        };
+        for (at, ((key, user_key), read)) in part.iter().zip(reads).enumerate() {
+            // Gone or expired since the listing: nothing to copy.
+            let Some(read) = read else { continue };
+            let same = held.get(at).and_then(Option::as_ref);
+            if same.is_some_and(|held| held.value == read.value) {
+                self.report.unchanged += 1;
+                continue;
+            }
+            self.report.copied += 1;
+            self.report.note(user_key);
+            if !self.options.dry_run {
+                let write = Write {
+                    key: key.clone(),
+                    value: read.value,
+                    deadline: read.deadline,
+                };
+                self.batch.add(write)?;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes each key of the target under `prefix` that the source lacks,
