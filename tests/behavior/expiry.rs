@@ -523,6 +523,28 @@ fn peek_with_ttl_gives_the_time_left_and_restarts_no_sliding_ttl(s: &Space) {
         (1..=ROOMY.as_millis() as u64).contains(&left),
         "{left} ms left of a ttl of {ROOMY:?}"
     );
+    // A page at a time (`Db::peek_many_with_ttl`, what `tether export`
+    // reads): the same answers in the keys' order, an absent key `None`.
+    let keys = ["plain", "absent", "k"].map(String::from);
+    let many = db.peek_many_with_ttl(None, Some("e"), &keys).unwrap();
+    assert_eq!(many.len(), 3);
+    assert_eq!(many[0], Some((b"kept".to_vec(), None)));
+    assert_eq!(many[1], None);
+    match &many[2] {
+        Some((value, left)) => {
+            assert_eq!(value, b"v");
+            let left = left.expect("the deadline read in a batch too");
+            assert!(
+                (1..=ROOMY.as_millis() as u64).contains(&left),
+                "{left} ms left of a ttl of {ROOMY:?}"
+            );
+        }
+        None => assert!(written.elapsed() >= ROOMY, "k gone before its ttl"),
+    }
+    assert_eq!(
+        status(db.peek_many_with_ttl(None, Some("e:x"), &keys)),
+        Status::InvalidArgument
+    );
     // Peeking every 10 ms: were a peek to restart the ttl, the key would
     // stay, and wait_until would give up.
     wait_until(|| match db.peek_with_ttl(None, Some("e"), "k") {
