@@ -363,12 +363,20 @@ fn import_dbm_reads_the_stores_python_writes() {
     let d = dir.path();
     let python = python_with_gdbm();
     let write = r#"
-import dbm, dbm.dumb, json, sys
+import dbm, dbm.dumb, dbm.gnu, json, sys
 for path, module in (("gnu.db", dbm), ("dumb.db", dbm.dumb)):
     with module.open(path, "c") as db:
-        db["users:alice"] = json.dumps({"name": "Alice", "n": 1})
+        db["users:alice"] = "first"
         db["users:é\n'"] = b"\xff\x00"
         db["plain"] = "v" * 3000
+        # Rewritten longer (dbm.dumb appends it elsewhere in .dat) and a
+        # key deleted: the files keep bytes that are no longer values.
+        db["users:alice"] = json.dumps({"name": "Alice", "n": 1})
+        db["gone"] = "x" * 5000
+        del db["gone"]
+dbm.gnu.open("empty.db", "c").close()
+with open("junk.db", "wb") as junk:
+    junk.write(b"not a dbm file\n" * 100)
 print(dbm.whichdb("gnu.db"), dbm.whichdb("dumb.db"))
 "#;
     let made = Command::new(python)
@@ -409,6 +417,14 @@ print(dbm.whichdb("gnu.db"), dbm.whichdb("dumb.db"))
     }
     let (code, stderr) = fails(d, &["import-dbm", "missing.db"]);
     assert_eq!(code, 12, "{stderr}");
+    // A GNU dbm store without keys imports none; a file of another kind
+    // fails with gdbm's reason.
+    let other = r#"{"logging": "none", "local": {"filepath": "other.tether"}}"#;
+    ok(d, &["--config", other, "import-dbm", "empty.db"], b"");
+    assert_eq!(ok(d, &["--config", other, "ls"], b""), b"");
+    let (code, stderr) = fails(d, &["--config", other, "import-dbm", "junk.db"]);
+    assert_eq!(code, 12, "{stderr}");
+    assert!(stderr.contains("junk.db: GNU dbm"), "{stderr}");
 
     // A GNU dbm file cut short: libgdbm's walk ends early with an error,
     // which fails the import instead of passing for the whole store.
